@@ -1,0 +1,28 @@
+"""bayesmeta: Bayesian meta-learning and transfer learning on Pyro and PyTorch."""
+
+from bayesmeta import metrics, nets, tasks
+from bayesmeta.errors import BayesmetaError, NonFiniteLossError, ShapeError
+from bayesmeta.learners import MAML, AdaptedPredictor, History, Reptile
+from bayesmeta.prediction import Prediction
+from bayesmeta.tasks import Sinusoid, SinusoidOrLine, Task, TaskBatch
+
+__version__ = "0.1.0.dev0"
+
+__all__ = [
+    "MAML",
+    "AdaptedPredictor",
+    "BayesmetaError",
+    "History",
+    "NonFiniteLossError",
+    "Prediction",
+    "Reptile",
+    "ShapeError",
+    "Sinusoid",
+    "SinusoidOrLine",
+    "Task",
+    "TaskBatch",
+    "__version__",
+    "metrics",
+    "nets",
+    "tasks",
+]

@@ -1,0 +1,1 @@
+"""The ``bayesmeta`` command line."""

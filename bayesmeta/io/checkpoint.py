@@ -1,0 +1,98 @@
+"""Save and load learners: tensors in safetensors, everything else in JSON.
+
+No pickle is involved, so loading a checkpoint never runs code. The learner's
+``config()`` is stored in the safetensors header, so that :func:`load_learner`
+can rebuild the learner before loading its weights.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from bayesmeta.errors import BayesmetaError
+from bayesmeta.learners.gradient import GradientMetaLearner
+from bayesmeta.learners.maml import MAML
+from bayesmeta.learners.reptile import Reptile
+
+__all__ = ["CheckpointError", "build_learner", "load_learner", "save_learner"]
+
+FORMAT = "bayesmeta-checkpoint-1"
+_LEARNERS: dict[str, type[GradientMetaLearner]] = {"MAML": MAML, "Reptile": Reptile}
+
+
+class CheckpointError(BayesmetaError, ValueError):
+    """A checkpoint is missing, corrupted, or does not fit the learner."""
+
+
+def build_learner(config: dict[str, Any]) -> GradientMetaLearner:
+    """Rebuild a learner (with fresh weights) from its ``config()`` dictionary."""
+    cfg = dict(config)
+    name = cfg.pop("learner", None)
+    if name not in _LEARNERS:
+        raise CheckpointError(f"unknown learner {name!r}; known: {sorted(_LEARNERS)}")
+    net = cfg.pop("net", None)
+    if not isinstance(net, dict) or "sizes" not in net:
+        raise CheckpointError(
+            "the checkpoint does not describe its network (only MLP learners rebuild "
+            "themselves); build the learner yourself and call load_state_dict"
+        )
+    from bayesmeta.nets.mlp import MLP
+
+    cls = _LEARNERS[name]
+    return cls(MLP(net["sizes"], net.get("activation", "relu")), **cfg)
+
+
+def save_learner(learner: GradientMetaLearner, path: str | Path) -> Path:
+    """Write ``learner``'s state and config to ``path`` (a ``.safetensors`` file).
+
+    Returns
+    -------
+    Path
+        The written file.
+
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().contiguous() for k, v in learner.state_dict().items()}
+    meta = {"format": FORMAT, "config": json.dumps(learner.config())}
+    save_file(state, str(path), metadata=meta)
+    return path
+
+
+def load_learner(
+    path: str | Path, *, map_location: str | torch.device = "cpu"
+) -> GradientMetaLearner:
+    """Rebuild a learner saved by :func:`save_learner`.
+
+    Raises
+    ------
+    CheckpointError
+        If the file is missing, truncated or corrupted, or was not written by
+        bayesmeta.
+
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"no checkpoint at {path}")
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as handle:
+            meta = handle.metadata() or {}
+        state = load_file(str(path), device=str(map_location))
+    except (SafetensorError, OSError, ValueError) as err:
+        raise CheckpointError(f"{path} is not a readable safetensors file ({err})") from err
+    if meta.get("format") != FORMAT:
+        raise CheckpointError(f"{path} was not written by bayesmeta.io.save_learner")
+    learner = build_learner(json.loads(meta["config"]))
+    try:
+        learner.load_state_dict(state)
+    except RuntimeError as err:
+        raise CheckpointError(f"{path} does not match its own config: {err}") from err
+    return learner.to(map_location)

@@ -1,0 +1,16 @@
+"""Meta-learners: each is a prior, a task posterior and an inner rule."""
+
+from bayesmeta.learners.adapted import AdaptedPredictor
+from bayesmeta.learners.gradient import GradientMetaLearner, OptimizerFactory
+from bayesmeta.learners.maml import MAML
+from bayesmeta.learners.reptile import Reptile
+from bayesmeta.learners.training import History
+
+__all__ = [
+    "MAML",
+    "AdaptedPredictor",
+    "GradientMetaLearner",
+    "History",
+    "OptimizerFactory",
+    "Reptile",
+]

@@ -1,0 +1,68 @@
+"""The result of adapting a point-estimate learner to one or more tasks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from bayesmeta.errors import ShapeError
+from bayesmeta.nets.functional import FunctionalNet
+from bayesmeta.prediction import Prediction
+from bayesmeta.tasks._checks import check_tensor, fmt_shape
+
+__all__ = ["AdaptedPredictor"]
+
+
+@dataclass(frozen=True, eq=False)
+class AdaptedPredictor:
+    """Task-specific weights found by adaptation, ready to predict.
+
+    Attributes
+    ----------
+    fnet : FunctionalNet
+        The network the weights belong to.
+    params : tuple of Tensor
+        Adapted weights, each ``[*B, *shape]`` (``B = ()`` for one task,
+        ``(T,)`` for a batch).
+    noise_scale : Tensor or None
+        Fitted observation-noise scale, if the learner has one.
+
+    """
+
+    fnet: FunctionalNet
+    params: tuple[Tensor, ...]
+    noise_scale: Tensor | None = None
+
+    @property
+    def batch_shape(self) -> torch.Size:
+        """``()`` for a single task or ``(T,)`` for a batch."""
+        return self.fnet.batch_shape(self.params)
+
+    def predict(self, query_x: Tensor) -> Prediction:
+        """Predict at ``query_x`` ``[*B, Q, *features]``.
+
+        Returns
+        -------
+        Prediction
+            A point prediction (one function sample) ``[*B, Q, O]`` with the
+            learner's noise scale, if fitted.
+
+        """
+        x = check_tensor("query_x", query_x)
+        batch = self.batch_shape
+        want = len(batch) + 1 + self.fnet.feature_dims
+        if x.dim() != want or tuple(x.shape[: len(batch)]) != tuple(batch):
+            raise ShapeError(
+                f"query_x must have shape [{''.join(f'{b}, ' for b in batch)}Q, *features] "
+                f"for these adapted weights, got {fmt_shape(x.shape)}"
+            )
+        device = self.params[0].device
+        with torch.no_grad():
+            mean = self.fnet(self.params, x.to(device))
+        return Prediction.point(mean, self.noise_scale)
+
+    def flat(self) -> Tensor:
+        """The adapted weights as one vector ``[*B, P]``."""
+        return self.fnet.flatten(self.params)

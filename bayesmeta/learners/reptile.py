@@ -1,0 +1,110 @@
+"""Reptile (Nichol et al. 2018), vectorised over tasks."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+
+from bayesmeta.learners.gradient import GradientMetaLearner, OptimizerFactory
+from bayesmeta.losses import LossName, TaskLoss
+from bayesmeta.tasks.task import TaskBatch
+
+__all__ = ["Reptile"]
+
+
+class Reptile(GradientMetaLearner):
+    """Reptile: move the shared weights towards each task's adapted weights.
+
+    Each meta-iteration adapts every task with ``inner_steps`` plain gradient
+    steps (no graph through them), then hands the optimiser the pseudo-gradient
+    ``theta - mean_t(phi_t)``; with SGD of learning rate ``outer_lr`` this is
+    the update ``theta <- theta + outer_lr * (mean_t phi_t - theta)``.
+
+    Parameters
+    ----------
+    net
+        An ``nn.Module`` or MLP layer widths.
+    train_on
+        Data the inner loop uses during meta-training: ``"support"`` (the
+        default, matching test-time adaptation) or ``"all"`` (support and
+        query together, as in the paper's use of all of a task's data).
+    inner_lr, inner_steps, eval_inner_steps, loss, outer_lr, optimizer, max_grad_norm
+        See :class:`~bayesmeta.learners.GradientMetaLearner`. Reptile does not
+        learn inner step sizes.
+
+    """
+
+    def __init__(
+        self,
+        net: nn.Module | Sequence[int],
+        *,
+        inner_lr: float = 0.01,
+        inner_steps: int = 5,
+        eval_inner_steps: int | None = None,
+        train_on: Literal["support", "all"] = "support",
+        loss: LossName | TaskLoss = "mse",
+        outer_lr: float = 1e-3,
+        optimizer: OptimizerFactory | None = None,
+        max_grad_norm: float | None = None,
+    ) -> None:
+        super().__init__(
+            net,
+            inner_lr=inner_lr,
+            inner_steps=inner_steps,
+            eval_inner_steps=eval_inner_steps,
+            learn_inner_lr=False,
+            loss=loss,
+            outer_lr=outer_lr,
+            optimizer=optimizer,
+            max_grad_norm=max_grad_norm,
+        )
+        if train_on not in ("support", "all"):
+            raise ValueError(f"train_on must be 'support' or 'all', got {train_on!r}")
+        self.train_on = train_on
+
+    def meta_loss(self, batch: TaskBatch) -> Tensor:
+        """Mean query loss after adapting on the support sets (first-order graph).
+
+        Reptile's update does not use this gradient; the value is reported as
+        the training loss and its gradient is first-order MAML's.
+        """
+        batch = self._check_batch(batch, need_query=True)
+        adapted = self._adapted(
+            batch.support_x,
+            batch.support_y,
+            steps=self.inner_steps,
+            first_order=True,
+            differentiable=True,
+        )
+        return self.loss_fn(self.fnet(adapted, batch.query_x), batch.query_y).mean()
+
+    def meta_step(self, batch: TaskBatch) -> float:
+        """One Reptile update; returns the mean query loss of the adapted weights."""
+        batch = self._check_batch(batch, need_query=self.train_on == "all")
+        if self.train_on == "all":
+            x = torch.cat([batch.support_x, batch.query_x], dim=1)
+            y = torch.cat([batch.support_y, batch.query_y], dim=1)
+        else:
+            x, y = batch.support_x, batch.support_y
+        adapted = self._adapted(
+            x, y, steps=self.inner_steps, first_order=True, differentiable=False
+        )
+        with torch.no_grad():
+            if batch.query_x.shape[1] > 0:
+                value = float(self.loss_fn(self.fnet(adapted, batch.query_x), batch.query_y).mean())
+            else:
+                value = float(self.loss_fn(self.fnet(adapted, x), y).mean())
+        self.optimizer.zero_grad(set_to_none=True)
+        if value == value and abs(value) != float("inf"):
+            for p, phi in zip(self.fnet.params(), adapted, strict=True):
+                p.grad = p.detach() - phi.mean(0)
+        return self._apply_gradients(value)
+
+    def config(self) -> dict[str, object]:
+        """Constructor arguments (JSON-ready)."""
+        cfg = {**super().config(), "train_on": self.train_on}
+        del cfg["learn_inner_lr"]  # Reptile has fixed inner step sizes
+        return cfg

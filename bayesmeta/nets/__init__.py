@@ -1,0 +1,6 @@
+"""Networks whose weights can be held outside the module and batched over tasks."""
+
+from bayesmeta.nets.functional import BatchedForward, FunctionalNet
+from bayesmeta.nets.mlp import ACTIVATIONS, MLP
+
+__all__ = ["ACTIVATIONS", "MLP", "BatchedForward", "FunctionalNet"]

@@ -1,0 +1,204 @@
+"""Evaluate any ``torch.nn.Module`` with weights held outside it, batched.
+
+This is the engine every learner shares. A learner keeps its meta-parameters
+in an ordinary module; the inner loop and the Bayesian learners hold per-task
+(and per-sample) copies of the weights as tensors with leading batch
+dimensions, either as a tuple matching ``module.named_parameters()`` or as one
+flat vector ``[*B, P]``, and call :class:`FunctionalNet` to run them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol, runtime_checkable
+
+import torch
+from torch import Tensor, nn
+from torch.func import functional_call, vmap
+
+from bayesmeta.errors import ShapeError
+from bayesmeta.losses import OUTPUT_GRADS, TaskLoss
+from bayesmeta.tasks._checks import fmt_shape
+
+__all__ = ["BatchedForward", "FunctionalNet"]
+
+
+@runtime_checkable
+class BatchedForward(Protocol):
+    """A module that evaluates batched weight sets itself (see :class:`~bayesmeta.nets.MLP`)."""
+
+    def batched_forward(self, params: Sequence[Tensor], x: Tensor) -> Tensor:
+        """Evaluate weights ``[*B, *shape]`` on inputs ``[*B, N, *features]``."""
+        ...
+
+
+class FunctionalNet:
+    """A functional view of ``module``: ``fnet(params, x)``.
+
+    Parameters
+    ----------
+    module
+        Any module whose ``forward`` maps ``[N, *features]`` to ``[N, O]``
+        (or ``[N, C]`` logits). Modules with a ``batched_forward`` method are
+        evaluated through it; others through ``torch.func.vmap`` of
+        ``functional_call``. Buffers are read from the module and must not be
+        updated in the forward pass (use ``track_running_stats=False`` for
+        batch norm).
+    feature_dims
+        Number of dimensions of one input point: 1 for vectors ``[D]``
+        (the default), 3 for images ``[C, H, W]``. Read from
+        ``module.feature_dims`` when the module has that attribute.
+
+    Attributes
+    ----------
+    names : tuple of str
+        Parameter names, in ``module.named_parameters()`` order.
+    shapes : tuple of torch.Size
+        Unbatched parameter shapes.
+    num_params : int
+        Total number of weights ``P``.
+
+    """
+
+    def __init__(self, module: nn.Module, *, feature_dims: int | None = None) -> None:
+        if not isinstance(module, nn.Module):
+            raise TypeError(f"module must be a torch.nn.Module, got {type(module).__name__}")
+        named = [(n, p) for n, p in module.named_parameters() if p.requires_grad]
+        if not named:
+            raise ValueError("the module has no trainable parameters to meta-learn")
+        self.module = module
+        self.names = tuple(n for n, _ in named)
+        self.shapes = tuple(p.shape for _, p in named)
+        self.numels = tuple(p.numel() for _, p in named)
+        self.num_params = sum(self.numels)
+        fd = feature_dims if feature_dims is not None else getattr(module, "feature_dims", 1)
+        if not isinstance(fd, int) or fd < 1:
+            raise ValueError(f"feature_dims must be an int >= 1, got {fd!r}")
+        self.feature_dims = fd
+        self._batched = module.batched_forward if isinstance(module, BatchedForward) else None
+
+    def params(self) -> tuple[Tensor, ...]:
+        """The module's own (unbatched) trainable parameters, in order."""
+        named = dict(self.module.named_parameters())
+        return tuple(named[n] for n in self.names)
+
+    def batch_shape(self, params: Sequence[Tensor]) -> torch.Size:
+        """The leading batch shape ``B`` of a weight tuple; checks every shape."""
+        if len(params) != len(self.shapes):
+            raise ShapeError(f"expected {len(self.shapes)} weight tensors, got {len(params)}")
+        first = params[0]
+        nb = first.dim() - len(self.shapes[0])
+        batch = first.shape[: max(nb, 0)]
+        for name, p, shape in zip(self.names, params, self.shapes, strict=True):
+            if nb < 0 or p.shape != (*batch, *shape):
+                want = "[*B, " + fmt_shape(shape)[1:]
+                raise ShapeError(
+                    f"weight {name!r} must have shape {want} with the same batch shape B "
+                    f"as the others, got {fmt_shape(p.shape)}"
+                )
+        return batch
+
+    def expand(self, params: Sequence[Tensor], batch: Sequence[int]) -> tuple[Tensor, ...]:
+        """Broadcast unbatched ``params`` to batch shape ``batch`` (no copy)."""
+        return tuple(p.expand(*batch, *p.shape) for p in params)
+
+    def flatten(self, params: Sequence[Tensor]) -> Tensor:
+        """Concatenate a weight tuple into one vector ``[*B, P]``."""
+        batch = self.batch_shape(params)
+        return torch.cat([p.reshape(*batch, -1) for p in params], dim=-1)
+
+    def unflatten(self, flat: Tensor) -> tuple[Tensor, ...]:
+        """Split ``[*B, P]`` into the weight tuple (views, no copy)."""
+        if flat.dim() < 1 or flat.shape[-1] != self.num_params:
+            raise ShapeError(
+                f"flat weights must have shape [*B, P] with P = {self.num_params}, "
+                f"got {fmt_shape(flat.shape)}"
+            )
+        batch = flat.shape[:-1]
+        parts = torch.split(flat, list(self.numels), dim=-1)
+        return tuple(p.reshape(*batch, *s) for p, s in zip(parts, self.shapes, strict=True))
+
+    def loss_grad(
+        self, params: Sequence[Tensor], x: Tensor, y: Tensor, loss: TaskLoss, *, create_graph: bool
+    ) -> tuple[Tensor, ...]:
+        """Per-task gradients of ``loss(fnet(params, x), y)``, all tasks at once.
+
+        Parameters
+        ----------
+        params
+            Weights with batch shape ``[T]``; they must require grad when
+            ``create_graph`` or when autograd is used.
+        x, y
+            Inputs ``[T, N, *features]`` and targets.
+        loss
+            Per-task loss returning ``[T]``.
+        create_graph
+            Keep the result differentiable with respect to ``params`` (for
+            second-order meta-gradients).
+
+        Returns
+        -------
+        tuple of Tensor
+            ``d loss_t / d params_t`` in row ``t`` of each weight.
+
+        """
+        manual = getattr(self.module, "batched_loss_grad", None)
+        output_grad = OUTPUT_GRADS.get(loss)
+        if manual is not None and output_grad is not None:
+            with torch.set_grad_enabled(create_graph and torch.is_grad_enabled()):
+                grads: tuple[Tensor, ...] | None = manual(params, x, output_grad, y)
+            if grads is not None:
+                return grads
+        if not create_graph:
+            params = tuple(p.detach().requires_grad_(True) for p in params)
+        with torch.enable_grad():
+            total = loss(self(params, x), y).sum()
+            return torch.autograd.grad(total, tuple(params), create_graph=create_graph)
+
+    def __call__(self, params: Sequence[Tensor] | Tensor, x: Tensor) -> Tensor:
+        """Evaluate the network for every weight set in a batch.
+
+        Parameters
+        ----------
+        params
+            A weight tuple with batch shape ``B`` (each ``[*B, *shape]``), or
+            flat weights ``[*B, P]``; ``B`` may be ``()``, ``[T]`` or ``[S, T]``.
+        x
+            Inputs ``[*B', N, *features]`` with ``B'`` broadcastable to ``B``
+            (e.g. ``[T, N, D]`` for weights ``[S, T, P]``).
+
+        Returns
+        -------
+        Tensor
+            ``[*B, N, O]``.
+
+        """
+        if isinstance(params, Tensor):
+            params = self.unflatten(params)
+        if self._batched is not None:
+            return self._batched(params, x)
+        batch = self.batch_shape(params)
+        if len(batch) == 0 and x.dim() == self.feature_dims + 1:
+            return functional_call(self.module, dict(zip(self.names, params, strict=True)), (x,))
+        return self._vmapped(params, x, batch)
+
+    def _vmapped(self, params: Sequence[Tensor], x: Tensor, batch: torch.Size) -> Tensor:
+        # x is [*B', N, *features]; the event part is what the module sees per task.
+        event_dims = self.feature_dims + 1
+        if x.dim() < event_dims:
+            raise ShapeError(
+                f"inputs must have shape [*B, N, *features] with {self.feature_dims} feature "
+                f"dimension(s), got {fmt_shape(x.shape)}"
+            )
+        event = x.shape[x.dim() - event_dims :]
+        full = torch.broadcast_shapes(batch, x.shape[: x.dim() - event_dims])
+        params = tuple(p.expand(*full, *s) for p, s in zip(params, self.shapes, strict=True))
+        xb = x.expand(*full, *event).reshape(-1, *event)
+        batch = full
+        flat_params = tuple(p.reshape(-1, *s) for p, s in zip(params, self.shapes, strict=True))
+
+        def one(ps: tuple[Tensor, ...], xi: Tensor) -> Tensor:
+            return functional_call(self.module, dict(zip(self.names, ps, strict=True)), (xi,))
+
+        out: Tensor = vmap(one)(flat_params, xb)
+        return out.reshape(*batch, *out.shape[1:])

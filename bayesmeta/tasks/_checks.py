@@ -1,0 +1,95 @@
+"""Validation of task tensors shared by :class:`Task` and :class:`TaskBatch`."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from bayesmeta.errors import ShapeError
+
+__all__ = ["check_pair", "check_tensor", "fmt_shape"]
+
+
+def fmt_shape(shape: torch.Size | tuple[int, ...]) -> str:
+    """Return a shape as ``[a, b, c]``."""
+    return "[" + ", ".join(str(int(s)) for s in shape) + "]"
+
+
+def check_tensor(name: str, value: object) -> Tensor:
+    """Check that ``value`` is a tensor holding only finite numbers."""
+    if not isinstance(value, Tensor):
+        raise TypeError(
+            f"{name} must be a torch.Tensor, got {type(value).__name__}; "
+            "use bayesmeta.tasks.from_arrays to convert NumPy arrays or lists"
+        )
+    if value.is_floating_point():
+        if not bool(torch.isfinite(value).all()):
+            bad = int((~torch.isfinite(value)).sum())
+            raise ValueError(f"{name} holds {bad} NaN or infinite value(s); remove or impute them")
+    elif value.dtype == torch.bool or value.is_complex():
+        raise ShapeError(f"{name} must be a real floating or integer tensor, got {value.dtype}")
+    return value
+
+
+def check_pair(
+    prefix: str,
+    x: object,
+    y: object,
+    *,
+    batch: tuple[int, ...],
+    allow_empty: bool,
+) -> tuple[Tensor, Tensor]:
+    """Validate one ``(x, y)`` set (support or query) and return it.
+
+    Parameters
+    ----------
+    prefix
+        ``"support"`` or ``"query"``, used in error messages.
+    x, y
+        The inputs ``[*batch, N, *feature]`` and targets: ``[*batch, N, O]``
+        floating for regression or ``[*batch, N]`` integer class labels.
+    batch
+        The expected leading batch shape (``()`` for one task, ``(T,)`` for a
+        batch of tasks).
+    allow_empty
+        Whether ``N == 0`` is allowed.
+
+    """
+    xt = check_tensor(f"{prefix}_x", x)
+    yt = check_tensor(f"{prefix}_y", y)
+    nb = len(batch)
+    bshape = "".join(f"{b}, " for b in batch)
+    if xt.dim() < nb + 2:
+        raise ShapeError(
+            f"{prefix}_x must have shape [{bshape}N, D] (or [{bshape}N, *features]), "
+            f"got {fmt_shape(xt.shape)}; reshape a 1-D input to [N, 1]"
+        )
+    if tuple(xt.shape[:nb]) != batch:
+        raise ShapeError(
+            f"{prefix}_x must start with the task dimension {fmt_shape(batch)}, "
+            f"got {fmt_shape(xt.shape)}"
+        )
+    if not xt.is_floating_point():
+        raise ShapeError(f"{prefix}_x must be a floating tensor, got {xt.dtype}")
+    n = xt.shape[nb]
+    if n == 0 and not allow_empty:
+        raise ValueError(f"{prefix}_x holds no points (shape {fmt_shape(xt.shape)}); need N >= 1")
+    if yt.is_floating_point():
+        if yt.dim() != nb + 2:
+            raise ShapeError(
+                f"{prefix}_y (regression targets) must have shape [{bshape}N, O] = "
+                f"[{bshape}{n}, O], got {fmt_shape(yt.shape)}; reshape 1-D targets to [N, 1]"
+            )
+    elif yt.dim() != nb + 1:
+        raise ShapeError(
+            f"{prefix}_y (integer class labels) must have shape [{bshape}N] = [{bshape}{n}], "
+            f"got {fmt_shape(yt.shape)}; regression targets must be floating point"
+        )
+    if tuple(yt.shape[: nb + 1]) != (*batch, n):
+        raise ShapeError(
+            f"{prefix}_y must have {n} points to match {prefix}_x {fmt_shape(xt.shape)}, "
+            f"got {fmt_shape(yt.shape)}"
+        )
+    if xt.device != yt.device:
+        raise ValueError(f"{prefix}_x is on {xt.device} but {prefix}_y is on {yt.device}")
+    return xt, yt

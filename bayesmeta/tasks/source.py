@@ -1,0 +1,72 @@
+"""The task-source contract and the seeding shared by every built-in source."""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+import torch
+
+from bayesmeta.tasks.task import TaskBatch
+
+__all__ = ["SeededSource", "TaskSource", "check_count"]
+
+
+@runtime_checkable
+class TaskSource(Protocol):
+    """Anything that can draw a batch of tasks.
+
+    A learner's ``meta_fit`` calls ``sample(meta_batch_size)`` once per
+    meta-iteration.
+    """
+
+    def sample(self, num_tasks: int, *, generator: torch.Generator | None = None) -> TaskBatch:
+        """Draw ``num_tasks`` tasks as one :class:`TaskBatch`."""
+        ...
+
+
+def check_count(name: str, value: int, *, minimum: int) -> int:
+    """Return ``value`` if it is an int of at least ``minimum``, else raise ``ValueError``."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+class SeededSource:
+    """Base of the built-in sources: owns a ``torch.Generator`` seeded once.
+
+    Parameters
+    ----------
+    seed
+        Seed of the source's own generator. Two sources built with the same
+        seed draw the same sequence of tasks. ``None`` seeds from the operating
+        system (not reproducible).
+    dtype
+        Floating dtype of the generated tensors (default: torch's default dtype).
+
+    """
+
+    def __init__(self, *, seed: int | None = None, dtype: torch.dtype | None = None) -> None:
+        self.generator = torch.Generator()
+        if seed is None:
+            self.generator.seed()
+        else:
+            self.generator.manual_seed(int(seed))
+        self.seed = seed
+        self.dtype = dtype or torch.get_default_dtype()
+
+    def sample(self, num_tasks: int, *, generator: torch.Generator | None = None) -> TaskBatch:
+        """Draw ``num_tasks`` tasks (implemented by each source)."""
+        raise NotImplementedError
+
+    def _generator(self, generator: torch.Generator | None) -> torch.Generator:
+        if generator is not None and generator.device.type != "cpu":
+            raise ValueError("generator must be a CPU torch.Generator; tasks are drawn on the CPU")
+        return self.generator if generator is None else generator
+
+    def uniform(
+        self, shape: tuple[int, ...], low: float, high: float, g: torch.Generator
+    ) -> torch.Tensor:
+        """Draw ``U[low, high)`` values of ``shape`` from ``g``."""
+        return torch.rand(shape, generator=g, dtype=self.dtype) * (high - low) + low

@@ -1,0 +1,37 @@
+import pytest
+import torch
+
+from bayesmeta import MAML, Reptile, Sinusoid
+from bayesmeta.io import CheckpointError, load_learner, save_learner
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: MAML((1, 8, 8, 1), first_order=True, learn_inner_lr=True),
+        lambda: Reptile((1, 8, 1), inner_steps=3, train_on="all"),
+    ],
+)
+def test_round_trip_preserves_predictions_and_config(tmp_path, make):
+    torch.manual_seed(0)
+    learner = make()
+    learner.meta_fit(Sinusoid(5, 5, seed=0), iterations=3, progress=False)
+    learner.fit_noise_scale(Sinusoid(5, 5, seed=1).sample(10))
+    path = save_learner(learner, tmp_path / "m.safetensors")
+    loaded = load_learner(path)
+    assert type(loaded) is type(learner) and loaded.config() == learner.config()
+    task = Sinusoid(5, 5, seed=2).sample(1)[0]
+    a = learner.adapt(task.support_x, task.support_y).predict(task.query_x)
+    b = loaded.adapt(task.support_x, task.support_y).predict(task.query_x)
+    torch.testing.assert_close(a.mean, b.mean)
+    torch.testing.assert_close(a.noise_scale, b.noise_scale)
+
+
+def test_corrupted_and_missing_files_are_refused(tmp_path):
+    with pytest.raises(CheckpointError, match="no checkpoint"):
+        load_learner(tmp_path / "missing.safetensors")
+    path = save_learner(MAML((1, 4, 1)), tmp_path / "m.safetensors")
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="not a readable"):
+        load_learner(path)
