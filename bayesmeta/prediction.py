@@ -97,8 +97,17 @@ class Prediction:
 
     @property
     def std(self) -> Tensor:
-        """Total predictive standard deviation ``sqrt(epistemic^2 + aleatoric^2)``."""
+        """Total predictive standard deviation ``sqrt(epistemic^2 + aleatoric^2)``.
+
+        Raises
+        ------
+        ValueError
+            For a point estimate without a noise model, whose uncertainty is
+            unknown (not zero).
+        """
         if self.noise_scale is None:
+            if self.num_samples == 1:
+                self._noise()  # raises: a bare point estimate has no spread to report
             return self.epistemic_std
         return torch.sqrt(self.epistemic_std.pow(2) + self.aleatoric_std.pow(2))
 

@@ -45,7 +45,9 @@ def test_no_noise_model_errors_clearly():
         pred.log_prob(torch.zeros(3, 1))
     with pytest.raises(ValueError, match="no noise model"):
         pred.interval(0.9)
-    assert pred.std.abs().sum() == 0
+    with pytest.raises(ValueError, match="no noise model"):
+        _ = pred.std
+    assert pred.epistemic_std.abs().sum() == 0
 
 
 def test_validation():

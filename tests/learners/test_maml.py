@@ -177,3 +177,37 @@ def test_meta_loss_needs_query_points():
     )
     with pytest.raises(ValueError, match="empty query sets"):
         learner.meta_loss(batch)
+
+
+def test_any_module_runs_through_the_generic_path_and_matches_mlp():
+    from torch import nn
+
+    torch.manual_seed(0)
+    mlp_learner = MAML((1, 16, 16, 1), inner_steps=3)
+    seq = nn.Sequential(nn.Linear(1, 16), nn.ReLU(), nn.Linear(16, 16), nn.ReLU(), nn.Linear(16, 1))
+    with torch.no_grad():
+        for p, q in zip(seq.parameters(), mlp_learner.net.parameters(), strict=True):
+            p.copy_(q)
+    seq_learner = MAML(seq, inner_steps=3)
+    batch = Sinusoid(5, 5, seed=0).sample(4)
+    a, b = mlp_learner.meta_loss(batch), seq_learner.meta_loss(batch)
+    torch.testing.assert_close(a, b)
+    ga = torch.autograd.grad(a, list(mlp_learner.net.parameters()))
+    gb = torch.autograd.grad(b, list(seq_learner.net.parameters()))
+    for u, v in zip(ga, gb, strict=True):
+        torch.testing.assert_close(u, v)
+
+
+def test_same_seeds_give_identical_training():
+    def run():
+        torch.manual_seed(7)
+        learner = MAML((1, 8, 1), inner_steps=2)
+        history = learner.meta_fit(
+            Sinusoid(5, 5, seed=3), iterations=10, meta_batch_size=4, progress=False
+        )
+        return learner, history
+
+    (a, ha), (b, hb) = run(), run()
+    assert ha.loss == hb.loss
+    for p, q in zip(a.parameters(), b.parameters(), strict=True):
+        assert torch.equal(p, q)

@@ -1,0 +1,65 @@
+"""Every public name is documented, and every public callable is annotated."""
+
+import inspect
+
+import pytest
+
+import bayesmeta
+import bayesmeta.evaluation
+import bayesmeta.experiment
+import bayesmeta.inference
+import bayesmeta.io
+import bayesmeta.learners
+import bayesmeta.losses
+import bayesmeta.metrics
+import bayesmeta.nets
+import bayesmeta.prediction
+import bayesmeta.tasks
+
+MODULES = [
+    bayesmeta,
+    bayesmeta.evaluation,
+    bayesmeta.experiment,
+    bayesmeta.inference,
+    bayesmeta.io,
+    bayesmeta.learners,
+    bayesmeta.losses,
+    bayesmeta.metrics,
+    bayesmeta.nets,
+    bayesmeta.prediction,
+    bayesmeta.tasks,
+]
+
+
+def public_objects():
+    seen = set()
+    for module in MODULES:
+        assert module.__doc__, f"{module.__name__} has no docstring"
+        for name in module.__all__:
+            obj = getattr(module, name)
+            if inspect.ismodule(obj) or not (inspect.isclass(obj) or inspect.isfunction(obj)):
+                continue
+            if id(obj) in seen:
+                continue
+            seen.add(id(obj))
+            yield f"{module.__name__}.{name}", obj
+            if inspect.isclass(obj):
+                for attr, member in vars(obj).items():
+                    if attr.startswith("_") or not (
+                        inspect.isfunction(member) or isinstance(member, property)
+                    ):
+                        continue
+                    yield f"{module.__name__}.{name}.{attr}", member
+
+
+@pytest.mark.parametrize(
+    ("name", "obj"), list(public_objects()), ids=lambda v: v if isinstance(v, str) else ""
+)
+def test_documented(name, obj):
+    doc = obj.__doc__ if not isinstance(obj, property) else obj.fget.__doc__
+    assert doc and doc.strip(), f"{name} has no docstring"
+
+
+def test_top_level_exports_resolve():
+    for name in bayesmeta.__all__:
+        assert hasattr(bayesmeta, name)
