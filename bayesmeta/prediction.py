@@ -104,6 +104,7 @@ class Prediction:
         ValueError
             For a point estimate without a noise model, whose uncertainty is
             unknown (not zero).
+
         """
         if self.noise_scale is None:
             if self.num_samples == 1:

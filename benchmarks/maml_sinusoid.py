@@ -41,7 +41,7 @@ sys.path.insert(0, str(HERE))
 LEARNERS: dict[str, dict[str, object]] = {
     "MAML": {"cls": "maml", "inner_lr": 0.01, "inner_steps": 5, "outer_lr": 1e-3},
     "FOMAML": {"cls": "fomaml", "inner_lr": 0.01, "inner_steps": 5, "outer_lr": 1e-3},
-    "Reptile": {"cls": "reptile", "inner_lr": 0.02, "inner_steps": 10, "outer_lr": 1e-3},
+    "Reptile": {"cls": "reptile", "inner_lr": 0.01, "inner_steps": 5, "outer_lr": 1e-3},
 }
 EVAL_STEPS = 10  # test-time inner steps for every learner
 
@@ -55,19 +55,6 @@ def make_learner(name: str) -> bm.learners.GradientMetaLearner:
     return bm.MAML(net, first_order=kind == "fomaml", eval_inner_steps=EVAL_STEPS, **spec)  # type: ignore[arg-type]
 
 
-def cosine_callback(
-    learner: bm.learners.GradientMetaLearner, iterations: int
-) -> Callable[[int, float], None]:
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(
-        learner.optimizer, max(iterations, 1), eta_min=1e-5
-    )
-
-    def step(_it: int, _loss: float) -> None:
-        sched.step()
-
-    return step
-
-
 def accuracy(
     shots: list[int], iterations: int, eval_tasks: int, seed: int
 ) -> list[dict[str, object]]:
@@ -79,13 +66,7 @@ def accuracy(
             torch.manual_seed(seed)
             learner = make_learner(name)
             t0 = time.perf_counter()
-            learner.meta_fit(
-                bm.Sinusoid(k, 10, seed=seed),
-                iterations,
-                25,
-                progress=False,
-                callback=cosine_callback(learner, iterations),
-            )
+            learner.meta_fit(bm.Sinusoid(k, 10, seed=seed), iterations, 25, progress=False)
             train_s = time.perf_counter() - t0
             learner.fit_noise_scale(noise_tasks)
             summary = evaluate(learner, test).summary()
@@ -236,7 +217,7 @@ def main() -> None:
         "--quick", action="store_true", help="tiny settings, for CI and smoke tests"
     )
     parser.add_argument("--only", choices=["speed", "accuracy"], help="run one part")
-    parser.add_argument("--iterations", type=int, default=30_000, help="meta-iterations per model")
+    parser.add_argument("--iterations", type=int, default=40_000, help="meta-iterations per model")
     parser.add_argument("--shots", type=int, nargs="+", default=[5, 10, 20])
     parser.add_argument("--eval-tasks", type=int, default=600)
     parser.add_argument(

@@ -148,7 +148,11 @@ def test_noise_scale_fit_and_state_dict_round_trip():
 def test_reptile_step_moves_towards_mean_adapted_weights():
     torch.manual_seed(0)
     learner = Reptile(
-        (1, 8, 1), inner_lr=0.02, inner_steps=4, optimizer=lambda ps: torch.optim.SGD(ps, lr=1.0)
+        (1, 8, 1),
+        inner_lr=0.02,
+        inner_steps=4,
+        train_on="support",
+        optimizer=lambda ps: torch.optim.SGD(ps, lr=1.0),
     )
     batch = Sinusoid(5, 5, seed=0).sample(6)
     adapted = learner.adapt(batch.support_x, batch.support_y, steps=4).params
