@@ -48,7 +48,9 @@ class RunConfig:
     hidden : tuple of int
         Hidden widths of the MLP.
     inner_lr, inner_steps, eval_inner_steps, outer_lr, learn_inner_lr
-        Learner settings (see :class:`~bayesmeta.MAML`).
+        Learner settings (see :class:`~bayesmeta.MAML`); by default 5 inner
+        steps in meta-training and 10 at test time (more test-time steps
+        lowered the held-out MSE in every run we made).
     max_grad_norm : float or None
         Meta-gradient clipping.
     seed : int
@@ -69,7 +71,7 @@ class RunConfig:
     hidden: tuple[int, ...] = (40, 40)
     inner_lr: float = 0.01
     inner_steps: int = 5
-    eval_inner_steps: int | None = None
+    eval_inner_steps: int | None = 10
     outer_lr: float = 1e-3
     learn_inner_lr: bool = False
     max_grad_norm: float | None = None

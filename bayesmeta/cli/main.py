@@ -7,6 +7,8 @@ import sys
 from collections.abc import Sequence
 from dataclasses import fields, replace
 
+import torch
+
 from bayesmeta.errors import BayesmetaError
 from bayesmeta.experiment import RunConfig, format_table, quick, run_experiment
 
@@ -30,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--iterations", type=int, default=d.iterations, help="meta-iterations")
     run.add_argument("--meta-batch-size", type=int, default=d.meta_batch_size)
     run.add_argument("--inner-steps", type=int, default=d.inner_steps)
+    run.add_argument("--eval-inner-steps", type=int, default=d.eval_inner_steps)
     run.add_argument("--inner-lr", type=float, default=d.inner_lr)
     run.add_argument("--outer-lr", type=float, default=d.outer_lr)
     run.add_argument("--eval-tasks", type=int, default=d.eval_tasks)
@@ -37,6 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", default="runs", help="parent folder of the run folder")
     run.add_argument("--quick", action="store_true", help="a seconds-long smoke run")
     run.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    run.add_argument(
+        "--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)"
+    )
     return parser
 
 
@@ -53,6 +59,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
         if args.quick:
             config = quick(config)
+        if args.threads is not None:
+            if args.threads < 1:
+                print("bayesmeta run: error: --threads must be >= 1", file=sys.stderr)
+                return 2
+            torch.set_num_threads(args.threads)
         try:
             result = run_experiment(
                 config, out_dir=args.out, progress=False if args.no_progress else None
