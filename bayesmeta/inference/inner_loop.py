@@ -32,6 +32,7 @@ def gradient_steps(
     lr: float | Sequence[Tensor],
     first_order: bool = False,
     differentiable: bool = True,
+    max_grad_norm: float | None = None,
 ) -> tuple[Tensor, ...]:
     """Take ``steps`` gradient steps on each task's loss, all tasks at once.
 
@@ -58,6 +59,10 @@ def gradient_steps(
     differentiable
         Keep the graph from ``params`` to the result. ``False`` is for
         test-time adaptation: the result is detached.
+    max_grad_norm
+        Rescale each task's gradient (all weights together) to at most this
+        Euclidean norm before stepping. Guards against the inner loop blowing
+        up on tasks where the loss is sharp (``None``: no clipping).
 
     Returns
     -------
@@ -76,10 +81,28 @@ def gradient_steps(
             else:
                 detached = tuple(p.detach() for p in current)
                 grads = fnet.loss_grad(detached, x, y, loss, create_graph=False)
+            if max_grad_norm is not None:
+                grads = _clip_per_task(
+                    grads,
+                    batch_dims=x.dim() - 1 - fnet.feature_dims,
+                    shapes=fnet.shapes,
+                    max_norm=max_grad_norm,
+                )
             current = _step(current, grads, lr)
             if not differentiable:
                 current = tuple(p.detach() for p in current)
     return current
+
+
+def _clip_per_task(
+    grads: Sequence[Tensor], *, batch_dims: int, shapes: Sequence[torch.Size], max_norm: float
+) -> tuple[Tensor, ...]:
+    squares = [g.pow(2).reshape(*g.shape[:batch_dims], -1).sum(-1) for g in grads]
+    norm = torch.stack(squares).sum(0).sqrt()  # [*B]
+    scale = (max_norm / (norm + 1e-12)).clamp(max=1.0)
+    return tuple(
+        g * scale.reshape(*scale.shape, *([1] * len(s))) for g, s in zip(grads, shapes, strict=True)
+    )
 
 
 def _step(

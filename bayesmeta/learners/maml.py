@@ -29,7 +29,7 @@ class MAML(GradientMetaLearner):
         An ``nn.Module`` or MLP layer widths such as ``(1, 40, 40, 1)``.
     inner_lr, inner_steps, eval_inner_steps, learn_inner_lr
         See :class:`~bayesmeta.learners.GradientMetaLearner`.
-    loss, outer_lr, optimizer, max_grad_norm
+    loss, outer_lr, optimizer, max_grad_norm, inner_grad_clip
         See :class:`~bayesmeta.learners.GradientMetaLearner`.
     first_order
         Drop the second-order terms (FOMAML): the meta-gradient is the query
@@ -59,6 +59,7 @@ class MAML(GradientMetaLearner):
         outer_lr: float = 1e-3,
         optimizer: OptimizerFactory | None = None,
         max_grad_norm: float | None = None,
+        inner_grad_clip: float | None = None,
     ) -> None:
         super().__init__(
             net,
@@ -70,6 +71,7 @@ class MAML(GradientMetaLearner):
             outer_lr=outer_lr,
             optimizer=optimizer,
             max_grad_norm=max_grad_norm,
+            inner_grad_clip=inner_grad_clip,
         )
         self.first_order = bool(first_order)
 

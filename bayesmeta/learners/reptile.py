@@ -33,9 +33,11 @@ class Reptile(GradientMetaLearner):
         paper) or ``"support"`` (only what test-time adaptation will see). On
         5-shot sinusoids, ``"all"`` reached a held-out MSE of 0.43 against 0.65
         for ``"support"`` (40,000 meta-iterations each).
-    inner_lr, inner_steps, eval_inner_steps, loss, outer_lr, optimizer, max_grad_norm
+    inner_lr, inner_steps, eval_inner_steps, loss
         See :class:`~bayesmeta.learners.GradientMetaLearner`. Reptile does not
         learn inner step sizes.
+    outer_lr, optimizer, max_grad_norm, inner_grad_clip
+        See :class:`~bayesmeta.learners.GradientMetaLearner`.
 
     """
 
@@ -51,6 +53,7 @@ class Reptile(GradientMetaLearner):
         outer_lr: float = 1e-3,
         optimizer: OptimizerFactory | None = None,
         max_grad_norm: float | None = None,
+        inner_grad_clip: float | None = None,
     ) -> None:
         super().__init__(
             net,
@@ -62,6 +65,7 @@ class Reptile(GradientMetaLearner):
             outer_lr=outer_lr,
             optimizer=optimizer,
             max_grad_norm=max_grad_norm,
+            inner_grad_clip=inner_grad_clip,
         )
         if train_on not in ("support", "all"):
             raise ValueError(f"train_on must be 'support' or 'all', got {train_on!r}")
