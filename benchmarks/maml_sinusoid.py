@@ -43,6 +43,9 @@ LEARNERS: dict[str, dict[str, object]] = {
     "FOMAML": {"cls": "fomaml", "inner_lr": 0.01, "inner_steps": 5, "outer_lr": 1e-3},
     "Reptile": {"cls": "reptile", "inner_lr": 0.01, "inner_steps": 5, "outer_lr": 1e-3},
 }
+# Per-task inner-gradient clipping: without it first-order MAML diverged after
+# ~16k iterations (5-shot); with a norm of 30 it reached MSE 0.32, with 10 only 0.44.
+INNER_GRAD_CLIP = 30.0
 EVAL_STEPS = 10  # test-time inner steps for every learner
 
 
@@ -51,8 +54,19 @@ def make_learner(name: str) -> bm.learners.GradientMetaLearner:
     kind = spec.pop("cls")
     net = (1, 40, 40, 1)
     if kind == "reptile":
-        return bm.Reptile(net, eval_inner_steps=EVAL_STEPS, **spec)  # type: ignore[arg-type]
-    return bm.MAML(net, first_order=kind == "fomaml", eval_inner_steps=EVAL_STEPS, **spec)  # type: ignore[arg-type]
+        return bm.Reptile(
+            net,
+            eval_inner_steps=EVAL_STEPS,
+            inner_grad_clip=INNER_GRAD_CLIP,
+            **spec,  # type: ignore[arg-type]
+        )
+    return bm.MAML(
+        net,
+        first_order=kind == "fomaml",
+        eval_inner_steps=EVAL_STEPS,
+        inner_grad_clip=INNER_GRAD_CLIP,
+        **spec,  # type: ignore[arg-type]
+    )
 
 
 def accuracy(
@@ -66,7 +80,11 @@ def accuracy(
             torch.manual_seed(seed)
             learner = make_learner(name)
             t0 = time.perf_counter()
-            learner.meta_fit(bm.Sinusoid(k, 10, seed=seed), iterations, 25, progress=False)
+            try:
+                learner.meta_fit(bm.Sinusoid(k, 10, seed=seed), iterations, 25, progress=False)
+            except bm.NonFiniteLossError as err:
+                print(f"  {name:8s} {k:2d}-shot  diverged: {err}", flush=True)
+                continue
             train_s = time.perf_counter() - t0
             learner.fit_noise_scale(noise_tasks)
             summary = evaluate(learner, test).summary()
