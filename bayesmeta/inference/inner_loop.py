@@ -29,7 +29,7 @@ def gradient_steps(
     loss: TaskLoss,
     *,
     steps: int,
-    lr: float | Sequence[Tensor],
+    lr: float | Tensor | Sequence[Tensor],
     first_order: bool = False,
     differentiable: bool = True,
     max_grad_norm: float | None = None,
@@ -51,8 +51,9 @@ def gradient_steps(
     steps
         Number of gradient steps (0 returns ``params``).
     lr
-        Step size: a float, or one tensor per weight broadcastable to it
-        (per-parameter learned rates, as in Meta-SGD).
+        Step size: a float, a scalar tensor (possibly a differentiable
+        function of meta-parameters), or one tensor per weight broadcastable
+        to it (per-parameter learned rates, as in Meta-SGD).
     first_order
         Treat each step's gradient as a constant (first-order MAML); the
         result still depends on ``params`` (and on a learned ``lr``).
@@ -106,8 +107,10 @@ def _clip_per_task(
 
 
 def _step(
-    params: tuple[Tensor, ...], grads: Sequence[Tensor], lr: float | Sequence[Tensor]
+    params: tuple[Tensor, ...], grads: Sequence[Tensor], lr: float | Tensor | Sequence[Tensor]
 ) -> tuple[Tensor, ...]:
     if isinstance(lr, float):
         return tuple(torch.add(p, g, alpha=-lr) for p, g in zip(params, grads, strict=True))
+    if isinstance(lr, Tensor):
+        return tuple(p - lr * g for p, g in zip(params, grads, strict=True))
     return tuple(p - a * g for p, a, g in zip(params, lr, grads, strict=True))

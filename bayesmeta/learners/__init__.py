@@ -1,6 +1,8 @@
 """Meta-learners: each is a prior, a task posterior and an inner rule."""
 
 from bayesmeta.learners.adapted import AdaptedPredictor
+from bayesmeta.learners.base import MetaLearner
+from bayesmeta.learners.bayesian_maml import BayesianMAML
 from bayesmeta.learners.gradient import GradientMetaLearner, OptimizerFactory
 from bayesmeta.learners.maml import MAML
 from bayesmeta.learners.reptile import Reptile
@@ -9,8 +11,10 @@ from bayesmeta.learners.training import History
 __all__ = [
     "MAML",
     "AdaptedPredictor",
+    "BayesianMAML",
     "GradientMetaLearner",
     "History",
+    "MetaLearner",
     "OptimizerFactory",
     "Reptile",
 ]

@@ -9,38 +9,23 @@ for any module. Subclasses define :meth:`meta_step`.
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from bayesmeta.errors import ShapeError
 from bayesmeta.inference.inner_loop import gradient_steps
 from bayesmeta.learners.adapted import AdaptedPredictor
-from bayesmeta.learners.training import History, check_finite, run_meta_fit
+from bayesmeta.learners.base import MetaLearner, OptimizerFactory, TargetKind, positive
 from bayesmeta.losses import LossName, TaskLoss, get_loss
-from bayesmeta.nets.functional import FunctionalNet
-from bayesmeta.nets.mlp import MLP
-from bayesmeta.tasks._checks import check_pair, fmt_shape
-from bayesmeta.tasks.source import TaskSource, check_count
+from bayesmeta.tasks.source import check_count
 from bayesmeta.tasks.task import TaskBatch
 
 __all__ = ["GradientMetaLearner", "OptimizerFactory"]
 
-OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
 
-
-def _positive(name: str, value: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
-    if not (math.isfinite(value) and value > 0):
-        raise ValueError(f"{name} must be positive and finite, got {value}")
-    return float(value)
-
-
-class GradientMetaLearner(nn.Module):
+class GradientMetaLearner(MetaLearner):
     """Base of the gradient-based meta-learners (see :class:`~bayesmeta.MAML`).
 
     Parameters
@@ -87,54 +72,30 @@ class GradientMetaLearner(nn.Module):
         max_grad_norm: float | None = None,
         inner_grad_clip: float | None = None,
     ) -> None:
-        super().__init__()
-        self.net = net if isinstance(net, nn.Module) else MLP(tuple(net))
-        self.fnet = FunctionalNet(self.net)
-        self.inner_lr = _positive("inner_lr", inner_lr)
+        super().__init__(net, outer_lr=outer_lr, optimizer=optimizer, max_grad_norm=max_grad_norm)
+        self.inner_lr = positive("inner_lr", inner_lr)
         self.inner_steps = check_count("inner_steps", inner_steps, minimum=0)
         self.eval_inner_steps = check_count(
             "eval_inner_steps",
             inner_steps if eval_inner_steps is None else eval_inner_steps,
             minimum=0,
         )
-        self.outer_lr = _positive("outer_lr", outer_lr)
-        self.max_grad_norm = (
-            None if max_grad_norm is None else _positive("max_grad_norm", max_grad_norm)
-        )
         self.inner_grad_clip = (
-            None if inner_grad_clip is None else _positive("inner_grad_clip", inner_grad_clip)
+            None if inner_grad_clip is None else positive("inner_grad_clip", inner_grad_clip)
         )
         self.loss_name = loss if isinstance(loss, str) else getattr(loss, "__name__", "custom")
         self.loss_fn = get_loss(loss)
+        kinds: dict[str, TargetKind] = {"mse": "regression", "cross_entropy": "classification"}
+        self.target_kind = kinds.get(self.loss_name, "any")
         self.learn_inner_lr = bool(learn_inner_lr)
         self.inner_lrs: nn.ParameterList | None = None
         if self.learn_inner_lr:
             self.inner_lrs = nn.ParameterList(
                 nn.Parameter(torch.full_like(p, self.inner_lr)) for p in self.fnet.params()
             )
-        self._optimizer_factory = optimizer
-        self._optimizer: torch.optim.Optimizer | None = None
         # Fitted observation-noise scale [O]; empty until fit_noise_scale is called.
         self.noise_scale: Tensor
         self.register_buffer("noise_scale", torch.zeros(0))
-
-    # -- configuration -----------------------------------------------------
-
-    @property
-    def optimizer(self) -> torch.optim.Optimizer:
-        """The outer optimiser, made on first use over ``self.parameters()``."""
-        if self._optimizer is None:
-            params = [p for p in self.parameters() if p.requires_grad]
-            if self._optimizer_factory is None:
-                self._optimizer = torch.optim.Adam(params, lr=self.outer_lr)
-            else:
-                self._optimizer = self._optimizer_factory(params)
-        return self._optimizer
-
-    @property
-    def device(self) -> torch.device:
-        """Device of the meta-parameters."""
-        return next(self.parameters()).device
 
     def inner_rates(self) -> float | tuple[Tensor, ...]:
         """The inner step size: a float, or one tensor per weight (Meta-SGD)."""
@@ -146,36 +107,6 @@ class GradientMetaLearner(nn.Module):
         if key in state_dict:
             self.noise_scale = torch.empty_like(state_dict[key], device=self.noise_scale.device)
         super()._load_from_state_dict(state_dict, prefix, *args)
-
-    # -- data checks ---------------------------------------------------------
-
-    def _check_batch(self, batch: TaskBatch, *, need_query: bool) -> TaskBatch:
-        if not isinstance(batch, TaskBatch):
-            raise TypeError(f"expected a TaskBatch, got {type(batch).__name__}")
-        if need_query and batch.query_x.shape[1] == 0:
-            raise ValueError("the tasks have empty query sets; meta-training needs query points")
-        self._check_io(batch.support_x, batch.support_y, batch_dims=1)
-        return batch.to(self.device)
-
-    def _check_io(self, x: Tensor, y: Tensor, *, batch_dims: int) -> None:
-        if isinstance(self.net, MLP):
-            if x.shape[-1] != self.net.in_features:
-                raise ShapeError(
-                    f"the network takes {self.net.in_features} input feature(s) but the "
-                    f"inputs have shape {fmt_shape(x.shape)}"
-                )
-            if y.is_floating_point() and y.shape[-1] != self.net.out_features:
-                raise ShapeError(
-                    f"the network has {self.net.out_features} output(s) but the targets have "
-                    f"shape {fmt_shape(y.shape)}"
-                )
-        if self.loss_name == "mse" and not y.is_floating_point():
-            raise ShapeError(
-                f"loss 'mse' needs floating regression targets, got {y.dtype}; use "
-                "loss='cross_entropy' for class labels"
-            )
-        if self.loss_name == "cross_entropy" and y.is_floating_point():
-            raise ShapeError("loss 'cross_entropy' needs integer class labels as targets")
 
     # -- the meta-objective ----------------------------------------------------
 
@@ -194,88 +125,6 @@ class GradientMetaLearner(nn.Module):
             first_order=first_order,
             differentiable=differentiable,
             max_grad_norm=self.inner_grad_clip,
-        )
-
-    def meta_loss(self, batch: TaskBatch) -> Tensor:
-        """Mean query loss after adaptation on each task's support set.
-
-        Subclasses say how the inner steps are differentiated; see
-        :class:`~bayesmeta.MAML`.
-
-        Parameters
-        ----------
-        batch
-            ``T`` tasks with non-empty query sets.
-
-        Returns
-        -------
-        Tensor
-            A differentiable scalar.
-
-        """
-        raise NotImplementedError
-
-    def meta_step(self, batch: TaskBatch) -> float:
-        """One outer update on ``batch``; returns the meta-training loss."""
-        raise NotImplementedError
-
-    def _apply_gradients(self, loss_value: float) -> float:
-        """Clip, check and apply the gradients held in ``.grad``; zero them after."""
-        check_finite(loss_value, "the meta-training loss")
-        params = [p for p in self.parameters() if p.grad is not None]
-        if self.max_grad_norm is not None:
-            norm = torch.nn.utils.clip_grad_norm_(params, self.max_grad_norm)
-            check_finite(float(norm), "the meta-gradient norm")
-        self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
-        return loss_value
-
-    def meta_fit(
-        self,
-        source: TaskSource,
-        iterations: int,
-        meta_batch_size: int = 25,
-        *,
-        progress: bool | None = None,
-        callback: Callable[[int, float], dict[str, float] | None] | None = None,
-    ) -> History:
-        """Meta-train on tasks drawn from ``source``.
-
-        Parameters
-        ----------
-        source
-            A task source (``source.sample(T)`` returns a :class:`TaskBatch`).
-        iterations
-            Number of meta-iterations (outer updates).
-        meta_batch_size
-            Tasks per meta-iteration ``T``.
-        progress
-            Progress bar; ``None`` shows one only on a terminal.
-        callback
-            ``callback(iteration, loss)`` after each step; a returned dict of
-            floats is recorded in ``History.extra``.
-
-        Returns
-        -------
-        History
-            Per-iteration losses and wall time.
-
-        Raises
-        ------
-        NonFiniteLossError
-            If the loss turns NaN or infinite; the learner keeps the last
-            finite parameters and ``err.history`` holds the losses so far.
-
-        """
-        self.train()
-        return run_meta_fit(
-            self.meta_step,
-            source,
-            iterations,
-            meta_batch_size,
-            progress=progress,
-            description=type(self).__name__,
-            callback=callback,
         )
 
     # -- test time -------------------------------------------------------------
@@ -302,14 +151,7 @@ class GradientMetaLearner(nn.Module):
 
         """
         steps = self.eval_inner_steps if steps is None else check_count("steps", steps, minimum=0)
-        if not isinstance(support_x, Tensor):
-            raise TypeError("support_x must be a torch.Tensor")
-        batched = support_x.dim() == self.fnet.feature_dims + 2
-        batch = tuple(support_x.shape[:1]) if batched else ()
-        x, y = check_pair("support", support_x, support_y, batch=batch, allow_empty=False)
-        self._check_io(x, y, batch_dims=len(batch))
-        x, y = x.to(self.device), y.to(self.device)
-        xb, yb = (x, y) if batched else (x.unsqueeze(0), y.unsqueeze(0))
+        xb, yb, batched = self._support(support_x, support_y)
         params = self._adapted(xb, yb, steps=steps, first_order=True, differentiable=False)
         if not batched:
             params = tuple(p[0] for p in params)
@@ -342,16 +184,12 @@ class GradientMetaLearner(nn.Module):
     def config(self) -> dict[str, Any]:
         """The constructor arguments needed to rebuild this learner (JSON-ready)."""
         cfg: dict[str, Any] = {
-            "learner": type(self).__name__,
+            **super().config(),
             "inner_lr": self.inner_lr,
             "inner_steps": self.inner_steps,
             "eval_inner_steps": self.eval_inner_steps,
             "learn_inner_lr": self.learn_inner_lr,
             "loss": self.loss_name,
-            "outer_lr": self.outer_lr,
-            "max_grad_norm": self.max_grad_norm,
             "inner_grad_clip": self.inner_grad_clip,
         }
-        if isinstance(self.net, MLP):
-            cfg["net"] = {"sizes": list(self.net.sizes), "activation": self.net.activation_name}
         return cfg

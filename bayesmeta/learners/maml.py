@@ -116,12 +116,7 @@ class MAML(GradientMetaLearner):
             updated).
 
         """
-        self.optimizer.zero_grad(set_to_none=True)
-        loss = self.meta_loss(batch)
-        value = float(loss.detach())
-        if value == value and abs(value) != float("inf"):
-            loss.backward()
-        return self._apply_gradients(value)
+        return self._backward_and_step(self.meta_loss(batch))
 
     def config(self) -> dict[str, object]:
         """Constructor arguments (JSON-ready)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Literal
 
@@ -104,7 +105,7 @@ class Reptile(GradientMetaLearner):
             else:
                 value = float(self.loss_fn(self.fnet(adapted, x), y).mean())
         self.optimizer.zero_grad(set_to_none=True)
-        if value == value and abs(value) != float("inf"):
+        if math.isfinite(value):
             for p, phi in zip(self.fnet.params(), adapted, strict=True):
                 p.grad = p.detach() - phi.mean(0)
         return self._apply_gradients(value)

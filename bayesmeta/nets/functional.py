@@ -143,7 +143,7 @@ class FunctionalNet:
 
         """
         manual = getattr(self.module, "batched_loss_grad", None)
-        output_grad = OUTPUT_GRADS.get(loss)
+        output_grad = OUTPUT_GRADS.get(loss) or getattr(loss, "output_grad", None)
         if manual is not None and output_grad is not None:
             with torch.set_grad_enabled(create_graph and torch.is_grad_enabled()):
                 grads: tuple[Tensor, ...] | None = manual(params, x, output_grad, y)

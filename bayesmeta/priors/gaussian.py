@@ -32,6 +32,7 @@ def gaussian_kl(q_loc: Tensor, q_scale: Tensor, p_loc: Tensor, p_scale: Tensor) 
     -------
     Tensor
         ``[*B]``.
+
     """
     ratio = (q_scale / p_scale).pow(2)
     mahal = ((q_loc - p_loc) / p_scale).pow(2)
@@ -41,15 +42,19 @@ def gaussian_kl(q_loc: Tensor, q_scale: Tensor, p_loc: Tensor, p_scale: Tensor) 
 class GaussianPrior(nn.Module):
     """``theta ~ N(loc, diag(scale^2))`` over the ``P`` weights of a network.
 
-    The location and scale are ``nn.Parameter``s (meta-learned unless frozen).
-    The scale is stored as its logarithm, one value per weight or one per
-    parameter tensor (``scale_per="tensor"``, e.g. one per layer's weight and
-    one per its bias).
+    The location and scale are meta-learned unless frozen. The scale is
+    stored as its logarithm, one value per weight or one per parameter tensor
+    (``scale_per="tensor"``, e.g. one for a layer's weight and one for its
+    bias).
 
     Parameters
     ----------
     loc
-        Prior mean ``[P]``.
+        Prior mean ``[P]`` (copied into an ``nn.Parameter``), or a
+        :class:`~bayesmeta.nets.FunctionalNet` whose module's own weights *are*
+        the prior mean (tied: training the module trains the mean, and the
+        prior holds no copy). Learners use the tied form, so that
+        ``learner.net`` holds the meta-learned mean weights as in MAML.
     scale
         Prior standard deviation: a positive float, or ``[P]`` (or one value
         per tensor with ``scale_per="tensor"``).
@@ -67,11 +72,12 @@ class GaussianPrior(nn.Module):
     >>> prior = GaussianPrior.for_net(FunctionalNet(MLP((1, 8, 1))), scale=0.1)
     >>> prior.log_prob(prior.loc.expand(3, -1)).shape
     torch.Size([3])
+
     """
 
     def __init__(
         self,
-        loc: Tensor,
+        loc: Tensor | FunctionalNet,
         scale: float | Tensor = 1.0,
         *,
         numels: Sequence[int] | None = None,
@@ -80,6 +86,10 @@ class GaussianPrior(nn.Module):
         learn_scale: bool = True,
     ) -> None:
         super().__init__()
+        self._tied: FunctionalNet | None = None
+        if isinstance(loc, FunctionalNet):
+            self._tied = loc
+            loc = loc.flatten([p.detach() for p in loc.params()])
         if not isinstance(loc, Tensor) or loc.dim() != 1 or loc.numel() == 0:
             raise ShapeError(f"loc must be a non-empty vector [P], got {_shape(loc)}")
         if not bool(torch.isfinite(loc).all()):
@@ -102,7 +112,9 @@ class GaussianPrior(nn.Module):
             )
         if not bool(torch.isfinite(s).all()) or bool((s <= 0).any()):
             raise ValueError("prior scale must be positive and finite")
-        self.loc = nn.Parameter(loc.detach().clone(), requires_grad=learn_loc)
+        self._loc: nn.Parameter | None = None
+        if self._tied is None:
+            self._loc = nn.Parameter(loc.detach().clone(), requires_grad=learn_loc)
         self.log_scale = nn.Parameter(s.detach().log().clone(), requires_grad=learn_scale)
 
     @classmethod
@@ -111,7 +123,7 @@ class GaussianPrior(nn.Module):
         fnet: FunctionalNet,
         *,
         scale: float = 0.1,
-        loc: Literal["module", "zeros"] | Tensor = "module",
+        loc: Literal["tied", "module", "zeros"] | Tensor = "module",
         scale_per: Literal["weight", "tensor"] = "weight",
         learn_loc: bool = True,
         learn_scale: bool = True,
@@ -125,9 +137,9 @@ class GaussianPrior(nn.Module):
         scale
             Initial prior standard deviation.
         loc
-            ``"module"`` centres the prior on the module's current weights
-            (its initialisation, or trained weights for transfer); ``"zeros"``
-            at zero; or a tensor ``[P]``.
+            ``"tied"`` makes the module's weights the prior mean (see the
+            class docstring); ``"module"`` centres the prior on a copy of the
+            module's current weights; ``"zeros"`` at zero; or a tensor ``[P]``.
         scale_per, learn_loc, learn_scale
             As for the constructor.
 
@@ -135,7 +147,9 @@ class GaussianPrior(nn.Module):
         ------
         ShapeError
             If a given ``loc`` does not have the network's ``P`` weights.
+
         """
+        centre: Tensor | FunctionalNet
         if isinstance(loc, Tensor):
             if loc.shape != (fnet.num_params,):
                 raise ShapeError(
@@ -143,15 +157,21 @@ class GaussianPrior(nn.Module):
                     f"P = {fnet.num_params} weights"
                 )
             centre = loc
+        elif loc == "tied":
+            centre = fnet
         elif loc == "module":
             centre = fnet.flatten([p.detach() for p in fnet.params()])
         elif loc == "zeros":
             centre = torch.zeros(fnet.num_params, dtype=fnet.params()[0].dtype)
         else:
-            raise ValueError(f"loc must be 'module', 'zeros' or a tensor, got {loc!r}")
+            raise ValueError(f"loc must be 'tied', 'module', 'zeros' or a tensor, got {loc!r}")
         return cls(
-            centre, scale, numels=fnet.numels, scale_per=scale_per,
-            learn_loc=learn_loc, learn_scale=learn_scale,
+            centre,
+            scale,
+            numels=fnet.numels,
+            scale_per=scale_per,
+            learn_loc=learn_loc,
+            learn_scale=learn_scale,
         )
 
     @classmethod
@@ -171,14 +191,26 @@ class GaussianPrior(nn.Module):
         unless ``learn_scale=False``. MAP estimation under this prior is L2-SP.
         """
         return cls.for_net(
-            FunctionalNet(module), scale=scale, loc="module", scale_per=scale_per,
-            learn_loc=learn_loc, learn_scale=learn_scale,
+            FunctionalNet(module),
+            scale=scale,
+            loc="module",
+            scale_per=scale_per,
+            learn_loc=learn_loc,
+            learn_scale=learn_scale,
         )
+
+    @property
+    def loc(self) -> Tensor:
+        """Prior mean ``[P]``."""
+        if self._tied is not None:
+            return self._tied.flatten(self._tied.params())
+        assert self._loc is not None
+        return self._loc
 
     @property
     def num_params(self) -> int:
         """Number of weights ``P``."""
-        return int(self.loc.numel())
+        return sum(self.numels)
 
     @property
     def scale(self) -> Tensor:
@@ -216,7 +248,7 @@ class GaussianPrior(nn.Module):
         """``KL(q || prior)`` for diagonal Gaussians ``q`` ``[*B, P]``; returns ``[*B]``."""
         return gaussian_kl(q_loc, q_scale, self.loc, self.scale)
 
-    def distribution(self) -> pdist.Distribution:
+    def distribution(self) -> pdist.TorchDistribution:
         """The prior as a Pyro distribution with event shape ``[P]``."""
         return pdist.Normal(self.loc, self.scale).to_event(1)
 

@@ -1,0 +1,230 @@
+"""What every learner shares: meta-parameters, an optimiser, checks and the fit loop.
+
+A learner is an ``nn.Module`` of meta-parameters with an outer optimiser, input
+checks and the meta-training loop. Subclasses define ``meta_loss``,
+``meta_step`` and ``adapt``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Literal
+
+import torch
+from torch import Tensor, nn
+
+from bayesmeta.errors import ShapeError
+from bayesmeta.learners.training import History, check_finite, run_meta_fit
+from bayesmeta.nets.functional import FunctionalNet
+from bayesmeta.nets.mlp import MLP
+from bayesmeta.tasks._checks import check_pair, fmt_shape
+from bayesmeta.tasks.source import TaskSource
+from bayesmeta.tasks.task import TaskBatch
+
+__all__ = ["MetaLearner", "OptimizerFactory", "TargetKind", "positive"]
+
+OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
+TargetKind = Literal["regression", "classification", "any"]
+
+
+def positive(name: str, value: float) -> float:
+    """Return ``value`` as a float if it is a positive finite number, else raise."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"{name} must be positive and finite, got {value}")
+    return float(value)
+
+
+class MetaLearner(nn.Module):
+    """Base of all learners.
+
+    Parameters
+    ----------
+    net
+        The network: an ``nn.Module`` mapping ``[N, *features]`` to ``[N, O]``,
+        or a tuple of MLP layer widths.
+    outer_lr
+        Learning rate of the default optimiser (Adam).
+    optimizer
+        Factory ``params -> torch.optim.Optimizer`` replacing the default.
+    max_grad_norm
+        Clip the meta-gradient to this norm (``None``: no clipping).
+
+    """
+
+    def __init__(
+        self,
+        net: nn.Module | Sequence[int],
+        *,
+        outer_lr: float = 1e-3,
+        optimizer: OptimizerFactory | None = None,
+        max_grad_norm: float | None = None,
+    ) -> None:
+        super().__init__()
+        self.net = net if isinstance(net, nn.Module) else MLP(tuple(net))
+        self.fnet = FunctionalNet(self.net)
+        self.outer_lr = positive("outer_lr", outer_lr)
+        self.max_grad_norm = (
+            None if max_grad_norm is None else positive("max_grad_norm", max_grad_norm)
+        )
+        self._optimizer_factory = optimizer
+        self._optimizer: torch.optim.Optimizer | None = None
+
+    #: Which targets the learner accepts; set by subclasses.
+    target_kind: TargetKind = "any"
+
+    @property
+    def optimizer(self) -> torch.optim.Optimizer:
+        """The outer optimiser, made on first use over ``self.parameters()``."""
+        if self._optimizer is None:
+            params = [p for p in self.parameters() if p.requires_grad]
+            if self._optimizer_factory is None:
+                self._optimizer = torch.optim.Adam(params, lr=self.outer_lr)
+            else:
+                self._optimizer = self._optimizer_factory(params)
+        return self._optimizer
+
+    @property
+    def device(self) -> torch.device:
+        """Device of the meta-parameters."""
+        return next(self.parameters()).device
+
+    # -- data checks ---------------------------------------------------------
+
+    def _check_batch(self, batch: TaskBatch, *, need_query: bool) -> TaskBatch:
+        if not isinstance(batch, TaskBatch):
+            raise TypeError(f"expected a TaskBatch, got {type(batch).__name__}")
+        if need_query and batch.query_x.shape[1] == 0:
+            raise ValueError("the tasks have empty query sets; meta-training needs query points")
+        self._check_io(batch.support_x, batch.support_y)
+        return batch.to(self.device)
+
+    def _check_io(self, x: Tensor, y: Tensor) -> None:
+        if isinstance(self.net, MLP):
+            if x.shape[-1] != self.net.in_features:
+                raise ShapeError(
+                    f"the network takes {self.net.in_features} input feature(s) but the "
+                    f"inputs have shape {fmt_shape(x.shape)}"
+                )
+            if y.is_floating_point() and y.shape[-1] != self.net.out_features:
+                raise ShapeError(
+                    f"the network has {self.net.out_features} output(s) but the targets have "
+                    f"shape {fmt_shape(y.shape)}"
+                )
+        if self.target_kind == "regression" and not y.is_floating_point():
+            raise ShapeError(
+                f"{self._objective_name()} needs floating regression targets, got {y.dtype}; "
+                "use the classification objective for class labels"
+            )
+        if self.target_kind == "classification" and y.is_floating_point():
+            raise ShapeError(f"{self._objective_name()} needs integer class labels as targets")
+
+    def _objective_name(self) -> str:
+        return type(self).__name__
+
+    def _support(self, support_x: Tensor, support_y: Tensor) -> tuple[Tensor, Tensor, bool]:
+        """Validate support data of one task or a batch; return ``(x, y, batched)``.
+
+        ``x`` and ``y`` come back with a leading task dimension and on the
+        learner's device.
+        """
+        if not isinstance(support_x, Tensor):
+            raise TypeError("support_x must be a torch.Tensor")
+        batched = support_x.dim() == self.fnet.feature_dims + 2
+        batch = tuple(support_x.shape[:1]) if batched else ()
+        x, y = check_pair("support", support_x, support_y, batch=batch, allow_empty=False)
+        self._check_io(x, y)
+        x, y = x.to(self.device), y.to(self.device)
+        if not batched:
+            x, y = x.unsqueeze(0), y.unsqueeze(0)
+        return x, y, batched
+
+    # -- meta-training -----------------------------------------------------------
+
+    def meta_loss(self, batch: TaskBatch) -> Tensor:
+        """The differentiable meta-training objective on ``batch`` (a scalar)."""
+        raise NotImplementedError
+
+    def meta_step(self, batch: TaskBatch) -> float:
+        """One outer update on ``batch``; returns the meta-training loss."""
+        raise NotImplementedError
+
+    def _backward_and_step(self, loss: Tensor) -> float:
+        """Backpropagate ``loss`` and apply the update, unless it is not finite."""
+        self.optimizer.zero_grad(set_to_none=True)
+        value = float(loss.detach())
+        if math.isfinite(value):
+            loss.backward()
+        return self._apply_gradients(value)
+
+    def _apply_gradients(self, loss_value: float) -> float:
+        """Clip, check and apply the gradients held in ``.grad``; zero them after."""
+        check_finite(loss_value, "the meta-training loss")
+        params = [p for p in self.parameters() if p.grad is not None]
+        if self.max_grad_norm is not None:
+            norm = torch.nn.utils.clip_grad_norm_(params, self.max_grad_norm)
+            check_finite(float(norm), "the meta-gradient norm")
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return loss_value
+
+    def meta_fit(
+        self,
+        source: TaskSource,
+        iterations: int,
+        meta_batch_size: int = 25,
+        *,
+        progress: bool | None = None,
+        callback: Callable[[int, float], dict[str, float] | None] | None = None,
+    ) -> History:
+        """Meta-train on tasks drawn from ``source``.
+
+        Parameters
+        ----------
+        source
+            A task source (``source.sample(T)`` returns a :class:`TaskBatch`).
+        iterations
+            Number of meta-iterations (outer updates).
+        meta_batch_size
+            Tasks per meta-iteration ``T``.
+        progress
+            Progress bar; ``None`` shows one only on a terminal.
+        callback
+            ``callback(iteration, loss)`` after each step; a returned dict of
+            floats is recorded in ``History.extra``.
+
+        Returns
+        -------
+        History
+            Per-iteration losses and wall time.
+
+        Raises
+        ------
+        NonFiniteLossError
+            If the loss turns NaN or infinite; the learner keeps the last
+            finite parameters and ``err.history`` holds the losses so far.
+
+        """
+        self.train()
+        return run_meta_fit(
+            self.meta_step,
+            source,
+            iterations,
+            meta_batch_size,
+            progress=progress,
+            description=type(self).__name__,
+            callback=callback,
+        )
+
+    def config(self) -> dict[str, Any]:
+        """The constructor arguments needed to rebuild this learner (JSON-ready)."""
+        cfg: dict[str, Any] = {
+            "learner": type(self).__name__,
+            "outer_lr": self.outer_lr,
+            "max_grad_norm": self.max_grad_norm,
+        }
+        if isinstance(self.net, MLP):
+            cfg["net"] = {"sizes": list(self.net.sizes), "activation": self.net.activation_name}
+        return cfg

@@ -1,0 +1,302 @@
+"""Bayesian MAML: amortised Bayesian meta-learning (Ravi & Beatson 2019), vectorised."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import torch
+from torch import Tensor, nn
+
+from bayesmeta.inference.gaussian_vi import gaussian_steps
+from bayesmeta.inference.inner_loop import gradient_steps
+from bayesmeta.learners.adapted import AdaptedPredictor
+from bayesmeta.learners.base import MetaLearner, OptimizerFactory, positive
+from bayesmeta.posteriors.gaussian import GaussianTaskPosterior, standard_normal
+from bayesmeta.priors.gaussian import GaussianPrior
+from bayesmeta.priors.likelihoods import (
+    CategoricalLikelihood,
+    GaussianLikelihood,
+    Likelihood,
+    MSELikelihood,
+)
+from bayesmeta.tasks.source import check_count
+from bayesmeta.tasks.task import TaskBatch
+
+__all__ = ["BayesianMAML"]
+
+LikelihoodName = Literal["gaussian", "mse", "categorical"]
+
+
+def _make_likelihood(
+    likelihood: LikelihoodName | Likelihood, noise_scale: float, learn_noise: bool, outputs: int
+) -> Likelihood:
+    if isinstance(likelihood, Likelihood):
+        return likelihood
+    if likelihood == "gaussian":
+        return GaussianLikelihood(noise_scale, num_outputs=outputs, learn_scale=learn_noise)
+    if likelihood == "mse":
+        return MSELikelihood()
+    if likelihood == "categorical":
+        return CategoricalLikelihood()
+    raise ValueError(
+        f"likelihood must be 'gaussian', 'mse', 'categorical' or a Likelihood, got {likelihood!r}"
+    )
+
+
+class BayesianMAML(MetaLearner):
+    """Bayesian MAML: a learned Gaussian prior, Gaussian task posteriors found by gradient steps.
+
+    The model is ``theta_t ~ N(mu, diag(sigma^2))``, ``y ~ p(y | f(x; theta_t))``.
+    For each task, ``q(theta_t) = N(m_t, diag(s_t^2))`` starts at the prior and
+    takes ``inner_steps`` gradient steps of size ``inner_lr`` on the task's
+    negative ELBO per support point (reparameterised, ``num_samples`` draws,
+    all tasks at once). Meta-training minimises, over the prior (and the noise
+    scale), the query set's expected negative log-likelihood under the adapted
+    ``q`` plus ``kl_weight * KL(q_t || prior)`` per query point, averaged over
+    tasks, differentiating through the inner steps.
+
+    The prior mean *is* the network's weights (``learner.net``), as MAML's
+    initialisation is; ``learner.prior.log_scale`` and the likelihood's
+    ``log_scale`` are the other meta-parameters.
+
+    Parameters
+    ----------
+    net
+        An ``nn.Module`` or MLP layer widths.
+    likelihood
+        ``"gaussian"`` (learned noise scale, regression), ``"categorical"``
+        (classification), ``"mse"`` (a generalised likelihood without a noise
+        model) or a :class:`~bayesmeta.priors.Likelihood`.
+    noise_scale
+        Initial noise standard deviation of the Gaussian likelihood.
+    learn_noise
+        Meta-learn the noise scale.
+    prior_scale
+        Initial prior standard deviation (also the task posteriors' initial one).
+    scale_per
+        One prior scale per ``"weight"`` or per parameter ``"tensor"``.
+    posterior
+        ``"gaussian"``, or ``"delta"`` (a point mass: no sampling and no KL
+        term; with ``likelihood="mse"`` this is exactly :class:`~bayesmeta.MAML`).
+    inner_lr, inner_steps
+        Step size and number of inner steps in meta-training.
+    eval_inner_steps
+        Steps at test time (:meth:`adapt`); defaults to ``inner_steps``.
+    num_samples
+        Reparameterised weight samples per task in each inner step and in the
+        outer objective.
+    kl_weight
+        Weight of the KL terms (1: the ELBO).
+    first_order
+        Treat the inner gradients as constants in the meta-gradient.
+    outer_lr, optimizer, max_grad_norm
+        See :class:`~bayesmeta.learners.MetaLearner`.
+
+    """
+
+    def __init__(
+        self,
+        net: nn.Module | Sequence[int],
+        *,
+        likelihood: LikelihoodName | Likelihood = "gaussian",
+        noise_scale: float = 0.1,
+        learn_noise: bool = True,
+        prior_scale: float = 0.01,
+        scale_per: Literal["weight", "tensor"] = "weight",
+        posterior: Literal["gaussian", "delta"] = "gaussian",
+        inner_lr: float = 0.01,
+        inner_steps: int = 5,
+        eval_inner_steps: int | None = None,
+        num_samples: int = 1,
+        kl_weight: float = 1.0,
+        first_order: bool = False,
+        outer_lr: float = 1e-3,
+        optimizer: OptimizerFactory | None = None,
+        max_grad_norm: float | None = None,
+    ) -> None:
+        super().__init__(net, outer_lr=outer_lr, optimizer=optimizer, max_grad_norm=max_grad_norm)
+        if posterior not in ("gaussian", "delta"):
+            raise ValueError(f"posterior must be 'gaussian' or 'delta', got {posterior!r}")
+        outputs = int(getattr(self.net, "out_features", 1))
+        self.likelihood = _make_likelihood(likelihood, noise_scale, learn_noise, outputs)
+        self.likelihood_name = likelihood if isinstance(likelihood, str) else "custom"
+        self.target_kind = (
+            "classification" if isinstance(self.likelihood, CategoricalLikelihood) else "regression"
+        )
+        self.prior = GaussianPrior.for_net(
+            self.fnet, scale=positive("prior_scale", prior_scale), loc="tied", scale_per=scale_per
+        )
+        self.posterior = posterior
+        self.noise_init = float(noise_scale)
+        self.learn_noise = bool(learn_noise)
+        self.scale_per = scale_per
+        self.inner_lr = positive("inner_lr", inner_lr)
+        self.inner_steps = check_count("inner_steps", inner_steps, minimum=0)
+        self.eval_inner_steps = check_count(
+            "eval_inner_steps",
+            inner_steps if eval_inner_steps is None else eval_inner_steps,
+            minimum=0,
+        )
+        self.num_samples = check_count("num_samples", num_samples, minimum=1)
+        if not (kl_weight >= 0 and kl_weight < float("inf")):
+            raise ValueError(f"kl_weight must be finite and >= 0, got {kl_weight}")
+        self.kl_weight = float(kl_weight)
+        self.first_order = bool(first_order)
+
+    def _objective_name(self) -> str:
+        return f"BayesianMAML with likelihood {self.likelihood_name!r}"
+
+    def _delta_lr(self) -> float | Tensor:
+        """Inner step size for the point-mass posterior, preconditioned like the Gaussian one."""
+        scale = self.likelihood.step_scale()
+        return self.inner_lr if isinstance(scale, float) else self.inner_lr * scale
+
+    # -- meta-training -----------------------------------------------------------
+
+    def meta_loss(self, batch: TaskBatch) -> Tensor:
+        """Query negative log-likelihood plus weighted KL, after inner adaptation.
+
+        Parameters
+        ----------
+        batch
+            ``T`` tasks with non-empty query sets.
+
+        Returns
+        -------
+        Tensor
+            Scalar: the mean over tasks of
+            ``E_q[mean_j -log p(y_qj | theta)] + kl_weight * KL(q_t || p) / Q``
+            (for ``posterior="delta"``: the query loss at the adapted weights).
+
+        """
+        batch = self._check_batch(batch, need_query=True)
+        if self.posterior == "delta":
+            start = self.fnet.expand(self.fnet.params(), batch.support_x.shape[:1])
+            adapted = gradient_steps(
+                self.fnet,
+                start,
+                batch.support_x,
+                batch.support_y,
+                self.likelihood,
+                steps=self.inner_steps,
+                lr=self._delta_lr(),
+                first_order=self.first_order,
+            )
+            return self.likelihood(self.fnet(adapted, batch.query_x), batch.query_y).mean()
+        loc, log_scale = gaussian_steps(
+            self.fnet,
+            self.prior,
+            self.likelihood,
+            batch.support_x,
+            batch.support_y,
+            steps=self.inner_steps,
+            lr=self.inner_lr,
+            num_samples=self.num_samples,
+            kl_weight=self.kl_weight,
+            first_order=self.first_order,
+        )
+        scale = log_scale.exp()
+        eps = standard_normal((self.num_samples, *loc.shape), loc)
+        out = self.fnet(loc + scale * eps, batch.query_x)
+        nll = self.likelihood(out, batch.query_y).mean(0)
+        kl = self.prior.kl_from(loc, scale)
+        return (nll + self.kl_weight * kl / batch.query_x.shape[1]).mean()
+
+    def meta_step(self, batch: TaskBatch) -> float:
+        """One outer update on :meth:`meta_loss`; returns the loss before it.
+
+        Raises
+        ------
+        NonFiniteLossError
+            If the loss or the clipped gradient norm is not finite (nothing is
+            updated).
+
+        """
+        return self._backward_and_step(self.meta_loss(batch))
+
+    # -- test time -----------------------------------------------------------------
+
+    def adapt(
+        self,
+        support_x: Tensor,
+        support_y: Tensor,
+        *,
+        steps: int | None = None,
+        generator: torch.Generator | None = None,
+    ) -> GaussianTaskPosterior | AdaptedPredictor:
+        """Infer the task posterior(s) from support data.
+
+        Parameters
+        ----------
+        support_x
+            ``[K, *features]`` for one task or ``[T, K, *features]`` for ``T``.
+        support_y
+            Matching targets.
+        steps
+            Inner steps; defaults to ``eval_inner_steps``.
+        generator
+            Random generator for the reparameterisation noise of the inner
+            steps (on the learner's device); ``None`` uses torch's global one.
+
+        Returns
+        -------
+        GaussianTaskPosterior or AdaptedPredictor
+            The posterior (its ``predict(query_x, num_samples=...)`` gives a
+            :class:`~bayesmeta.Prediction` with epistemic and aleatoric parts),
+            or, for ``posterior="delta"``, the adapted point estimate.
+
+        """
+        steps = self.eval_inner_steps if steps is None else check_count("steps", steps, minimum=0)
+        x, y, batched = self._support(support_x, support_y)
+        noise = self.likelihood.noise_scale()
+        noise = None if noise is None else noise.detach()
+        if self.posterior == "delta":
+            start = self.fnet.expand(self.fnet.params(), x.shape[:1])
+            params = gradient_steps(
+                self.fnet,
+                start,
+                x,
+                y,
+                self.likelihood,
+                steps=steps,
+                lr=self._delta_lr(),
+                differentiable=False,
+            )
+            if not batched:
+                params = tuple(p[0] for p in params)
+            return AdaptedPredictor(self.fnet, params, noise)
+        loc, log_scale = gaussian_steps(
+            self.fnet,
+            self.prior,
+            self.likelihood,
+            x,
+            y,
+            steps=steps,
+            lr=self.inner_lr,
+            num_samples=self.num_samples,
+            kl_weight=self.kl_weight,
+            differentiable=False,
+            generator=generator,
+        )
+        if not batched:
+            loc, log_scale = loc[0], log_scale[0]
+        return GaussianTaskPosterior(self.fnet, loc, log_scale, noise)
+
+    def config(self) -> dict[str, Any]:
+        """Constructor arguments (JSON-ready)."""
+        return {
+            **super().config(),
+            "likelihood": self.likelihood_name,
+            "noise_scale": self.noise_init,
+            "learn_noise": self.learn_noise,
+            "prior_scale": float(self.prior.scale.detach().mean()),
+            "scale_per": self.scale_per,
+            "posterior": self.posterior,
+            "inner_lr": self.inner_lr,
+            "inner_steps": self.inner_steps,
+            "eval_inner_steps": self.eval_inner_steps,
+            "num_samples": self.num_samples,
+            "kl_weight": self.kl_weight,
+            "first_order": self.first_order,
+        }

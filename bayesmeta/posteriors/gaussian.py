@@ -1,0 +1,109 @@
+"""Diagonal Gaussian task posteriors ``q(theta_t) = N(loc_t, diag(scale_t^2))``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from bayesmeta.errors import ShapeError
+from bayesmeta.nets.functional import FunctionalNet
+from bayesmeta.prediction import Prediction
+from bayesmeta.tasks._checks import check_tensor, fmt_shape
+
+__all__ = ["GaussianTaskPosterior", "standard_normal"]
+
+
+def standard_normal(
+    shape: tuple[int, ...], like: Tensor, generator: torch.Generator | None = None
+) -> Tensor:
+    """Standard normal draws of ``shape`` on ``like``'s device and dtype.
+
+    Drawn as ``torch.distributions`` draws them (``empty(...).normal_()``), so
+    that under the same seed the vectorised ELBO and Pyro's see the same noise.
+    """
+    out = torch.empty(shape, dtype=like.dtype, device=like.device)
+    return out.normal_(generator=generator)
+
+
+@dataclass(frozen=True, eq=False)
+class GaussianTaskPosterior:
+    """The adapted posterior over the weights of one task or a batch of tasks.
+
+    Attributes
+    ----------
+    fnet : FunctionalNet
+        The network the weights belong to.
+    loc : Tensor
+        Posterior means ``[*B, P]`` (``B = ()`` for one task, ``(T,)`` for ``T``).
+    log_scale : Tensor
+        Log posterior standard deviations ``[*B, P]``.
+    noise_scale : Tensor or None
+        The likelihood's observation-noise scale, for predictions.
+
+    """
+
+    fnet: FunctionalNet
+    loc: Tensor
+    log_scale: Tensor
+    noise_scale: Tensor | None = None
+
+    def __post_init__(self) -> None:
+        if self.loc.shape != self.log_scale.shape or self.loc.shape[-1:] != (self.fnet.num_params,):
+            raise ShapeError(
+                f"loc and log_scale must both be [*B, P] with P = {self.fnet.num_params}, got "
+                f"{fmt_shape(self.loc.shape)} and {fmt_shape(self.log_scale.shape)}"
+            )
+
+    @property
+    def scale(self) -> Tensor:
+        """Posterior standard deviations ``[*B, P]``."""
+        return self.log_scale.exp()
+
+    @property
+    def batch_shape(self) -> torch.Size:
+        """``()`` for one task, ``(T,)`` for a batch."""
+        return self.loc.shape[:-1]
+
+    def sample(self, num_samples: int, *, generator: torch.Generator | None = None) -> Tensor:
+        """Draw weights ``[num_samples, *B, P]``."""
+        if num_samples < 1:
+            raise ValueError(f"num_samples must be >= 1, got {num_samples}")
+        eps = standard_normal((num_samples, *self.loc.shape), self.loc, generator)
+        return self.loc + self.scale * eps
+
+    def predict(
+        self, query_x: Tensor, *, num_samples: int = 100, generator: torch.Generator | None = None
+    ) -> Prediction:
+        """Posterior predictive at ``query_x`` ``[*B, Q, *features]``.
+
+        Parameters
+        ----------
+        query_x
+            Query inputs, with the same batch shape as the posterior.
+        num_samples
+            Weight samples ``S`` (Monte Carlo over the posterior).
+        generator
+            Random generator for the weight samples.
+
+        Returns
+        -------
+        Prediction
+            ``S`` function samples ``[S, *B, Q, O]`` with the likelihood's
+            noise scale: mean, epistemic and aleatoric standard deviations,
+            intervals and log densities.
+
+        """
+        x = check_tensor("query_x", query_x)
+        batch = self.batch_shape
+        want = len(batch) + 1 + self.fnet.feature_dims
+        if x.dim() != want or tuple(x.shape[: len(batch)]) != tuple(batch):
+            raise ShapeError(
+                f"query_x must have shape [{''.join(f'{b}, ' for b in batch)}Q, *features] "
+                f"for this posterior, got {fmt_shape(x.shape)}"
+            )
+        with torch.no_grad():
+            theta = self.sample(num_samples, generator=generator)
+            f = self.fnet(theta, x.to(self.loc.device))
+        return Prediction(f, self.noise_scale)

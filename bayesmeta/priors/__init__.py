@@ -1,0 +1,18 @@
+"""Priors over network weights and observation models (likelihoods)."""
+
+from bayesmeta.priors.gaussian import GaussianPrior, gaussian_kl
+from bayesmeta.priors.likelihoods import (
+    CategoricalLikelihood,
+    GaussianLikelihood,
+    Likelihood,
+    MSELikelihood,
+)
+
+__all__ = [
+    "CategoricalLikelihood",
+    "GaussianLikelihood",
+    "GaussianPrior",
+    "Likelihood",
+    "MSELikelihood",
+    "gaussian_kl",
+]
