@@ -148,7 +148,8 @@ def gaussian_steps(
     s = num_samples
     xs = x.unsqueeze(0).expand(s, *x.shape).reshape(s * t, *x.shape[1:])
     ys = y.unsqueeze(0).expand(s, *y.shape).reshape(s * t, *y.shape[1:])
-    p_var = p_scale.pow(2)
+    inv_p_var = p_scale.pow(-2)
+    kl_coef = kl_weight / n
     step = lr * likelihood.step_scale()
     if not differentiable and isinstance(step, Tensor):
         step = step.detach()
@@ -156,15 +157,20 @@ def gaussian_steps(
         for _ in range(steps):
             eps = standard_normal((s, *loc.shape), loc, generator)
             scale = log_scale.exp()
-            theta = loc + scale * eps
+            theta = torch.addcmul(loc, scale, eps)
             if not second_order:
                 theta = theta.detach()
             params = fnet.unflatten(theta.reshape(s * t, -1))
             grads = fnet.loss_grad(params, xs, ys, likelihood, create_graph=second_order)
             g_theta = fnet.flatten(grads).reshape(s, t, -1)
-            g_loc = g_theta.mean(0) + (kl_weight / n) * (loc - p_loc) / p_var
-            g_log_scale = (g_theta * eps).mean(0) * scale + (kl_weight / n) * (
-                scale.pow(2) / p_var - 1.0
+            if s == 1:
+                g_mean, g_eps = g_theta[0], g_theta[0] * eps[0]
+            else:
+                g_mean, g_eps = g_theta.mean(0), (g_theta * eps).mean(0)
+            # d KL / d loc = (loc - mu) / sigma^2;  d KL / d log s = s^2 / sigma^2 - 1
+            g_loc = torch.addcmul(g_mean, loc - p_loc, inv_p_var, value=kl_coef)
+            g_log_scale = torch.addcmul(
+                g_eps * scale - kl_coef, scale * scale, inv_p_var, value=kl_coef
             )
             if not second_order:
                 g_loc, g_log_scale = g_loc.detach(), g_log_scale.detach()

@@ -10,11 +10,12 @@ from torch import Tensor, nn
 
 __all__ = ["ACTIVATIONS", "MLP"]
 
-# Derivative of each activation written in terms of its input ``a`` and output ``h``.
-_DERIVATIVES: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
-    "relu": lambda a, h: (a > 0).to(a.dtype),
-    "tanh": lambda a, h: 1.0 - h * h,
-    "sigmoid": lambda a, h: h * (1.0 - h),
+# Backpropagation through each activation: ``delta * f'(a)`` written with the
+# activation's input ``a`` and output ``h``.
+_BACKPROP: dict[str, Callable[[Tensor, Tensor, Tensor], Tensor]] = {
+    "relu": lambda delta, a, h: torch.where(a > 0, delta, 0.0),
+    "tanh": lambda delta, a, h: delta * (1.0 - h * h),
+    "sigmoid": lambda delta, a, h: delta * (h * (1.0 - h)),
 }
 
 ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
@@ -165,8 +166,8 @@ class MLP(nn.Module):
             autograd).
 
         """
-        derivative = _DERIVATIVES.get(self.activation_name)
-        if derivative is None or x.dim() != 3 or params[0].dim() != 3:
+        backprop = _BACKPROP.get(self.activation_name)
+        if backprop is None or x.dim() != 3 or params[0].dim() != 3:
             return None
         inputs = [x]
         pre: list[Tensor] = []
@@ -186,7 +187,7 @@ class MLP(nn.Module):
             grads[2 * i] = torch.bmm(delta.transpose(-1, -2), inputs[i])
             grads[2 * i + 1] = delta.sum(-2)
             if i > 0:
-                delta = torch.bmm(delta, params[2 * i]) * derivative(pre[i - 1], inputs[i])
+                delta = backprop(torch.bmm(delta, params[2 * i]), pre[i - 1], inputs[i])
         return tuple(grads)
 
     def extra_repr(self) -> str:

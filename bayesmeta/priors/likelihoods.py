@@ -88,7 +88,7 @@ class GaussianLikelihood(Likelihood):
 
     def output_grad(self, out: Tensor, y: Tensor) -> Tensor:
         """Gradient of the summed mean NLL with respect to ``out``."""
-        return (out - y) / (self.scale.pow(2) * out.shape[-2])
+        return (out - y) * (self.log_scale * -2.0).exp().div(out.shape[-2])
 
     def observe(self, name: str, out: Tensor, y: Tensor) -> None:
         """Observe ``y`` ``[*B, N, O]`` as one event per task."""
