@@ -13,9 +13,19 @@ import math
 import torch
 from torch import Tensor
 
+from bayesmeta.calibration import PACOH_LEVELS, calibration_curve, regression_calibration_error
 from bayesmeta.prediction import Prediction
 
-__all__ = ["coverage", "crps", "mean_ci", "mse", "nll"]
+__all__ = [
+    "PACOH_LEVELS",
+    "calibration_curve",
+    "coverage",
+    "crps",
+    "mean_ci",
+    "mse",
+    "nll",
+    "regression_calibration_error",
+]
 
 
 def mse(prediction: Prediction | Tensor, y: Tensor) -> Tensor:

@@ -128,7 +128,7 @@ def l2l_iteration(
             learner.adapt(mse(learner(batch.support_x[t]), batch.support_y[t]))
         loss = mse(learner(batch.query_x[t]), batch.query_y[t]) / len(batch)
         loss.backward()
-        total += float(loss)
+        total += float(loss.detach())
     opt.step()
     return total
 

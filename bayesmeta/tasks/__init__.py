@@ -1,11 +1,14 @@
 """Task data: containers, built-in task families and tasks from user arrays."""
 
 from bayesmeta.tasks.arrays import TaskPool, from_arrays
+from bayesmeta.tasks.pacoh import PacohCauchy, PacohSinusoid
 from bayesmeta.tasks.regression import Sinusoid, SinusoidOrLine
 from bayesmeta.tasks.source import SeededSource, TaskSource
 from bayesmeta.tasks.task import Task, TaskBatch
 
 __all__ = [
+    "PacohCauchy",
+    "PacohSinusoid",
     "SeededSource",
     "Sinusoid",
     "SinusoidOrLine",
