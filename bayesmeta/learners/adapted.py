@@ -7,10 +7,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from bayesmeta.errors import ShapeError
 from bayesmeta.nets.functional import FunctionalNet
 from bayesmeta.prediction import Prediction
-from bayesmeta.tasks._checks import check_tensor, fmt_shape
 
 __all__ = ["AdaptedPredictor"]
 
@@ -50,14 +48,7 @@ class AdaptedPredictor:
             learner's noise scale, if fitted.
 
         """
-        x = check_tensor("query_x", query_x)
-        batch = self.batch_shape
-        want = len(batch) + 1 + self.fnet.feature_dims
-        if x.dim() != want or tuple(x.shape[: len(batch)]) != tuple(batch):
-            raise ShapeError(
-                f"query_x must have shape [{''.join(f'{b}, ' for b in batch)}Q, *features] "
-                f"for these adapted weights, got {fmt_shape(x.shape)}"
-            )
+        x = self.fnet.check_inputs("query_x", query_x, self.batch_shape)
         device = self.params[0].device
         with torch.no_grad():
             mean = self.fnet(self.params, x.to(device))

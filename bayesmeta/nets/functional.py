@@ -18,7 +18,7 @@ from torch.func import functional_call, vmap
 
 from bayesmeta.errors import ShapeError
 from bayesmeta.losses import OUTPUT_GRADS, TaskLoss
-from bayesmeta.tasks._checks import fmt_shape
+from bayesmeta.tasks._checks import check_tensor, fmt_shape
 
 __all__ = ["BatchedForward", "FunctionalNet"]
 
@@ -97,6 +97,24 @@ class FunctionalNet:
                     f"as the others, got {fmt_shape(p.shape)}"
                 )
         return batch
+
+    def check_inputs(self, name: str, x: object, batch: Sequence[int]) -> Tensor:
+        """Check that ``x`` is finite inputs ``[*batch, N, *features]`` for this network.
+
+        Raises
+        ------
+        ValueError
+            Naming ``name`` and the expected shape.
+
+        """
+        xt = check_tensor(name, x)
+        want = len(batch) + 1 + self.feature_dims
+        if xt.dim() != want or tuple(xt.shape[: len(batch)]) != tuple(batch):
+            raise ShapeError(
+                f"{name} must have shape [{''.join(f'{b}, ' for b in batch)}N, *features] "
+                f"({self.feature_dims} feature dimension(s)), got {fmt_shape(xt.shape)}"
+            )
+        return xt
 
     def expand(self, params: Sequence[Tensor], batch: Sequence[int]) -> tuple[Tensor, ...]:
         """Broadcast unbatched ``params`` to batch shape ``batch`` (no copy)."""

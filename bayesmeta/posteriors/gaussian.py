@@ -10,7 +10,7 @@ from torch import Tensor
 from bayesmeta.errors import ShapeError
 from bayesmeta.nets.functional import FunctionalNet
 from bayesmeta.prediction import Prediction
-from bayesmeta.tasks._checks import check_tensor, fmt_shape
+from bayesmeta.tasks._checks import fmt_shape
 
 __all__ = ["GaussianTaskPosterior", "standard_normal"]
 
@@ -95,14 +95,7 @@ class GaussianTaskPosterior:
             intervals and log densities.
 
         """
-        x = check_tensor("query_x", query_x)
-        batch = self.batch_shape
-        want = len(batch) + 1 + self.fnet.feature_dims
-        if x.dim() != want or tuple(x.shape[: len(batch)]) != tuple(batch):
-            raise ShapeError(
-                f"query_x must have shape [{''.join(f'{b}, ' for b in batch)}Q, *features] "
-                f"for this posterior, got {fmt_shape(x.shape)}"
-            )
+        x = self.fnet.check_inputs("query_x", query_x, self.batch_shape)
         with torch.no_grad():
             theta = self.sample(num_samples, generator=generator)
             f = self.fnet(theta, x.to(self.loc.device))
