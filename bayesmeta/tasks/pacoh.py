@@ -25,18 +25,12 @@ from typing import ClassVar, Self
 import torch
 from torch import Tensor
 
-from bayesmeta.tasks.source import SeededSource, check_count
+from bayesmeta.tasks.source import SeededSource, check_count, check_noise_std
 from bayesmeta.tasks.task import TaskBatch
 
 __all__ = ["PacohCauchy", "PacohSinusoid"]
 
 _MAX_JITTER_TRIES = 6
-
-
-def _check_noise(noise_std: float) -> float:
-    if not (math.isfinite(noise_std) and noise_std >= 0):
-        raise ValueError(f"noise_std must be finite and >= 0, got {noise_std}")
-    return float(noise_std)
 
 
 def _stream_seed(seed: int | None, env: str, stream: str) -> int | None:
@@ -78,7 +72,7 @@ class _PacohSource(SeededSource):
         super().__init__(seed=seed, dtype=dtype)
         self.k_support = check_count("k_support", k_support, minimum=1)
         self.k_query = check_count("k_query", k_query, minimum=0)
-        self.noise_std = _check_noise(self.NOISE_STD if noise_std is None else noise_std)
+        self.noise_std = check_noise_std(self.NOISE_STD if noise_std is None else noise_std)
 
     @classmethod
     def meta_train_tasks(

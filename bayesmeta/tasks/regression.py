@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from bayesmeta.tasks.source import SeededSource, check_count
+from bayesmeta.tasks.source import SeededSource, check_count, check_noise_std
 from bayesmeta.tasks.task import TaskBatch
 
 __all__ = ["Sinusoid", "SinusoidOrLine"]
@@ -67,9 +67,7 @@ class Sinusoid(SeededSource):
         self.amplitude = _check_range("amplitude", amplitude)
         self.phase = _check_range("phase", phase)
         self.x_range = _check_range("x_range", x_range)
-        if not (math.isfinite(noise_std) and noise_std >= 0):
-            raise ValueError(f"noise_std must be finite and >= 0, got {noise_std}")
-        self.noise_std = float(noise_std)
+        self.noise_std = check_noise_std(noise_std)
 
     def sample(self, num_tasks: int, *, generator: torch.Generator | None = None) -> TaskBatch:
         """Draw ``num_tasks`` sinusoid tasks.
@@ -147,10 +145,8 @@ class SinusoidOrLine(SeededSource):
         self.k_query = check_count("k_query", k_query, minimum=0)
         if not 0.0 <= p_sine <= 1.0:
             raise ValueError(f"p_sine must lie in [0, 1], got {p_sine}")
-        if not (math.isfinite(noise_std) and noise_std >= 0):
-            raise ValueError(f"noise_std must be finite and >= 0, got {noise_std}")
         self.p_sine = float(p_sine)
-        self.noise_std = float(noise_std)
+        self.noise_std = check_noise_std(noise_std)
         self.slope = _check_range("slope", slope)
         self.intercept = _check_range("intercept", intercept)
         self.amplitude = _check_range("amplitude", amplitude)

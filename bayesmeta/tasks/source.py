@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from typing import Protocol, runtime_checkable
 
 import torch
 
 from bayesmeta.tasks.task import TaskBatch
 
-__all__ = ["SeededSource", "TaskSource", "check_count"]
+__all__ = ["SeededSource", "TaskSource", "check_count", "check_noise_std"]
 
 
 @runtime_checkable
@@ -31,6 +32,13 @@ def check_count(name: str, value: int, *, minimum: int) -> int:
     if value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value}")
     return value
+
+
+def check_noise_std(noise_std: float) -> float:
+    """Return ``noise_std`` as a float if it is finite and ``>= 0``, else raise ``ValueError``."""
+    if not (math.isfinite(noise_std) and noise_std >= 0):
+        raise ValueError(f"noise_std must be finite and >= 0, got {noise_std}")
+    return float(noise_std)
 
 
 class SeededSource:
