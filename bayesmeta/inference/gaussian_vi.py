@@ -30,13 +30,6 @@ from bayesmeta.priors.likelihoods import Likelihood
 __all__ = ["free_energy", "gaussian_steps", "pyro_guide", "pyro_model"]
 
 
-def _per_sample_nll(
-    fnet: FunctionalNet, likelihood: Likelihood, theta: Tensor, x: Tensor, y: Tensor
-) -> Tensor:
-    """Mean NLL per point for weights ``[S, *B, P]``; returns ``[S, *B]``."""
-    return likelihood(fnet(theta, x), y)
-
-
 def free_energy(
     fnet: FunctionalNet,
     prior: GaussianPrior,
@@ -76,7 +69,7 @@ def free_energy(
     if eps is None:
         eps = standard_normal((num_samples, *loc.shape), loc)
     theta = loc + log_scale.exp() * eps
-    data = _per_sample_nll(fnet, likelihood, theta, x, y).mean(0)
+    data = likelihood(fnet(theta, x), y).mean(0)  # [S, *B] -> [*B]
     kl = prior.kl_from(loc, log_scale.exp())
     return data + kl_weight * kl / x.shape[-1 - fnet.feature_dims]
 

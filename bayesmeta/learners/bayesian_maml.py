@@ -147,10 +147,23 @@ class BayesianMAML(MetaLearner):
     def _objective_name(self) -> str:
         return f"BayesianMAML with likelihood {self.likelihood_name!r}"
 
-    def _delta_lr(self) -> float | Tensor:
-        """Inner step size for the point-mass posterior, preconditioned like the Gaussian one."""
+    def _delta_steps(
+        self, x: Tensor, y: Tensor, *, steps: int, differentiable: bool
+    ) -> tuple[Tensor, ...]:
+        """Point-mass adaptation: MAML's steps on the likelihood, preconditioned like q's."""
         scale = self.likelihood.step_scale()
-        return self.inner_lr if isinstance(scale, float) else self.inner_lr * scale
+        lr = self.inner_lr if isinstance(scale, float) else self.inner_lr * scale
+        return gradient_steps(
+            self.fnet,
+            self.fnet.expand(self.fnet.params(), x.shape[:1]),
+            x,
+            y,
+            self.likelihood,
+            steps=steps,
+            lr=lr,
+            first_order=self.first_order,
+            differentiable=differentiable,
+        )
 
     # -- meta-training -----------------------------------------------------------
 
@@ -172,16 +185,8 @@ class BayesianMAML(MetaLearner):
         """
         batch = self._check_batch(batch, need_query=True)
         if self.posterior == "delta":
-            start = self.fnet.expand(self.fnet.params(), batch.support_x.shape[:1])
-            adapted = gradient_steps(
-                self.fnet,
-                start,
-                batch.support_x,
-                batch.support_y,
-                self.likelihood,
-                steps=self.inner_steps,
-                lr=self._delta_lr(),
-                first_order=self.first_order,
+            adapted = self._delta_steps(
+                batch.support_x, batch.support_y, steps=self.inner_steps, differentiable=True
             )
             return self.likelihood(self.fnet(adapted, batch.query_x), batch.query_y).mean()
         loc, log_scale = gaussian_steps(
@@ -252,17 +257,7 @@ class BayesianMAML(MetaLearner):
         noise = self.likelihood.noise_scale()
         noise = None if noise is None else noise.detach()
         if self.posterior == "delta":
-            start = self.fnet.expand(self.fnet.params(), x.shape[:1])
-            params = gradient_steps(
-                self.fnet,
-                start,
-                x,
-                y,
-                self.likelihood,
-                steps=steps,
-                lr=self._delta_lr(),
-                differentiable=False,
-            )
+            params = self._delta_steps(x, y, steps=steps, differentiable=False)
             if not batched:
                 params = tuple(p[0] for p in params)
             return AdaptedPredictor(self.fnet, params, noise)
