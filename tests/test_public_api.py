@@ -5,6 +5,7 @@ import inspect
 import pytest
 
 import bayesmeta
+import bayesmeta.calibration
 import bayesmeta.evaluation
 import bayesmeta.experiment
 import bayesmeta.inference
@@ -13,11 +14,14 @@ import bayesmeta.learners
 import bayesmeta.losses
 import bayesmeta.metrics
 import bayesmeta.nets
+import bayesmeta.posteriors
 import bayesmeta.prediction
+import bayesmeta.priors
 import bayesmeta.tasks
 
 MODULES = [
     bayesmeta,
+    bayesmeta.calibration,
     bayesmeta.evaluation,
     bayesmeta.experiment,
     bayesmeta.inference,
@@ -26,7 +30,9 @@ MODULES = [
     bayesmeta.losses,
     bayesmeta.metrics,
     bayesmeta.nets,
+    bayesmeta.posteriors,
     bayesmeta.prediction,
+    bayesmeta.priors,
     bayesmeta.tasks,
 ]
 
