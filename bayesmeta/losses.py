@@ -16,6 +16,7 @@ from torch import Tensor
 __all__ = [
     "OUTPUT_GRADS",
     "LossName",
+    "ScaledLoss",
     "TaskLoss",
     "cross_entropy",
     "cross_entropy_output_grad",
@@ -100,3 +101,38 @@ def get_loss(loss: LossName | TaskLoss) -> TaskLoss:
     if loss not in _LOSSES:
         raise ValueError(f"unknown loss {loss!r}; choose one of {sorted(_LOSSES)} or a callable")
     return _LOSSES[loss]
+
+
+class ScaledLoss:
+    """``factor * loss``, with the matching output gradient when ``loss`` has one.
+
+    Inner loops take steps of ``lr * gradient``; scaling the loss instead
+    multiplies the small output gradient ``[T, N, O]`` rather than the weight
+    gradient ``[T, P]`` (and its backward pass) at every step.
+
+    Parameters
+    ----------
+    loss
+        A task loss ``(out, y) -> [*B]``.
+    factor
+        A float or a scalar tensor (it may carry gradients).
+
+    """
+
+    def __init__(self, loss: TaskLoss, factor: float | Tensor) -> None:
+        self.loss = loss
+        self.factor = factor
+        grad = OUTPUT_GRADS.get(loss) or getattr(loss, "output_grad", None)
+        self._output_grad: Callable[[Tensor, Tensor], Tensor] | None = grad
+
+    def __call__(self, out: Tensor, y: Tensor) -> Tensor:
+        """``factor * loss(out, y)``, ``[*B]``."""
+        return self.factor * self.loss(out, y)
+
+    @property
+    def output_grad(self) -> Callable[[Tensor, Tensor], Tensor] | None:
+        """``(out, y) -> factor * d loss / d out``, or ``None`` if ``loss`` has no analytic one."""
+        grad = self._output_grad
+        if grad is None:
+            return None
+        return lambda out, y: self.factor * grad(out, y)

@@ -201,11 +201,10 @@ class BayesianMAML(MetaLearner):
             kl_weight=self.kl_weight,
             first_order=self.first_order,
         )
-        scale = log_scale.exp()
         eps = standard_normal((self.num_samples, *loc.shape), loc)
-        out = self.fnet(loc + scale * eps, batch.query_x)
+        out = self.fnet(loc + log_scale.exp() * eps, batch.query_x)
         nll = self.likelihood(out, batch.query_y).mean(0)
-        kl = self.prior.kl_from(loc, scale)
+        kl = self.prior.kl_from(loc, log_scale)
         return (nll + self.kl_weight * kl / batch.query_x.shape[1]).mean()
 
     def meta_step(self, batch: TaskBatch) -> float:

@@ -65,3 +65,19 @@ def test_mismatched_and_bad_priors_are_refused():
         GaussianPrior(torch.zeros(3), scale=torch.ones(2))
     with pytest.raises(ValueError, match="NaN"):
         GaussianPrior(torch.tensor([0.0, float("nan")]))
+
+
+def test_kl_from_matches_torch_analytic_kl_per_weight_and_per_tensor():
+    torch.manual_seed(3)
+    fnet = FunctionalNet(MLP((2, 4, 1)))
+    for scale_per in ("weight", "tensor"):
+        prior = GaussianPrior.for_net(fnet, scale=0.3, loc="module", scale_per=scale_per)
+        with torch.no_grad():
+            prior.log_scale.normal_(-1.0, 0.3)
+        q_loc = prior.loc.detach() + torch.randn(5, fnet.num_params)
+        q_log_scale = torch.randn(5, fnet.num_params) * 0.5 - 1.0
+        want = torch.distributions.kl_divergence(
+            torch.distributions.Normal(q_loc, q_log_scale.exp()),
+            torch.distributions.Normal(prior.loc, prior.scale),
+        ).sum(-1)
+        torch.testing.assert_close(prior.kl_from(q_loc, q_log_scale), want, rtol=1e-5, atol=1e-4)
