@@ -143,15 +143,23 @@ def gaussian_steps(
     xs = x.unsqueeze(0).expand(s, *x.shape).reshape(s * t, *x.shape[1:])
     ys = y.unsqueeze(0).expand(s, *y.shape).reshape(s * t, *y.shape[1:])
     # With c = kl_weight / K, v = sigma^2 the prior variance and g the gradient
-    # of the data term, a step on F_t is
-    #   loc'   = loc - step (g + c (loc - mu) / v)    = (1 - a) loc + a mu - step g
+    # of the data term, the free energy's prior part is stiff in loc: its
+    # curvature is c / v, and with a = step c / v > 2 (a tight learned prior)
+    # plain gradient steps oscillate and blow up. That part is therefore taken
+    # implicitly (a proximal step, exact for this quadratic):
+    #   loc' = argmin_m  step <g, m> + |m - loc|^2 / 2 + a |m - mu|^2 / 2
+    #        = (loc - step g + a mu) / (1 + a),
+    # which keeps the fixed point and is the plain step when a -> 0. In log s
+    # the prior part's curvature is 2 c s^2 / v, so a step of it is
+    # 2 step c (s / sigma)^2, small while q's scale stays near the prior's
+    # (where it starts; the data only shrink it): there the plain step
     #   log s' = log s - step (s E[g eps] + c s^2 / v - c)
     #          = log s + step c - s (E[step g eps] + a s)
-    # with a = step c / v. The prior's part is folded into per-weight constants
-    # computed once, and `step` scales the loss (the small output gradient)
-    # rather than g: fewer elementwise passes over [T, P] and their backward.
+    # is used. The prior's part is folded into per-weight constants computed
+    # once, and `step` scales the loss (the small output gradient) rather than g.
     a = (step * kl_weight / x.shape[1]) * (-2.0 * p_log_scale).exp()
-    keep, pull = 1.0 - a, a * p_loc
+    keep = 1.0 / (1.0 + a)
+    pull = (1.0 - keep) * p_loc
     grow = step * kl_weight / x.shape[1]
     scaled = ScaledLoss(likelihood, step)
     shape = (t, loc.shape[-1]) if s == 1 else (s, t, loc.shape[-1])
@@ -172,7 +180,7 @@ def gaussian_steps(
                 step_g, step_g_eps = step_g.detach(), step_g_eps.detach()
             # Plain products, not addcmul: addcmul's backward spends an extra
             # pass per input multiplying by its `value`.
-            loc = keep * loc + pull - step_g
+            loc = keep * (loc - step_g) + pull
             log_scale = log_scale + grow - scale * (step_g_eps + a * scale)
             if not differentiable:
                 loc, log_scale = loc.detach(), log_scale.detach()
