@@ -2,7 +2,7 @@
 
 from bayesmeta import metrics, nets, tasks
 from bayesmeta.errors import BayesmetaError, NonFiniteLossError, ShapeError
-from bayesmeta.learners import MAML, AdaptedPredictor, History, Reptile
+from bayesmeta.learners import MAML, AdaptedPredictor, BayesianMAML, History, Reptile
 from bayesmeta.prediction import Prediction
 from bayesmeta.tasks import Sinusoid, SinusoidOrLine, Task, TaskBatch
 
@@ -11,6 +11,7 @@ __version__ = "0.1.0.dev0"
 __all__ = [
     "MAML",
     "AdaptedPredictor",
+    "BayesianMAML",
     "BayesmetaError",
     "History",
     "NonFiniteLossError",

@@ -35,3 +35,22 @@ def test_corrupted_and_missing_files_are_refused(tmp_path):
     path.write_bytes(data[: len(data) // 2])
     with pytest.raises(CheckpointError, match="not a readable"):
         load_learner(path)
+
+
+def test_bayesian_maml_round_trip_preserves_prior_noise_and_posterior(tmp_path):
+    from bayesmeta.learners import BayesianMAML
+
+    torch.manual_seed(0)
+    learner = BayesianMAML((1, 8, 1), prior_scale=0.05, scale_per="tensor", inner_steps=2)
+    learner.meta_fit(Sinusoid(5, 5, seed=0), iterations=3, progress=False)
+    loaded = load_learner(save_learner(learner, tmp_path / "b.safetensors"))
+    assert type(loaded) is BayesianMAML and loaded.config() == learner.config()
+    torch.testing.assert_close(loaded.prior.scale, learner.prior.scale)
+    torch.testing.assert_close(loaded.likelihood.scale, learner.likelihood.scale)
+    task = Sinusoid(5, 5, seed=2).sample(1)[0]
+    post = [
+        m.adapt(task.support_x, task.support_y, generator=torch.Generator().manual_seed(3))
+        for m in (learner, loaded)
+    ]
+    torch.testing.assert_close(post[0].loc, post[1].loc)
+    torch.testing.assert_close(post[0].log_scale, post[1].log_scale)

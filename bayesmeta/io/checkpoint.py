@@ -16,21 +16,26 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from bayesmeta.errors import BayesmetaError
-from bayesmeta.learners.gradient import GradientMetaLearner
+from bayesmeta.learners.base import MetaLearner
+from bayesmeta.learners.bayesian_maml import BayesianMAML
 from bayesmeta.learners.maml import MAML
 from bayesmeta.learners.reptile import Reptile
 
 __all__ = ["CheckpointError", "build_learner", "load_learner", "save_learner"]
 
 FORMAT = "bayesmeta-checkpoint-1"
-_LEARNERS: dict[str, type[GradientMetaLearner]] = {"MAML": MAML, "Reptile": Reptile}
+_LEARNERS: dict[str, type[MetaLearner]] = {
+    "BayesianMAML": BayesianMAML,
+    "MAML": MAML,
+    "Reptile": Reptile,
+}
 
 
 class CheckpointError(BayesmetaError, ValueError):
     """A checkpoint is missing, corrupted, or does not fit the learner."""
 
 
-def build_learner(config: dict[str, Any]) -> GradientMetaLearner:
+def build_learner(config: dict[str, Any]) -> MetaLearner:
     """Rebuild a learner (with fresh weights) from its ``config()`` dictionary."""
     cfg = dict(config)
     name = cfg.pop("learner", None)
@@ -42,13 +47,18 @@ def build_learner(config: dict[str, Any]) -> GradientMetaLearner:
             "the checkpoint does not describe its network (only MLP learners rebuild "
             "themselves); build the learner yourself and call load_state_dict"
         )
+    if cfg.get("likelihood") == "custom":
+        raise CheckpointError(
+            "the checkpoint's learner used a custom Likelihood object, which a config cannot "
+            "rebuild; build the learner yourself and call load_state_dict"
+        )
     from bayesmeta.nets.mlp import MLP
 
     cls = _LEARNERS[name]
     return cls(MLP(net["sizes"], net.get("activation", "relu")), **cfg)
 
 
-def save_learner(learner: GradientMetaLearner, path: str | Path) -> Path:
+def save_learner(learner: MetaLearner, path: str | Path) -> Path:
     """Write ``learner``'s state and config to ``path`` (a ``.safetensors`` file).
 
     Returns
@@ -65,9 +75,7 @@ def save_learner(learner: GradientMetaLearner, path: str | Path) -> Path:
     return path
 
 
-def load_learner(
-    path: str | Path, *, map_location: str | torch.device = "cpu"
-) -> GradientMetaLearner:
+def load_learner(path: str | Path, *, map_location: str | torch.device = "cpu") -> MetaLearner:
     """Rebuild a learner saved by :func:`save_learner`.
 
     Raises
