@@ -1,0 +1,301 @@
+"""Benchmark of the Bayesian learners on sinusoid regression: calibration and speed.
+
+    python benchmarks/bayesian_sinusoid.py             # full run (see docs/benchmarks.md)
+    python benchmarks/bayesian_sinusoid.py --quick     # smoke run, seconds
+    python benchmarks/bayesian_sinusoid.py --only speed
+
+Accuracy and calibration: MAML (given a Gaussian noise scale fitted on 200
+other held-out tasks) and BayesianMAML, meta-trained on K-shot sinusoids
+(K = 5, 10), scored on 600 held-out tasks with 100 query points each: MSE,
+predictive NLL, 90% interval coverage, CRPS and PACOH's calibration error,
+each as mean ± 95% CI over tasks.
+
+Ambiguity: the same on the sinusoid-or-line mixture at 5 shots, scored
+separately on sinusoid and line tasks, with a figure of posterior-predictive
+bands (benchmarks/results/bayesian_sinusoid_or_line.png).
+
+Speed: one BayesianMAML meta-iteration (T=25 tasks, K=10 support and 10 query
+points, 5 inner steps, second order, 1 Monte Carlo sample, 1-40-40-1 ReLU,
+Adam) beside bayesmeta's MAML and two hand-written pure-torch versions of the
+same computation (benchmarks/bmaml_twin.py), interleaved in one process.
+
+Results are printed as markdown tables and written to benchmarks/results/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import bayesmeta as bm
+from bayesmeta.calibration import regression_calibration_error
+from bayesmeta.evaluation import evaluate
+from bayesmeta.learners import BayesianMAML, MetaLearner
+from bayesmeta.plotting import plot_predictions
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from bmaml_twin import AutogradTwin, ManualTwin  # noqa: E402
+
+NET = (1, 40, 40, 1)
+EVAL_STEPS = 10  # test-time inner steps for every learner
+# MAML as tuned in benchmarks/maml_sinusoid.py.
+MAML_KW: dict[str, Any] = {"inner_lr": 0.01, "inner_steps": 5, "inner_grad_clip": 30.0}
+# BayesianMAML settings (see docs/benchmarks.md for how they were chosen).
+BMAML_KW: dict[str, Any] = {"inner_lr": 0.01, "inner_steps": 5}
+METRICS = ("mse", "nll", "coverage_90", "crps", "calibration_error")
+
+
+def make(name: str) -> MetaLearner:
+    if name == "MAML":
+        return bm.MAML(NET, eval_inner_steps=EVAL_STEPS, **MAML_KW)
+    if name == "BayesianMAML":
+        return BayesianMAML(NET, eval_inner_steps=EVAL_STEPS, **BMAML_KW)
+    raise ValueError(name)
+
+
+def score(learner: MetaLearner, test: bm.TaskBatch) -> dict[str, tuple[float, float]]:
+    """Evaluation metrics plus PACOH's calibration error, mean ± 95% CI over tasks."""
+    torch.manual_seed(1)
+    result = evaluate(learner, test)
+    errors = []
+    for start in range(0, len(test), 100):
+        chunk = test.select(slice(start, start + 100))
+        pred = learner.adapt(chunk.support_x, chunk.support_y).predict(chunk.query_x)
+        errors.append(regression_calibration_error(pred, chunk.query_y))
+    result.per_task["calibration_error"] = torch.cat(errors)
+    return result.summary()
+
+
+def train(
+    name: str, source: bm.tasks.TaskSource, iterations: int, noise_tasks: bm.TaskBatch, seed: int
+) -> tuple[MetaLearner | None, float]:
+    torch.manual_seed(seed)
+    learner = make(name)
+    t0 = time.perf_counter()
+    try:
+        learner.meta_fit(source, iterations, 25, progress=False)
+    except bm.NonFiniteLossError as err:
+        print(f"  {name} diverged: {err}", flush=True)
+        return None, time.perf_counter() - t0
+    if isinstance(learner, bm.learners.GradientMetaLearner):
+        learner.fit_noise_scale(noise_tasks)
+    return learner, time.perf_counter() - t0
+
+
+def _row(name: str, setting: str, summary: dict[str, tuple[float, float]], **extra: Any) -> dict:
+    row = {"learner": name, "setting": setting, **extra}
+    row.update({m: summary[m] for m in METRICS})
+    line = "  ".join(f"{m} {summary[m][0]:.3f}" for m in METRICS)
+    print(f"  {name:13s} {setting:10s} {line}", flush=True)
+    return row
+
+
+def accuracy(shots: list[int], iterations: int, eval_tasks: int, seed: int) -> list[dict]:
+    rows = []
+    for k in shots:
+        test = bm.Sinusoid(k, 100, seed=10_000 + k).sample(eval_tasks)
+        noise_tasks = bm.Sinusoid(k, 100, seed=20_000 + k).sample(200)
+        for name in ("MAML", "BayesianMAML"):
+            learner, train_s = train(
+                name, bm.Sinusoid(k, 10, seed=seed), iterations, noise_tasks, seed
+            )
+            if learner is not None:
+                rows.append(
+                    _row(
+                        name,
+                        f"{k}-shot",
+                        score(learner, test),
+                        iterations=iterations,
+                        train_s=train_s,
+                    )
+                )
+    return rows
+
+
+def ambiguous(iterations: int, eval_tasks: int, seed: int, figure: Path | None) -> list[dict]:
+    """Sinusoid-or-line, 5 shots: scores per task kind, and a figure of the bands."""
+    k = 5
+    test = bm.SinusoidOrLine(k, 100, seed=30_000).sample(eval_tasks)
+    noise_tasks = bm.SinusoidOrLine(k, 100, seed=40_000).sample(200)
+    is_sine = test.info["is_sine"] > 0
+    rows = []
+    learners = {}
+    for name in ("MAML", "BayesianMAML"):
+        learner, train_s = train(
+            name, bm.SinusoidOrLine(k, 10, seed=seed), iterations, noise_tasks, seed
+        )
+        if learner is None:
+            continue
+        learners[name] = learner
+        for kind, mask in (("sine", is_sine), ("line", ~is_sine)):
+            part = test.select(torch.nonzero(mask).flatten())
+            rows.append(
+                _row(
+                    name,
+                    f"5-shot {kind}",
+                    score(learner, part),
+                    iterations=iterations,
+                    train_s=train_s,
+                )
+            )
+    if figure is not None and learners:
+        shown = torch.cat(
+            [torch.nonzero(is_sine).flatten()[:3], torch.nonzero(~is_sine).flatten()[:3]]
+        )
+        batch = test.select(shown)
+        for name, learner in learners.items():
+            torch.manual_seed(2)
+            path = figure.with_name(f"{figure.stem}-{name}.png")
+            plot_predictions(learner, batch, path)
+            print(f"  figure: {path}")
+    return rows
+
+
+def _interleaved_ms(fns: dict[str, Callable[[int], object]], repeats: int) -> dict[str, float]:
+    """Median ms of each function, calling them in turn so that load hits all alike."""
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for i in range(repeats + 3):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn(i)
+            if i >= 3:
+                times[name].append(time.perf_counter() - t0)
+    return {name: statistics.median(ts) * 1e3 for name, ts in times.items()}
+
+
+def speed(repeats: int) -> list[dict]:
+    src = bm.Sinusoid(10, 10, seed=0)
+    batches = [src.sample(25) for _ in range(10)]
+    torch.manual_seed(0)
+    maml = bm.MAML(NET, inner_lr=0.01, inner_steps=5)
+    bmaml = BayesianMAML(NET, inner_lr=0.01, inner_steps=5)
+    twins = {
+        cls.__name__: cls(
+            [p.detach() for p in bmaml.net.parameters()],
+            bmaml.prior.log_scale.detach(),
+            bmaml.likelihood.log_scale.detach(),
+        )
+        for cls in (AutogradTwin, ManualTwin)
+    }
+    # The twins compute the same thing: same loss from the same weights and noise.
+    b = batches[0]
+    ref = BayesianMAML(NET, inner_lr=0.01, inner_steps=5)
+    ref.load_state_dict(bmaml.state_dict())
+    torch.manual_seed(7)
+    want = float(ref.meta_loss(b))
+    for name, twin in twins.items():
+        fresh = type(twin)(
+            [p.detach() for p in ref.net.parameters()],
+            ref.prior.log_scale.detach(),
+            ref.likelihood.log_scale.detach(),
+        )
+        torch.manual_seed(7)
+        got = fresh.meta_step(b.support_x, b.support_y, b.query_x, b.query_y)
+        if abs(got - want) > 1e-4 * max(1.0, abs(want)):
+            raise RuntimeError(
+                f"{name} computes {got}, BayesianMAML {want}: not the same computation"
+            )
+
+    def twin_step(t: Any) -> Callable[[int], object]:
+        return lambda i: t.meta_step(
+            batches[i % 10].support_x,
+            batches[i % 10].support_y,
+            batches[i % 10].query_x,
+            batches[i % 10].query_y,
+        )
+
+    ms = _interleaved_ms(
+        {
+            "MAML": lambda i: maml.meta_step(batches[i % 10]),
+            "BayesianMAML": lambda i: bmaml.meta_step(batches[i % 10]),
+            **{name: twin_step(t) for name, t in twins.items()},
+        },
+        repeats,
+    )
+    base = ms["BayesianMAML"]
+    return [{"what": name, "ms": v, "bayesian_maml_ratio": base / v} for name, v in ms.items()]
+
+
+def print_tables(spd: list[dict], acc: list[dict], amb: list[dict]) -> None:
+    if spd:
+        print(
+            f"\nSpeed (torch {torch.__version__}, {torch.get_num_threads()} thread(s), median ms "
+            "of an interleaved run; T=25, K=10, 5 inner steps, 2nd order, 1 sample, 1-40-40-1)\n"
+        )
+        print("| meta-iteration | ms | BayesianMAML / this |")
+        print("|---|---:|---:|")
+        for r in spd:
+            print(f"| {r['what']} | {r['ms']:.2f} | {r['bayesian_maml_ratio']:.2f} |")
+    for title, rows in (
+        ("Sinusoid regression, 600 held-out tasks (mean ± 95% CI)", acc),
+        ("Sinusoid or line, 5 shots, scored per task kind (mean ± 95% CI)", amb),
+    ):
+        if not rows:
+            continue
+        print(f"\n{title}\n")
+        print("| learner | tasks | MSE | NLL | 90% coverage | CRPS | calibration error |")
+        print("|---|---|---:|---:|---:|---:|---:|")
+        for r in rows:
+            cells = " | ".join(f"{r[m][0]:.3f} ± {r[m][1]:.3f}" for m in METRICS)
+            print(f"| {r['learner']} | {r['setting']} | {cells} |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--quick", action="store_true", help="tiny settings, for CI and smoke tests"
+    )
+    parser.add_argument("--only", choices=["speed", "accuracy", "ambiguous"], help="run one part")
+    parser.add_argument("--iterations", type=int, default=40_000, help="meta-iterations per model")
+    parser.add_argument("--shots", type=int, nargs="+", default=[5, 10])
+    parser.add_argument("--eval-tasks", type=int, default=600)
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch CPU threads (1 is fastest for these tiny nets and fair to every row)",
+    )
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    iterations, eval_tasks, repeats = args.iterations, args.eval_tasks, 40
+    if args.quick:
+        iterations, eval_tasks, repeats = 20, 50, 3
+    out = HERE / "results"
+    out.mkdir(exist_ok=True)
+    only = args.only
+    spd = speed(repeats) if only in (None, "speed") else []
+    acc = (
+        accuracy(args.shots, iterations, eval_tasks, args.seed)
+        if only in (None, "accuracy")
+        else []
+    )
+    amb = (
+        ambiguous(iterations, eval_tasks, args.seed, out / "bayesian_sinusoid_or_line.png")
+        if only in (None, "ambiguous")
+        else []
+    )
+    print_tables(spd, acc, amb)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    (out / f"bayesian_sinusoid-{stamp}.json").write_text(
+        json.dumps(
+            {"args": vars(args), "speed": spd, "accuracy": acc, "ambiguous": amb},
+            indent=2,
+            default=str,
+        )
+        + "\n"
+    )
+
+
+if __name__ == "__main__":
+    main()
