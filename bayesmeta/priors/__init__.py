@@ -1,6 +1,7 @@
 """Priors over network weights and observation models (likelihoods)."""
 
 from bayesmeta.priors.gaussian import GaussianPrior, gaussian_kl
+from bayesmeta.priors.hierarchical import HierarchicalGaussianPrior, HyperPosterior
 from bayesmeta.priors.likelihoods import (
     CategoricalLikelihood,
     GaussianLikelihood,
@@ -12,6 +13,8 @@ __all__ = [
     "CategoricalLikelihood",
     "GaussianLikelihood",
     "GaussianPrior",
+    "HierarchicalGaussianPrior",
+    "HyperPosterior",
     "Likelihood",
     "MSELikelihood",
     "gaussian_kl",
