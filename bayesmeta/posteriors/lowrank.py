@@ -1,0 +1,123 @@
+"""Low-rank plus diagonal Gaussian task posteriors ``N(loc_t, W_t W_t^T + diag(d_t))``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pyro.distributions as pdist
+import torch
+from torch import Tensor
+
+from bayesmeta.errors import ShapeError
+from bayesmeta.nets.functional import FunctionalNet
+from bayesmeta.posteriors.gaussian import standard_normal
+from bayesmeta.prediction import Prediction
+from bayesmeta.tasks._checks import fmt_shape
+
+__all__ = ["LowRankTaskPosterior"]
+
+
+@dataclass(frozen=True, eq=False)
+class LowRankTaskPosterior:
+    """A Gaussian posterior over one task's weights (or each of a batch's) with correlations.
+
+    The covariance is ``cov_factor @ cov_factor^T + diag(cov_diag)``, the
+    parametrisation of :class:`pyro.distributions.LowRankMultivariateNormal`
+    and of Pyro's ``AutoLowRankMultivariateNormal``.
+
+    Attributes
+    ----------
+    fnet : FunctionalNet
+        The network the weights belong to.
+    loc : Tensor
+        Posterior means ``[*B, P]`` (``B = ()`` for one task, ``(T,)`` for ``T``).
+    cov_factor : Tensor
+        ``W``, ``[*B, P, R]`` for rank ``R``.
+    cov_diag : Tensor
+        ``d``, positive, ``[*B, P]``.
+    noise_scale : Tensor or None
+        The likelihood's observation-noise scale, for predictions.
+
+    """
+
+    fnet: FunctionalNet
+    loc: Tensor
+    cov_factor: Tensor
+    cov_diag: Tensor
+    noise_scale: Tensor | None = None
+
+    def __post_init__(self) -> None:
+        p = self.fnet.num_params
+        if (
+            self.loc.shape[-1:] != (p,)
+            or self.cov_diag.shape != self.loc.shape
+            or self.cov_factor.dim() != self.loc.dim() + 1
+            or self.cov_factor.shape[:-1] != self.loc.shape
+        ):
+            raise ShapeError(
+                f"loc [*B, P], cov_factor [*B, P, R] and cov_diag [*B, P] must share *B "
+                f"and P = {p}, got {fmt_shape(self.loc.shape)}, "
+                f"{fmt_shape(self.cov_factor.shape)} and {fmt_shape(self.cov_diag.shape)}"
+            )
+        if bool((self.cov_diag <= 0).any()):
+            raise ValueError("cov_diag must be positive")
+
+    @property
+    def batch_shape(self) -> torch.Size:
+        """``()`` for one task, ``(T,)`` for a batch."""
+        return self.loc.shape[:-1]
+
+    @property
+    def rank(self) -> int:
+        """Rank ``R`` of the low-rank part."""
+        return int(self.cov_factor.shape[-1])
+
+    @property
+    def scale(self) -> Tensor:
+        """Marginal posterior standard deviations ``[*B, P]``."""
+        return (self.cov_diag + self.cov_factor.pow(2).sum(-1)).sqrt()
+
+    def covariance(self) -> Tensor:
+        """The full covariance ``[*B, P, P]``."""
+        w = self.cov_factor
+        return w @ w.transpose(-1, -2) + torch.diag_embed(self.cov_diag)
+
+    def distribution(self) -> pdist.LowRankMultivariateNormal:
+        """The posterior as a Pyro distribution (batch shape ``B``, event ``[P]``)."""
+        return pdist.LowRankMultivariateNormal(self.loc, self.cov_factor, self.cov_diag)
+
+    def sample(self, num_samples: int, *, generator: torch.Generator | None = None) -> Tensor:
+        """Draw weights ``[num_samples, *B, P]``."""
+        if num_samples < 1:
+            raise ValueError(f"num_samples must be >= 1, got {num_samples}")
+        eps_w = standard_normal((num_samples, *self.batch_shape, self.rank), self.loc, generator)
+        eps_d = standard_normal((num_samples, *self.loc.shape), self.loc, generator)
+        low = (self.cov_factor @ eps_w.unsqueeze(-1)).squeeze(-1)
+        return self.loc + low + self.cov_diag.sqrt() * eps_d
+
+    def predict(
+        self, query_x: Tensor, *, num_samples: int = 100, generator: torch.Generator | None = None
+    ) -> Prediction:
+        """Posterior predictive at ``query_x`` ``[*B, Q, *features]``.
+
+        Parameters
+        ----------
+        query_x
+            Query inputs, with the same batch shape as the posterior.
+        num_samples
+            Weight samples ``S`` (Monte Carlo over the posterior).
+        generator
+            Random generator for the weight samples.
+
+        Returns
+        -------
+        Prediction
+            ``S`` function samples ``[S, *B, Q, O]`` with the likelihood's
+            noise scale.
+
+        """
+        x = self.fnet.check_inputs("query_x", query_x, self.batch_shape)
+        with torch.no_grad():
+            theta = self.sample(num_samples, generator=generator)
+            f = self.fnet(theta, x.to(self.loc.device))
+        return Prediction(f, self.noise_scale)
