@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -52,8 +53,9 @@ class BayesianMAML(MetaLearner):
     takes ``inner_steps`` gradient steps of size ``inner_lr`` on the task's
     negative ELBO per support point (reparameterised, ``num_samples`` draws,
     all tasks at once). Meta-training minimises, over the prior (and the noise
-    scale), the query set's expected negative log-likelihood under the adapted
-    ``q`` plus ``kl_weight * KL(q_t || prior)`` per query point, averaged over
+    scale), the query set's negative log predictive density under the adapted
+    ``q`` (or its expected negative log-likelihood, ``objective="elbo"``)
+    plus ``kl_weight * KL(q_t || prior)`` per query point, averaged over
     tasks, differentiating through the inner steps.
 
     The prior mean *is* the network's weights (``learner.net``), as MAML's
@@ -84,8 +86,18 @@ class BayesianMAML(MetaLearner):
     eval_inner_steps
         Steps at test time (:meth:`adapt`); defaults to ``inner_steps``.
     num_samples
-        Reparameterised weight samples per task in each inner step and in the
-        outer objective.
+        Reparameterised weight samples per task in each inner step.
+    objective
+        The query term of the outer objective: ``"predictive"``, the negative
+        log posterior-predictive density of each query point,
+        ``-log (1/S) sum_s p(y | theta_s)`` (what the predictions are scored
+        by; it rewards a predictive spread that matches the errors), or
+        ``"elbo"``, the expected negative log-likelihood
+        ``E_q[-log p(y | theta)]`` (the ELBO's data term, as in ABML; it
+        penalises any spread of ``q`` and tends to be over-confident).
+        Both equal for ``outer_samples=1``.
+    outer_samples
+        Reparameterised samples ``S`` in the outer objective.
     kl_weight
         Weight of the KL terms (1: the ELBO).
     first_order
@@ -109,6 +121,8 @@ class BayesianMAML(MetaLearner):
         inner_steps: int = 5,
         eval_inner_steps: int | None = None,
         num_samples: int = 1,
+        objective: Literal["predictive", "elbo"] = "predictive",
+        outer_samples: int = 8,
         kl_weight: float = 1.0,
         first_order: bool = False,
         outer_lr: float = 1e-3,
@@ -139,6 +153,10 @@ class BayesianMAML(MetaLearner):
             minimum=0,
         )
         self.num_samples = check_count("num_samples", num_samples, minimum=1)
+        if objective not in ("predictive", "elbo"):
+            raise ValueError(f"objective must be 'predictive' or 'elbo', got {objective!r}")
+        self.objective = objective
+        self.outer_samples = check_count("outer_samples", outer_samples, minimum=1)
         if not (kl_weight >= 0 and kl_weight < float("inf")):
             raise ValueError(f"kl_weight must be finite and >= 0, got {kl_weight}")
         self.kl_weight = float(kl_weight)
@@ -178,9 +196,9 @@ class BayesianMAML(MetaLearner):
         Returns
         -------
         Tensor
-            Scalar: the mean over tasks of
-            ``E_q[mean_j -log p(y_qj | theta)] + kl_weight * KL(q_t || p) / Q``
-            (for ``posterior="delta"``: the query loss at the adapted weights).
+            Scalar: the mean over tasks of the query term (see ``objective``)
+            plus ``kl_weight * KL(q_t || p) / Q`` (for ``posterior="delta"``:
+            the query loss at the adapted weights).
 
         """
         batch = self._check_batch(batch, need_query=True)
@@ -201,9 +219,14 @@ class BayesianMAML(MetaLearner):
             kl_weight=self.kl_weight,
             first_order=self.first_order,
         )
-        eps = standard_normal((self.num_samples, *loc.shape), loc)
+        s = self.outer_samples
+        eps = standard_normal((s, *loc.shape), loc)
         out = self.fnet(loc + log_scale.exp() * eps, batch.query_x)
-        nll = self.likelihood(out, batch.query_y).mean(0)
+        if self.objective == "elbo" or s == 1:
+            nll = self.likelihood(out, batch.query_y).mean(0)
+        else:
+            log_p = self.likelihood.point_log_prob(out, batch.query_y)  # [S, T, Q]
+            nll = -(torch.logsumexp(log_p, 0) - math.log(s)).mean(-1)
         kl = self.prior.kl_from(loc, log_scale)
         return (nll + self.kl_weight * kl / batch.query_x.shape[1]).mean()
 
@@ -291,6 +314,8 @@ class BayesianMAML(MetaLearner):
             "inner_steps": self.inner_steps,
             "eval_inner_steps": self.eval_inner_steps,
             "num_samples": self.num_samples,
+            "objective": self.objective,
+            "outer_samples": self.outer_samples,
             "kl_weight": self.kl_weight,
             "first_order": self.first_order,
         }

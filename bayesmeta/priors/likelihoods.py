@@ -36,6 +36,14 @@ class Likelihood(nn.Module):
         """``pyro.sample(name, p(y | out), obs=y)`` over points (and outputs)."""
         raise NotImplementedError
 
+    def point_log_prob(self, out: Tensor, y: Tensor) -> Tensor:
+        """Log-likelihood of each point (summed over outputs): ``[*B, N]``.
+
+        ``forward`` is minus its mean over points; predictive objectives
+        (``log mean_s p(y | theta_s)``) need it per point.
+        """
+        raise NotImplementedError
+
     def noise_scale(self) -> Tensor | None:
         """Observation-noise standard deviation for predictions (``None``: none)."""
         return None
@@ -82,9 +90,13 @@ class GaussianLikelihood(Likelihood):
 
     def forward(self, out: Tensor, y: Tensor) -> Tensor:
         """Mean over points of ``-log N(y | out, sigma^2)`` summed over outputs: ``[*B]``."""
+        return -self.point_log_prob(out, y).mean(-1)
+
+    def point_log_prob(self, out: Tensor, y: Tensor) -> Tensor:
+        """``log N(y | out, sigma^2)`` per point, summed over outputs: ``[*B, N]``."""
         z = (y - out) / self.scale
         per = 0.5 * z * z + self.log_scale + 0.5 * math.log(2 * math.pi)
-        return per.sum(-1).mean(-1)
+        return -per.sum(-1)
 
     def output_grad(self, out: Tensor, y: Tensor) -> Tensor:
         """Gradient of the summed mean NLL with respect to ``out``."""
@@ -126,6 +138,10 @@ class MSELikelihood(Likelihood):
         """Gradient of the summed MSE with respect to ``out``."""
         return mse_output_grad(out, y)
 
+    def point_log_prob(self, out: Tensor, y: Tensor) -> Tensor:
+        """The Gibbs log-likelihood per point, ``-mean_o (out - y)^2``: ``[*B, N]``."""
+        return -(out - y).pow(2).mean(-1)
+
     def observe(self, name: str, out: Tensor, y: Tensor) -> None:
         """Add ``-N O MSE`` to the log joint (the Gibbs likelihood), as a factor."""
         pyro.factor(name, -(out - y).pow(2).sum((-1, -2)))
@@ -141,6 +157,11 @@ class CategoricalLikelihood(Likelihood):
     def output_grad(self, out: Tensor, y: Tensor) -> Tensor:
         """Gradient of the summed mean cross-entropy with respect to the logits."""
         return cross_entropy_output_grad(out, y)
+
+    def point_log_prob(self, out: Tensor, y: Tensor) -> Tensor:
+        """``log softmax(out)[y]`` per point: ``[*B, N]``."""
+        logp = torch.log_softmax(out, dim=-1)
+        return logp.gather(-1, y.expand(out.shape[:-1]).unsqueeze(-1)).squeeze(-1)
 
     def observe(self, name: str, out: Tensor, y: Tensor) -> None:
         """Observe labels ``[*B, N]`` as one event per task."""

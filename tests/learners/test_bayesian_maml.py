@@ -159,3 +159,36 @@ def test_state_dict_round_trip():
         "likelihood.log_scale",
         "prior.log_scale",
     }
+
+
+@pytest.mark.parametrize("objective", ["predictive", "elbo"])
+def test_outer_objective_is_the_scored_predictive_nll_or_the_expected_nll(objective):
+    """The query term equals an independent computation from the same draws."""
+    from bayesmeta.inference.gaussian_vi import gaussian_steps
+
+    torch.manual_seed(0)
+    learner = BayesianMAML(
+        (1, 16, 1), objective=objective, outer_samples=6, kl_weight=0.0, inner_steps=2
+    )
+    batch = Sinusoid(5, 7, seed=2).sample(4)
+    torch.manual_seed(11)
+    got = learner.meta_loss(batch)
+    torch.manual_seed(11)
+    loc, log_scale = gaussian_steps(
+        learner.fnet,
+        learner.prior,
+        learner.likelihood,
+        batch.support_x,
+        batch.support_y,
+        steps=2,
+        lr=learner.inner_lr,
+        kl_weight=0.0,
+    )
+    theta = loc + log_scale.exp() * torch.empty(6, *loc.shape).normal_()
+    f = learner.fnet(theta, batch.query_x)  # [S, T, Q, 1]
+    noise = learner.likelihood.scale
+    if objective == "predictive":
+        want = -Prediction(f, noise).log_prob(batch.query_y).mean()
+    else:
+        want = -torch.distributions.Normal(f, noise).log_prob(batch.query_y).mean()
+    torch.testing.assert_close(got, want)

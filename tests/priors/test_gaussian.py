@@ -81,3 +81,19 @@ def test_kl_from_matches_torch_analytic_kl_per_weight_and_per_tensor():
             torch.distributions.Normal(prior.loc, prior.scale),
         ).sum(-1)
         torch.testing.assert_close(prior.kl_from(q_loc, q_log_scale), want, rtol=1e-5, atol=1e-4)
+
+
+def test_point_log_probs_match_torch_and_average_to_the_losses():
+    from bayesmeta.priors import CategoricalLikelihood, GaussianLikelihood, MSELikelihood
+
+    torch.manual_seed(0)
+    out, y = torch.randn(3, 5, 2), torch.randn(3, 5, 2)
+    gauss = GaussianLikelihood(0.4, num_outputs=2)
+    want = Normal(out, gauss.scale).log_prob(y).sum(-1)
+    torch.testing.assert_close(gauss.point_log_prob(out, y), want)
+    labels = torch.randint(0, 2, (3, 5))
+    cat = CategoricalLikelihood()
+    want = torch.distributions.Categorical(logits=out).log_prob(labels)
+    torch.testing.assert_close(cat.point_log_prob(out, labels), want)
+    for lik, target in ((gauss, y), (cat, labels), (MSELikelihood(), y)):
+        torch.testing.assert_close(lik(out, target), -lik.point_log_prob(out, target).mean(-1))
