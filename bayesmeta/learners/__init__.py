@@ -7,6 +7,7 @@ from bayesmeta.learners.gradient import GradientMetaLearner, OptimizerFactory
 from bayesmeta.learners.maml import MAML
 from bayesmeta.learners.reptile import Reptile
 from bayesmeta.learners.training import History
+from bayesmeta.learners.variational import VariationalMetaLearner
 
 __all__ = [
     "MAML",
@@ -17,4 +18,5 @@ __all__ = [
     "MetaLearner",
     "OptimizerFactory",
     "Reptile",
+    "VariationalMetaLearner",
 ]
