@@ -2,7 +2,14 @@
 
 from bayesmeta import metrics, nets, tasks
 from bayesmeta.errors import BayesmetaError, NonFiniteLossError, ShapeError
-from bayesmeta.learners import MAML, AdaptedPredictor, BayesianMAML, History, Reptile
+from bayesmeta.learners import (
+    MAML,
+    AdaptedPredictor,
+    BayesianMAML,
+    History,
+    Reptile,
+    VariationalMetaLearner,
+)
 from bayesmeta.prediction import Prediction
 from bayesmeta.tasks import Sinusoid, SinusoidOrLine, Task, TaskBatch
 
@@ -22,6 +29,7 @@ __all__ = [
     "SinusoidOrLine",
     "Task",
     "TaskBatch",
+    "VariationalMetaLearner",
     "__version__",
     "metrics",
     "nets",

@@ -54,3 +54,16 @@ def test_bayesian_maml_round_trip_preserves_prior_noise_and_posterior(tmp_path):
     ]
     torch.testing.assert_close(post[0].loc, post[1].loc)
     torch.testing.assert_close(post[0].log_scale, post[1].log_scale)
+
+
+def test_variational_meta_learner_round_trip(tmp_path):
+    from bayesmeta import VariationalMetaLearner
+
+    torch.manual_seed(0)
+    learner = VariationalMetaLearner((1, 8, 1))
+    learner.meta_fit(Sinusoid(5, 5, seed=0), iterations=3, meta_batch_size=4, num_tasks=6)
+    loaded = load_learner(save_learner(learner, tmp_path / "v.safetensors"))
+    assert type(loaded) is VariationalMetaLearner and loaded.config() == learner.config()
+    for a, b in zip(learner.hyper_posterior(), loaded.hyper_posterior(), strict=True):
+        torch.testing.assert_close(a, b)
+    torch.testing.assert_close(loaded.task_loc, learner.task_loc)

@@ -20,6 +20,7 @@ from bayesmeta.learners.base import MetaLearner
 from bayesmeta.learners.bayesian_maml import BayesianMAML
 from bayesmeta.learners.maml import MAML
 from bayesmeta.learners.reptile import Reptile
+from bayesmeta.learners.variational import VariationalMetaLearner
 
 __all__ = ["CheckpointError", "build_learner", "load_learner", "save_learner"]
 
@@ -28,6 +29,7 @@ _LEARNERS: dict[str, type[MetaLearner]] = {
     "BayesianMAML": BayesianMAML,
     "MAML": MAML,
     "Reptile": Reptile,
+    "VariationalMetaLearner": VariationalMetaLearner,
 }
 
 

@@ -17,32 +17,14 @@ from bayesmeta.posteriors.gaussian import GaussianTaskPosterior, standard_normal
 from bayesmeta.priors.gaussian import GaussianPrior
 from bayesmeta.priors.likelihoods import (
     CategoricalLikelihood,
-    GaussianLikelihood,
     Likelihood,
-    MSELikelihood,
+    LikelihoodName,
+    make_likelihood,
 )
 from bayesmeta.tasks.source import check_count
 from bayesmeta.tasks.task import TaskBatch
 
 __all__ = ["BayesianMAML"]
-
-LikelihoodName = Literal["gaussian", "mse", "categorical"]
-
-
-def _make_likelihood(
-    likelihood: LikelihoodName | Likelihood, noise_scale: float, learn_noise: bool, outputs: int
-) -> Likelihood:
-    if isinstance(likelihood, Likelihood):
-        return likelihood
-    if likelihood == "gaussian":
-        return GaussianLikelihood(noise_scale, num_outputs=outputs, learn_scale=learn_noise)
-    if likelihood == "mse":
-        return MSELikelihood()
-    if likelihood == "categorical":
-        return CategoricalLikelihood()
-    raise ValueError(
-        f"likelihood must be 'gaussian', 'mse', 'categorical' or a Likelihood, got {likelihood!r}"
-    )
 
 
 class BayesianMAML(MetaLearner):
@@ -133,7 +115,7 @@ class BayesianMAML(MetaLearner):
         if posterior not in ("gaussian", "delta"):
             raise ValueError(f"posterior must be 'gaussian' or 'delta', got {posterior!r}")
         outputs = int(getattr(self.net, "out_features", 1))
-        self.likelihood = _make_likelihood(likelihood, noise_scale, learn_noise, outputs)
+        self.likelihood = make_likelihood(likelihood, noise_scale, learn_noise, outputs)
         self.likelihood_name = likelihood if isinstance(likelihood, str) else "custom"
         self.target_kind = (
             "classification" if isinstance(self.likelihood, CategoricalLikelihood) else "regression"

@@ -33,13 +33,17 @@ from torch import Tensor, nn
 
 from bayesmeta.inference.task_svi import INIT_SCALE_RATIO, task_posterior_svi
 from bayesmeta.learners.base import MetaLearner, OptimizerFactory, positive
-from bayesmeta.learners.bayesian_maml import LikelihoodName, _make_likelihood
 from bayesmeta.learners.training import History, check_finite, run_meta_fit
 from bayesmeta.posteriors.gaussian import GaussianTaskPosterior
 from bayesmeta.posteriors.lowrank import LowRankTaskPosterior
 from bayesmeta.priors.gaussian import GaussianPrior
 from bayesmeta.priors.hierarchical import HierarchicalGaussianPrior, HyperPosterior
-from bayesmeta.priors.likelihoods import CategoricalLikelihood, Likelihood
+from bayesmeta.priors.likelihoods import (
+    CategoricalLikelihood,
+    Likelihood,
+    LikelihoodName,
+    make_likelihood,
+)
 from bayesmeta.tasks.source import TaskSource, check_count
 from bayesmeta.tasks.task import Task, TaskBatch
 
@@ -141,7 +145,7 @@ class VariationalMetaLearner(MetaLearner):
     ) -> None:
         super().__init__(net, outer_lr=outer_lr, optimizer=optimizer, max_grad_norm=max_grad_norm)
         outputs = int(getattr(self.net, "out_features", 1))
-        self.likelihood = _make_likelihood(likelihood, noise_scale, learn_noise, outputs)
+        self.likelihood = make_likelihood(likelihood, noise_scale, learn_noise, outputs)
         self.likelihood_name = likelihood if isinstance(likelihood, str) else "custom"
         self.target_kind = (
             "classification" if isinstance(self.likelihood, CategoricalLikelihood) else "regression"

@@ -7,6 +7,7 @@ from bayesmeta.priors.likelihoods import (
     GaussianLikelihood,
     Likelihood,
     MSELikelihood,
+    make_likelihood,
 )
 
 __all__ = [
@@ -18,4 +19,5 @@ __all__ = [
     "Likelihood",
     "MSELikelihood",
     "gaussian_kl",
+    "make_likelihood",
 ]

@@ -10,6 +10,7 @@ hand-written inner-loop gradients use.
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 import pyro
 import pyro.distributions as pdist
@@ -18,7 +19,14 @@ from torch import Tensor, nn
 
 from bayesmeta.losses import cross_entropy, cross_entropy_output_grad, mse, mse_output_grad
 
-__all__ = ["CategoricalLikelihood", "GaussianLikelihood", "Likelihood", "MSELikelihood"]
+__all__ = [
+    "CategoricalLikelihood",
+    "GaussianLikelihood",
+    "Likelihood",
+    "LikelihoodName",
+    "MSELikelihood",
+    "make_likelihood",
+]
 
 
 class Likelihood(nn.Module):
@@ -166,3 +174,36 @@ class CategoricalLikelihood(Likelihood):
     def observe(self, name: str, out: Tensor, y: Tensor) -> None:
         """Observe labels ``[*B, N]`` as one event per task."""
         pyro.sample(name, pdist.Categorical(logits=out).to_event(1), obs=y)
+
+
+LikelihoodName = Literal["gaussian", "mse", "categorical"]
+
+
+def make_likelihood(
+    likelihood: LikelihoodName | Likelihood,
+    noise_scale: float = 0.1,
+    learn_noise: bool = True,
+    outputs: int = 1,
+) -> Likelihood:
+    """A likelihood from its name (or the given object, unchanged).
+
+    Parameters
+    ----------
+    likelihood
+        ``"gaussian"``, ``"mse"``, ``"categorical"`` or a :class:`Likelihood`.
+    noise_scale, learn_noise, outputs
+        Initial noise scale, whether it is learned, and the number of
+        outputs ``O`` (for ``"gaussian"``).
+
+    """
+    if isinstance(likelihood, Likelihood):
+        return likelihood
+    if likelihood == "gaussian":
+        return GaussianLikelihood(noise_scale, num_outputs=outputs, learn_scale=learn_noise)
+    if likelihood == "mse":
+        return MSELikelihood()
+    if likelihood == "categorical":
+        return CategoricalLikelihood()
+    raise ValueError(
+        f"likelihood must be 'gaussian', 'mse', 'categorical' or a Likelihood, got {likelihood!r}"
+    )
