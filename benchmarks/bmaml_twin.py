@@ -3,8 +3,9 @@
 The same computation as one ``bayesmeta.BayesianMAML.meta_step`` (Gaussian
 likelihood with a learned noise scale, a learned per-weight prior scale,
 Gaussian task posteriors started at the prior and refined by ``steps``
-preconditioned gradient steps on the support ELBO, second order, one Monte
-Carlo sample), written out for a 1-H-H-1 ReLU network with no library code:
+preconditioned steps on the support ELBO: proximal in the prior for the mean,
+natural-gradient for the precision; second order, one Monte Carlo sample),
+written out for a 1-H-H-1 ReLU network with no library code:
 
 * :class:`AutogradTwin` gets each inner gradient from
   ``torch.autograd.grad(..., create_graph=True)``: what one writes first.
@@ -73,13 +74,16 @@ class _Twin(nn.Module):
         a = step / k * (-2.0 * p_ls).exp()
         keep = 1.0 / (1.0 + a)
         pull, grow = (1.0 - keep) * mu, step / k
-        loc, ls = mu.expand(t, -1), p_ls.expand(t, -1)
+        rate = 0.5  # the natural scale update's rate
+        loc, lam = mu.expand(t, -1), (-2.0 * p_ls).exp().expand(t, -1)
         for _ in range(self.steps):
             eps = torch.empty(t, mu.shape[0]).normal_()
-            s = ls.exp()
+            s = lam.rsqrt()
             g = self.data_grad(loc + s * eps, sx, sy, step)
             loc = keep * (loc - g) + pull
-            ls = ls + grow - s * (g * eps + a * s)
+            h = (g * eps / s).clamp_min(0.0)
+            lam = lam * (1.0 - rate) + rate * (-2.0 * p_ls).exp() + h * (rate / grow)
+        ls = -0.5 * lam.log()
         eps = torch.empty(1, t, mu.shape[0]).normal_()[0]
         out, _ = self.forward_net(self.split(loc + ls.exp() * eps), qx)
         sigma_ls = self.noise_log_scale

@@ -16,6 +16,7 @@ for the outer (second-order) meta-gradient.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Literal
 
 import pyro
 import pyro.distributions as pdist
@@ -28,7 +29,9 @@ from bayesmeta.posteriors.gaussian import standard_normal
 from bayesmeta.priors.gaussian import GaussianPrior
 from bayesmeta.priors.likelihoods import Likelihood
 
-__all__ = ["free_energy", "gaussian_steps", "pyro_guide", "pyro_model"]
+__all__ = ["ScaleUpdate", "free_energy", "gaussian_steps", "pyro_guide", "pyro_model"]
+
+ScaleUpdate = Literal["gradient", "natural"]
 
 
 def free_energy(
@@ -90,6 +93,8 @@ def gaussian_steps(
     first_order: bool = False,
     init: tuple[Tensor, Tensor] | None = None,
     generator: torch.Generator | None = None,
+    scale_update: ScaleUpdate = "gradient",
+    scale_rate: float = 0.5,
 ) -> tuple[Tensor, Tensor]:
     """Adapt ``q(theta_t)`` by gradient steps on each task's free energy.
 
@@ -120,6 +125,18 @@ def gaussian_steps(
         Starting ``(loc, log_scale)``, each ``[T, P]``.
     generator
         Random generator for the reparameterisation noise.
+    scale_update
+        How ``q``'s scales move. ``"gradient"``: gradient steps on
+        ``log scale``, like the mean's. ``"natural"``: a natural-gradient
+        (variational online Newton) step on the precision ``lambda = 1 / s^2``,
+        ``lambda' = (1 - rate) lambda + rate (K h / kl_weight + 1 / sigma^2)``,
+        with ``h = max(E[g eps] / s, 0)`` the reparameterisation estimate of the
+        data term's diagonal curvature: the scales then reach their
+        data-determined size in a few steps (gradient steps on ``log s`` move
+        by ``O(s^2)``, i.e. hardly at all for a tight prior), and never exceed
+        the prior's. Needs ``kl_weight > 0``.
+    scale_rate
+        The ``rate`` of the natural update, in ``(0, 1]``.
 
     Returns
     -------
@@ -127,6 +144,13 @@ def gaussian_steps(
         ``(loc, log_scale)``, each ``[T, P]``.
 
     """
+    if scale_update not in ("gradient", "natural"):
+        raise ValueError(f"scale_update must be 'gradient' or 'natural', got {scale_update!r}")
+    if scale_update == "natural" and not (kl_weight > 0 and 0 < scale_rate <= 1):
+        raise ValueError(
+            "the natural scale update needs kl_weight > 0 and 0 < scale_rate <= 1, got "
+            f"kl_weight={kl_weight}, scale_rate={scale_rate}"
+        )
     t = x.shape[0]
     p_loc, p_log_scale = prior.loc, prior.log_scale_per_weight()
     if init is None:
@@ -157,16 +181,23 @@ def gaussian_steps(
     #          = log s + step c - s (E[step g eps] + a s)
     # is used. The prior's part is folded into per-weight constants computed
     # once, and `step` scales the loss (the small output gradient) rather than g.
-    a = (step * kl_weight / x.shape[1]) * (-2.0 * p_log_scale).exp()
+    p_precision = (-2.0 * p_log_scale).exp()
+    grow = step * kl_weight / x.shape[1]
+    a = grow * p_precision
     keep = 1.0 / (1.0 + a)
     pull = (1.0 - keep) * p_loc
-    grow = step * kl_weight / x.shape[1]
+    natural = scale_update == "natural"
+    if natural:
+        # The natural update keeps the precision as its state: scale = rsqrt.
+        precision = (-2.0 * log_scale).exp()
+        prior_part = scale_rate * p_precision
+        data_part = scale_rate / grow
     scaled = ScaledLoss(likelihood, step)
     shape = (t, loc.shape[-1]) if s == 1 else (s, t, loc.shape[-1])
     with torch.enable_grad():
         for _ in range(steps):
             eps = standard_normal(shape, loc, generator)
-            scale = log_scale.exp()
+            scale = precision.rsqrt() if natural else log_scale.exp()
             theta = loc + scale * eps
             if not second_order:
                 theta = theta.detach()
@@ -181,9 +212,17 @@ def gaussian_steps(
             # Plain products, not addcmul: addcmul's backward spends an extra
             # pass per input multiplying by its `value`.
             loc = keep * (loc - step_g) + pull
-            log_scale = log_scale + grow - scale * (step_g_eps + a * scale)
+            if natural:
+                curvature = (step_g_eps / scale).clamp_min(0.0)  # step * h
+                precision = precision * (1.0 - scale_rate) + prior_part + curvature * data_part
+            else:
+                log_scale = log_scale + grow - scale * (step_g_eps + a * scale)
             if not differentiable:
                 loc, log_scale = loc.detach(), log_scale.detach()
+                if natural:
+                    precision = precision.detach()
+    if natural:
+        log_scale = -0.5 * precision.log()
     return loc, log_scale
 
 

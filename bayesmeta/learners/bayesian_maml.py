@@ -9,7 +9,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
-from bayesmeta.inference.gaussian_vi import gaussian_steps
+from bayesmeta.inference.gaussian_vi import ScaleUpdate, gaussian_steps
 from bayesmeta.inference.inner_loop import gradient_steps
 from bayesmeta.learners.adapted import AdaptedPredictor
 from bayesmeta.learners.base import MetaLearner, OptimizerFactory, positive
@@ -82,6 +82,14 @@ class BayesianMAML(MetaLearner):
         Reparameterised samples ``S`` in the outer objective.
     kl_weight
         Weight of the KL terms (1: the ELBO).
+    scale_update, scale_rate
+        How the inner steps move ``q``'s scales: ``"natural"`` (a natural-
+        gradient step on the precision at rate ``scale_rate``, using the
+        reparameterisation estimate of the curvature; the scales shrink to
+        their data-determined size in a few steps) or ``"gradient"`` (plain
+        gradient steps on ``log scale``, which move by ``O(scale^2)`` and so
+        leave a tight prior's scales almost unchanged). See
+        :func:`~bayesmeta.inference.gaussian_vi.gaussian_steps`.
     first_order
         Treat the inner gradients as constants in the meta-gradient.
     outer_lr, optimizer, max_grad_norm
@@ -106,6 +114,8 @@ class BayesianMAML(MetaLearner):
         objective: Literal["predictive", "elbo"] = "predictive",
         outer_samples: int = 8,
         kl_weight: float = 1.0,
+        scale_update: ScaleUpdate = "natural",
+        scale_rate: float = 0.5,
         first_order: bool = False,
         outer_lr: float = 1e-3,
         optimizer: OptimizerFactory | None = None,
@@ -142,6 +152,17 @@ class BayesianMAML(MetaLearner):
         if not (kl_weight >= 0 and kl_weight < float("inf")):
             raise ValueError(f"kl_weight must be finite and >= 0, got {kl_weight}")
         self.kl_weight = float(kl_weight)
+        if scale_update not in ("natural", "gradient"):
+            raise ValueError(f"scale_update must be 'natural' or 'gradient', got {scale_update!r}")
+        if not 0 < scale_rate <= 1:
+            raise ValueError(f"scale_rate must lie in (0, 1], got {scale_rate}")
+        if scale_update == "natural" and posterior == "gaussian" and self.kl_weight == 0:
+            raise ValueError(
+                "scale_update='natural' needs kl_weight > 0 (without the KL term the best q "
+                "is a point mass); use scale_update='gradient' or posterior='delta'"
+            )
+        self.scale_update: ScaleUpdate = scale_update
+        self.scale_rate = float(scale_rate)
         self.first_order = bool(first_order)
 
     def _objective_name(self) -> str:
@@ -199,6 +220,8 @@ class BayesianMAML(MetaLearner):
             lr=self.inner_lr,
             num_samples=self.num_samples,
             kl_weight=self.kl_weight,
+            scale_update=self.scale_update,
+            scale_rate=self.scale_rate,
             first_order=self.first_order,
         )
         s = self.outer_samples
@@ -275,6 +298,8 @@ class BayesianMAML(MetaLearner):
             lr=self.inner_lr,
             num_samples=self.num_samples,
             kl_weight=self.kl_weight,
+            scale_update=self.scale_update,
+            scale_rate=self.scale_rate,
             differentiable=False,
             generator=generator,
         )
@@ -299,5 +324,7 @@ class BayesianMAML(MetaLearner):
             "objective": self.objective,
             "outer_samples": self.outer_samples,
             "kl_weight": self.kl_weight,
+            "scale_update": self.scale_update,
+            "scale_rate": self.scale_rate,
             "first_order": self.first_order,
         }

@@ -81,7 +81,12 @@ def test_inner_step_is_the_free_energy_gradient_preconditioned_by_prior_curvatur
     torch.testing.assert_close(ls1, ls0.detach() - step * g_ls)
 
 
-def test_mean_field_inference_recovers_conjugate_linear_regression(float64):
+@pytest.mark.parametrize(
+    ("scale_update", "steps", "lr"), [("gradient", 1500, 0.02), ("natural", 300, 0.1)]
+)
+def test_mean_field_inference_recovers_conjugate_linear_regression(
+    float64, scale_update, steps, lr
+):
     """Bayesian linear regression: q converges to the mean-field optimum in closed form.
 
     For y = w x + b + noise with a Gaussian prior, the posterior is Gaussian with
@@ -107,11 +112,13 @@ def test_mean_field_inference_recovers_conjugate_linear_regression(float64):
         lik,
         x,
         y,
-        steps=1500,
-        lr=0.02,
+        steps=steps,
+        lr=lr,
         num_samples=256,
         differentiable=False,
         generator=torch.Generator().manual_seed(0),
+        scale_update=scale_update,
+        scale_rate=0.2,
     )
     torch.testing.assert_close(loc[0], mean, atol=0.03, rtol=0)
     torch.testing.assert_close(

@@ -131,12 +131,25 @@ def test_bad_input_and_nan_training_raise():
         learner.adapt(torch.tensor([[float("nan")]]), torch.zeros(1, 1))
     with pytest.raises(ValueError, match="needs floating regression targets"):
         learner.adapt(torch.zeros(3, 1), torch.zeros(3, dtype=torch.long))
-    exploding = BayesianMAML((1, 4, 1), inner_lr=1e30)
-    before = copy.deepcopy(exploding.state_dict())
-    with pytest.raises(NonFiniteLossError):
-        exploding.meta_step(Sinusoid(5, 5, seed=0).sample(2))
-    for key, value in exploding.state_dict().items():
-        assert torch.equal(before[key], value)
+    with pytest.raises(ValueError, match="needs kl_weight > 0"):
+        BayesianMAML((1, 4, 1), kl_weight=0.0)
+    with pytest.raises(ValueError, match="scale_rate"):
+        BayesianMAML((1, 4, 1), scale_rate=1.5)
+    # Plain gradient steps on log-scales overflow with a huge step; the proximal
+    # mean step and the natural scale step do not, so blow up the weights instead.
+    exploding = [
+        BayesianMAML((1, 4, 1), inner_lr=1e30, scale_update="gradient"),
+        BayesianMAML((1, 4, 1)),
+    ]
+    with torch.no_grad():
+        exploding[1].net.layers[0].weight.fill_(3e38)
+    for learner in exploding:
+        before = copy.deepcopy(learner.state_dict())
+        with pytest.raises(NonFiniteLossError) as err:
+            learner.meta_fit(Sinusoid(5, 5, seed=0), iterations=3, progress=False)
+        assert err.value.history is not None
+        for key, value in learner.state_dict().items():
+            assert torch.equal(before[key], value)
 
 
 def test_state_dict_round_trip():
@@ -168,7 +181,12 @@ def test_outer_objective_is_the_scored_predictive_nll_or_the_expected_nll(object
 
     torch.manual_seed(0)
     learner = BayesianMAML(
-        (1, 16, 1), objective=objective, outer_samples=6, kl_weight=0.0, inner_steps=2
+        (1, 16, 1),
+        objective=objective,
+        outer_samples=6,
+        kl_weight=0.0,
+        scale_update="gradient",
+        inner_steps=2,
     )
     batch = Sinusoid(5, 7, seed=2).sample(4)
     torch.manual_seed(11)
