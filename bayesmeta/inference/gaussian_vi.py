@@ -187,24 +187,34 @@ def gaussian_steps(
     keep = 1.0 / (1.0 + a)
     pull = (1.0 - keep) * p_loc
     natural = scale_update == "natural"
+    # Started at the prior, every task shares the prior's [P] scale and
+    # precision in the first step: broadcasting them skips [T, P] passes.
+    at_prior = init is None
     if natural:
         # The natural update keeps the precision as its state: scale = rsqrt.
-        precision = (-2.0 * log_scale).exp()
+        precision = p_precision.expand(t, -1) if at_prior else (-2.0 * log_scale).exp()
         prior_part = scale_rate * p_precision
         data_part = scale_rate / grow
     scaled = ScaledLoss(likelihood, step)
     shape = (t, loc.shape[-1]) if s == 1 else (s, t, loc.shape[-1])
     with torch.enable_grad():
-        for _ in range(steps):
+        for i in range(steps):
+            first = i == 0 and at_prior
             eps = standard_normal(shape, loc, generator)
-            scale = precision.rsqrt() if natural else log_scale.exp()
-            theta = loc + scale * eps
+            if first:
+                scale = p_log_scale.exp()
+            else:
+                scale = precision.rsqrt() if natural else log_scale.exp()
+            noise = scale * eps
+            theta = loc + noise
             if not second_order:
                 theta = theta.detach()
             params = fnet.unflatten(theta.reshape(s * t, -1))
             grads = fnet.loss_grad(params, xs, ys, scaled, create_graph=second_order)
             step_g = fnet.flatten(grads).reshape(shape)
-            step_g_eps = step_g * eps
+            # E[step g eps] (gradient update), or E[step g eps / s] = E[step g noise] p
+            # (natural update; a product, cheaper to differentiate than a division).
+            step_g_eps = step_g * (noise if natural else eps)
             if s > 1:
                 step_g, step_g_eps = step_g.mean(0), step_g_eps.mean(0)
             if not second_order:
@@ -213,8 +223,12 @@ def gaussian_steps(
             # pass per input multiplying by its `value`.
             loc = keep * (loc - step_g) + pull
             if natural:
-                curvature = (step_g_eps / scale).clamp_min(0.0)  # step * h
-                precision = precision * (1.0 - scale_rate) + prior_part + curvature * data_part
+                curvature = (step_g_eps * precision).clamp_min(0.0)  # step * h
+                if first:  # (1 - rate) prior + rate prior = prior
+                    precision = p_precision + curvature * data_part
+                else:
+                    kept = torch.add(prior_part, precision, alpha=1.0 - scale_rate)
+                    precision = kept + curvature * data_part
             else:
                 log_scale = log_scale + grow - scale * (step_g_eps + a * scale)
             if not differentiable:
