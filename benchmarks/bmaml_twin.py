@@ -12,8 +12,9 @@ written out for a 1-H-H-1 ReLU network with no library code:
 * :class:`ManualTwin` back-propagates through the network by hand, as
   bayesmeta does, so the two differ only in library overhead.
 
-Both draw their noise in the same order as bayesmeta, so with the same seed
-and weights they return the same loss (the benchmark checks this).
+Both draw their noise as bayesmeta does (one draw for the inner steps, rotated
+over the tasks, one for the query), so with the same seed and weights they
+return the same loss (the benchmark checks this).
 """
 
 from __future__ import annotations
@@ -76,8 +77,9 @@ class _Twin(nn.Module):
         pull, grow = (1.0 - keep) * mu, step / k
         rate = 0.5  # the natural scale update's rate
         loc, lam = mu.expand(t, -1), (-2.0 * p_ls).exp().expand(t, -1)
-        for _ in range(self.steps):
-            eps = torch.empty(t, mu.shape[0]).normal_()
+        base = torch.empty(t, mu.shape[0]).normal_()  # rotated over tasks (t >= steps)
+        for i in range(self.steps):
+            eps = base.roll(i, dims=0)
             s = lam.rsqrt()
             g = self.data_grad(loc + s * eps, sx, sy, step)
             loc = keep * (loc - g) + pull
