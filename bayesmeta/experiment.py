@@ -12,6 +12,7 @@ import torch
 
 from bayesmeta.evaluation import Evaluation, evaluate
 from bayesmeta.io.checkpoint import save_learner
+from bayesmeta.learners.bayesian_maml import BayesianMAML
 from bayesmeta.learners.gradient import GradientMetaLearner
 from bayesmeta.learners.maml import MAML
 from bayesmeta.learners.reptile import Reptile
@@ -21,8 +22,9 @@ from bayesmeta.tasks.source import SeededSource, check_count
 
 __all__ = ["RunConfig", "RunResult", "format_table", "run_experiment"]
 
-LearnerName = Literal["maml", "fomaml", "reptile"]
+LearnerName = Literal["maml", "fomaml", "reptile", "bayesian_maml"]
 DataName = Literal["sinusoid", "sinusoid_or_line"]
+RunLearner = GradientMetaLearner | BayesianMAML
 
 
 @dataclass(frozen=True)
@@ -31,7 +33,7 @@ class RunConfig:
 
     Attributes
     ----------
-    learner : {"maml", "fomaml", "reptile"}
+    learner : {"maml", "fomaml", "reptile", "bayesian_maml"}
         Which learner to meta-train.
     data : {"sinusoid", "sinusoid_or_line"}
         The built-in task family.
@@ -78,8 +80,11 @@ class RunConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.learner not in ("maml", "fomaml", "reptile"):
-            raise ValueError(f"learner must be 'maml', 'fomaml' or 'reptile', got {self.learner!r}")
+        if self.learner not in ("maml", "fomaml", "reptile", "bayesian_maml"):
+            raise ValueError(
+                "learner must be 'maml', 'fomaml', 'reptile' or 'bayesian_maml', "
+                f"got {self.learner!r}"
+            )
         if self.data not in ("sinusoid", "sinusoid_or_line"):
             raise ValueError(f"data must be 'sinusoid' or 'sinusoid_or_line', got {self.data!r}")
         object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
@@ -97,7 +102,7 @@ class RunConfig:
         cls = Sinusoid if self.data == "sinusoid" else SinusoidOrLine
         return cls(self.shots, k_query, seed=seed)
 
-    def build_learner(self) -> GradientMetaLearner:
+    def build_learner(self) -> RunLearner:
         """A fresh learner for this config (weights seeded by ``seed``)."""
         torch.manual_seed(self.seed)
         sizes = (1, *self.hidden, 1)
@@ -110,6 +115,8 @@ class RunConfig:
         }
         if self.learner == "reptile":
             return Reptile(sizes, **common)
+        if self.learner == "bayesian_maml":
+            return BayesianMAML(sizes, **common)
         return MAML(
             sizes,
             first_order=self.learner == "fomaml",
@@ -123,7 +130,7 @@ class RunResult:
     """What :func:`run_experiment` produced."""
 
     config: RunConfig
-    learner: GradientMetaLearner
+    learner: RunLearner
     history: History
     evaluation: Evaluation
     run_dir: Path | None = None
@@ -165,9 +172,10 @@ def run_experiment(
     t0 = time.perf_counter()
     history = learner.meta_fit(train, config.iterations, config.meta_batch_size, progress=progress)
     t1 = time.perf_counter()
-    learner.fit_noise_scale(
-        config.source(seed=NOISE_FIT_SEED, k_query=config.eval_query).sample(200)
-    )
+    if isinstance(learner, GradientMetaLearner):  # point estimates: fit a noise scale
+        learner.fit_noise_scale(
+            config.source(seed=NOISE_FIT_SEED, k_query=config.eval_query).sample(200)
+        )
     evaluation = evaluate(
         learner, config.source(seed=EVAL_SEED, k_query=config.eval_query), config.eval_tasks
     )
@@ -194,7 +202,7 @@ def _write_run(result: RunResult, out_dir: Path) -> Path:
     metrics = {
         "num_tasks": result.evaluation.num_tasks,
         "metrics": result.evaluation.to_dict(),
-        "noise_scale": result.learner.noise_scale.tolist(),
+        "noise_scale": _noise_scale(result.learner),
         "timings": result.timings,
     }
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
@@ -206,6 +214,14 @@ def _write_run(result: RunResult, out_dir: Path) -> Path:
     batch = cfg.source(seed=EVAL_SEED, k_query=cfg.eval_query).sample(6)
     plot_predictions(result.learner, batch, run_dir / "predictions.png")
     return run_dir
+
+
+def _noise_scale(learner: RunLearner) -> list[float] | None:
+    """The noise scale its predictions use (fitted or meta-learned), if any."""
+    if isinstance(learner, GradientMetaLearner):
+        return [float(v) for v in learner.noise_scale.reshape(-1)]
+    scale = learner.likelihood.noise_scale()
+    return None if scale is None else [float(v) for v in scale.detach().reshape(-1)]
 
 
 def format_table(rows: dict[str, dict[str, tuple[float, float]]], *, title: str = "") -> str:

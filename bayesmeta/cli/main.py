@@ -26,7 +26,9 @@ def build_parser() -> argparse.ArgumentParser:
         "a run folder. With no options: MAML on 5-shot sinusoids.",
     )
     d = RunConfig()
-    run.add_argument("--learner", choices=["maml", "fomaml", "reptile"], default=d.learner)
+    run.add_argument(
+        "--learner", choices=["maml", "fomaml", "reptile", "bayesian_maml"], default=d.learner
+    )
     run.add_argument("--data", choices=["sinusoid", "sinusoid_or_line"], default=d.data)
     run.add_argument("--shots", type=int, default=d.shots, help="support points per task")
     run.add_argument("--iterations", type=int, default=d.iterations, help="meta-iterations")

@@ -57,3 +57,13 @@ def test_bad_arguments_exit_with_message(tmp_path, capsys):
     assert "shots must be >= 1" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["run", "--learner", "nope"])
+
+
+def test_run_bayesian_maml_writes_a_run_with_its_learned_noise(tmp_path):
+    args = ["run", "--quick", "--learner", "bayesian_maml", "--no-progress"]
+    assert main([*args, "--out", str(tmp_path)]) == 0
+    (run_dir,) = list(tmp_path.iterdir())
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["noise_scale"][0] > 0
+    assert {"mse", "nll", "coverage_90", "crps"} <= set(metrics["metrics"])
+    assert (run_dir / "model.safetensors").is_file()
