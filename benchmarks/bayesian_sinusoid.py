@@ -52,7 +52,7 @@ EVAL_STEPS = 10  # test-time inner steps for every learner
 MAML_KW: dict[str, Any] = {"inner_lr": 0.01, "inner_steps": 5, "inner_grad_clip": 30.0}
 # BayesianMAML settings (see docs/benchmarks.md for how they were chosen).
 BMAML_KW: dict[str, Any] = {"inner_lr": 0.01, "inner_steps": 5}
-METRICS = ("mse", "nll", "coverage_90", "crps", "calibration_error")
+METRICS = ("mse", "nll", "coverage_90", "crps", "calibration_error", "collapsed")
 
 
 def make(name: str) -> MetaLearner:
@@ -73,6 +73,8 @@ def score(learner: MetaLearner, test: bm.TaskBatch) -> dict[str, tuple[float, fl
         pred = learner.adapt(chunk.support_x, chunk.support_y).predict(chunk.query_x)
         errors.append(regression_calibration_error(pred, chunk.query_y))
     result.per_task["calibration_error"] = torch.cat(errors)
+    # Intervals that "collapse": tasks whose 90% intervals cover under half the points.
+    result.per_task["collapsed"] = (result.per_task["coverage_90"] < 0.5).to(torch.float32)
     return result.summary()
 
 
@@ -245,8 +247,11 @@ def print_tables(spd: list[dict], acc: list[dict], amb: list[dict]) -> None:
         if not rows:
             continue
         print(f"\n{title}\n")
-        print("| learner | tasks | MSE | NLL | 90% coverage | CRPS | calibration error |")
-        print("|---|---|---:|---:|---:|---:|---:|")
+        print(
+            "| learner | tasks | MSE | NLL | 90% coverage | CRPS | calibration error "
+            "| tasks with coverage < 0.5 |"
+        )
+        print("|---|---|---:|---:|---:|---:|---:|---:|")
         for r in rows:
             cells = " | ".join(f"{r[m][0]:.3f} ± {r[m][1]:.3f}" for m in METRICS)
             print(f"| {r['learner']} | {r['setting']} | {cells} |")

@@ -83,7 +83,7 @@ class _Twin(nn.Module):
             s = lam.rsqrt()
             g = self.data_grad(loc + s * eps, sx, sy, step)
             loc = keep * (loc - g) + pull
-            h = (g * eps / s).clamp_min(0.0)
+            h = (g * eps / s).relu()
             lam = lam * (1.0 - rate) + rate * (-2.0 * p_ls).exp() + h * (rate / grow)
         ls = -0.5 * lam.log()
         eps = torch.empty(1, t, mu.shape[0]).normal_()[0]

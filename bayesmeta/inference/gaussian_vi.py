@@ -233,7 +233,7 @@ def gaussian_steps(
             # pass per input multiplying by its `value`.
             loc = keep * (loc - step_g) + pull
             if natural:
-                curvature = (step_g_eps * precision).clamp_min(0.0)  # step * h
+                curvature = (step_g_eps * precision).relu()  # step * h, clipped at 0
                 if first:  # (1 - rate) prior + rate prior = prior
                     precision = p_precision + curvature * data_part
                 else:
