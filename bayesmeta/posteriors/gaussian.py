@@ -12,7 +12,7 @@ from bayesmeta.nets.functional import FunctionalNet
 from bayesmeta.prediction import Prediction
 from bayesmeta.tasks._checks import fmt_shape
 
-__all__ = ["GaussianTaskPosterior", "standard_normal"]
+__all__ = ["GaussianTaskPosterior", "SampledPosterior", "standard_normal"]
 
 
 def standard_normal(
@@ -27,8 +27,57 @@ def standard_normal(
     return out.normal_(generator=generator)
 
 
+class SampledPosterior:
+    """What every weight posterior shares: the posterior predictive from weight samples.
+
+    Subclasses provide ``fnet``, ``loc`` (``[*B, P]``), ``noise_scale``,
+    ``batch_shape`` and ``sample(num_samples, generator=...)``.
+    """
+
+    fnet: FunctionalNet
+    loc: Tensor
+    noise_scale: Tensor | None
+
+    @property
+    def batch_shape(self) -> torch.Size:
+        """``()`` for one task, ``(T,)`` for a batch."""
+        return self.loc.shape[:-1]
+
+    def sample(self, num_samples: int, *, generator: torch.Generator | None = None) -> Tensor:
+        """Draw weights ``[num_samples, *B, P]``."""
+        raise NotImplementedError
+
+    def predict(
+        self, query_x: Tensor, *, num_samples: int = 100, generator: torch.Generator | None = None
+    ) -> Prediction:
+        """Posterior predictive at ``query_x`` ``[*B, Q, *features]``.
+
+        Parameters
+        ----------
+        query_x
+            Query inputs, with the same batch shape as the posterior.
+        num_samples
+            Weight samples ``S`` (Monte Carlo over the posterior).
+        generator
+            Random generator for the weight samples.
+
+        Returns
+        -------
+        Prediction
+            ``S`` function samples ``[S, *B, Q, O]`` with the likelihood's
+            noise scale: mean, epistemic and aleatoric standard deviations,
+            intervals and log densities.
+
+        """
+        x = self.fnet.check_inputs("query_x", query_x, self.batch_shape)
+        with torch.no_grad():
+            theta = self.sample(num_samples, generator=generator)
+            f = self.fnet(theta, x.to(self.loc.device))
+        return Prediction(f, self.noise_scale)
+
+
 @dataclass(frozen=True, eq=False)
-class GaussianTaskPosterior:
+class GaussianTaskPosterior(SampledPosterior):
     """The adapted posterior over the weights of one task or a batch of tasks.
 
     Attributes
@@ -61,42 +110,9 @@ class GaussianTaskPosterior:
         """Posterior standard deviations ``[*B, P]``."""
         return self.log_scale.exp()
 
-    @property
-    def batch_shape(self) -> torch.Size:
-        """``()`` for one task, ``(T,)`` for a batch."""
-        return self.loc.shape[:-1]
-
     def sample(self, num_samples: int, *, generator: torch.Generator | None = None) -> Tensor:
         """Draw weights ``[num_samples, *B, P]``."""
         if num_samples < 1:
             raise ValueError(f"num_samples must be >= 1, got {num_samples}")
         eps = standard_normal((num_samples, *self.loc.shape), self.loc, generator)
         return self.loc + self.scale * eps
-
-    def predict(
-        self, query_x: Tensor, *, num_samples: int = 100, generator: torch.Generator | None = None
-    ) -> Prediction:
-        """Posterior predictive at ``query_x`` ``[*B, Q, *features]``.
-
-        Parameters
-        ----------
-        query_x
-            Query inputs, with the same batch shape as the posterior.
-        num_samples
-            Weight samples ``S`` (Monte Carlo over the posterior).
-        generator
-            Random generator for the weight samples.
-
-        Returns
-        -------
-        Prediction
-            ``S`` function samples ``[S, *B, Q, O]`` with the likelihood's
-            noise scale: mean, epistemic and aleatoric standard deviations,
-            intervals and log densities.
-
-        """
-        x = self.fnet.check_inputs("query_x", query_x, self.batch_shape)
-        with torch.no_grad():
-            theta = self.sample(num_samples, generator=generator)
-            f = self.fnet(theta, x.to(self.loc.device))
-        return Prediction(f, self.noise_scale)

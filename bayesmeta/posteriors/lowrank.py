@@ -10,15 +10,14 @@ from torch import Tensor
 
 from bayesmeta.errors import ShapeError
 from bayesmeta.nets.functional import FunctionalNet
-from bayesmeta.posteriors.gaussian import standard_normal
-from bayesmeta.prediction import Prediction
+from bayesmeta.posteriors.gaussian import SampledPosterior, standard_normal
 from bayesmeta.tasks._checks import fmt_shape
 
 __all__ = ["LowRankTaskPosterior"]
 
 
 @dataclass(frozen=True, eq=False)
-class LowRankTaskPosterior:
+class LowRankTaskPosterior(SampledPosterior):
     """A Gaussian posterior over one task's weights (or each of a batch's) with correlations.
 
     The covariance is ``cov_factor @ cov_factor^T + diag(cov_diag)``, the
@@ -63,11 +62,6 @@ class LowRankTaskPosterior:
             raise ValueError("cov_diag must be positive")
 
     @property
-    def batch_shape(self) -> torch.Size:
-        """``()`` for one task, ``(T,)`` for a batch."""
-        return self.loc.shape[:-1]
-
-    @property
     def rank(self) -> int:
         """Rank ``R`` of the low-rank part."""
         return int(self.cov_factor.shape[-1])
@@ -94,30 +88,3 @@ class LowRankTaskPosterior:
         eps_d = standard_normal((num_samples, *self.loc.shape), self.loc, generator)
         low = (self.cov_factor @ eps_w.unsqueeze(-1)).squeeze(-1)
         return self.loc + low + self.cov_diag.sqrt() * eps_d
-
-    def predict(
-        self, query_x: Tensor, *, num_samples: int = 100, generator: torch.Generator | None = None
-    ) -> Prediction:
-        """Posterior predictive at ``query_x`` ``[*B, Q, *features]``.
-
-        Parameters
-        ----------
-        query_x
-            Query inputs, with the same batch shape as the posterior.
-        num_samples
-            Weight samples ``S`` (Monte Carlo over the posterior).
-        generator
-            Random generator for the weight samples.
-
-        Returns
-        -------
-        Prediction
-            ``S`` function samples ``[S, *B, Q, O]`` with the likelihood's
-            noise scale.
-
-        """
-        x = self.fnet.check_inputs("query_x", query_x, self.batch_shape)
-        with torch.no_grad():
-            theta = self.sample(num_samples, generator=generator)
-            f = self.fnet(theta, x.to(self.loc.device))
-        return Prediction(f, self.noise_scale)

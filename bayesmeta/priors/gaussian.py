@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import pyro
 import pyro.distributions as pdist
@@ -14,6 +14,9 @@ from torch import Tensor, nn
 from bayesmeta.errors import ShapeError
 from bayesmeta.nets.functional import FunctionalNet
 from bayesmeta.tasks._checks import fmt_shape
+
+if TYPE_CHECKING:
+    from bayesmeta.priors.hierarchical import HierarchicalGaussianPrior
 
 __all__ = ["GaussianPrior", "gaussian_kl"]
 
@@ -223,16 +226,7 @@ class GaussianPrior(nn.Module):
 
     def check(self, fnet: FunctionalNet) -> GaussianPrior:
         """Raise :class:`ShapeError` unless the prior fits ``fnet``; return ``self``."""
-        if self.num_params != fnet.num_params:
-            raise ShapeError(
-                f"the prior is over P = {self.num_params} weights but the network has "
-                f"P = {fnet.num_params}; build it with GaussianPrior.for_net(fnet)"
-            )
-        if self.scale_per == "tensor" and self.numels != fnet.numels:
-            raise ShapeError(
-                f"the prior's per-tensor sizes {self.numels} differ from the network's "
-                f"{fnet.numels}"
-            )
+        check_fits(self, fnet)
         return self
 
     def log_prob(self, theta: Tensor) -> Tensor:
@@ -279,6 +273,20 @@ class GaussianPrior(nn.Module):
     def extra_repr(self) -> str:
         """Size and scale layout, shown in ``repr``."""
         return f"P={self.num_params}, scale_per={self.scale_per!r}"
+
+
+def check_fits(prior: GaussianPrior | HierarchicalGaussianPrior, fnet: FunctionalNet) -> None:
+    """Raise :class:`ShapeError` unless a weight prior's layout fits ``fnet``'s weights."""
+    name = type(prior).__name__
+    if prior.num_params != fnet.num_params:
+        raise ShapeError(
+            f"the prior is over P = {prior.num_params} weights but the network has "
+            f"P = {fnet.num_params}; build it with {name}.for_net(fnet)"
+        )
+    if prior.scale_per == "tensor" and prior.numels != fnet.numels:
+        raise ShapeError(
+            f"the prior's per-tensor sizes {prior.numels} differ from the network's {fnet.numels}"
+        )
 
 
 def _shape(value: object) -> str:

@@ -23,6 +23,7 @@ from torch import Tensor, nn
 
 from bayesmeta.errors import ShapeError
 from bayesmeta.nets.functional import FunctionalNet
+from bayesmeta.priors.gaussian import check_fits
 from bayesmeta.tasks._checks import fmt_shape
 
 __all__ = ["HierarchicalGaussianPrior", "HyperPosterior"]
@@ -170,16 +171,7 @@ class HierarchicalGaussianPrior(nn.Module):
 
     def check(self, fnet: FunctionalNet) -> HierarchicalGaussianPrior:
         """Raise :class:`ShapeError` unless the prior fits ``fnet``; return ``self``."""
-        if self.num_params != fnet.num_params:
-            raise ShapeError(
-                f"the prior is over P = {self.num_params} weights but the network has "
-                f"P = {fnet.num_params}; build it with HierarchicalGaussianPrior.for_net(fnet)"
-            )
-        if self.scale_per == "tensor" and self.numels != fnet.numels:
-            raise ShapeError(
-                f"the prior's per-tensor sizes {self.numels} differ from the network's "
-                f"{fnet.numels}"
-            )
+        check_fits(self, fnet)
         return self
 
     def hyper_distributions(self) -> dict[str, pdist.TorchDistribution]:
