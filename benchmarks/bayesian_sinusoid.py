@@ -52,7 +52,16 @@ EVAL_STEPS = 10  # test-time inner steps for every learner
 MAML_KW: dict[str, Any] = {"inner_lr": 0.01, "inner_steps": 5, "inner_grad_clip": 30.0}
 # BayesianMAML settings (see docs/benchmarks.md for how they were chosen).
 BMAML_KW: dict[str, Any] = {"inner_lr": 0.01, "inner_steps": 5}
-METRICS = ("mse", "nll", "coverage_90", "crps", "calibration_error", "collapsed")
+METRICS = (
+    "mse",
+    "nll",
+    "coverage_90",
+    "coverage_90_far",
+    "crps",
+    "calibration_error",
+    "collapsed",
+)
+FAR = 1.5  # query points this far from every support point count as "far"
 
 
 def make(name: str) -> MetaLearner:
@@ -67,12 +76,21 @@ def score(learner: MetaLearner, test: bm.TaskBatch) -> dict[str, tuple[float, fl
     """Evaluation metrics plus PACOH's calibration error, mean ± 95% CI over tasks."""
     torch.manual_seed(1)
     result = evaluate(learner, test)
-    errors = []
+    errors, far = [], []
     for start in range(0, len(test), 100):
         chunk = test.select(slice(start, start + 100))
         pred = learner.adapt(chunk.support_x, chunk.support_y).predict(chunk.query_x)
         errors.append(regression_calibration_error(pred, chunk.query_y))
+        # Coverage of the query points far (> FAR) from every support point, where
+        # a point estimate's constant noise scale is too narrow if anywhere.
+        lower, upper = pred.interval(0.9)
+        inside = ((chunk.query_y >= lower) & (chunk.query_y <= upper))[..., 0].float()
+        dist = (chunk.query_x - chunk.support_x.transpose(1, 2)).abs().amin(-1)  # [T, Q]
+        mask = (dist > FAR).float()
+        has = mask.sum(-1) > 0  # tasks with far points (the others have no value)
+        far.append(((inside * mask).sum(-1) / mask.sum(-1).clamp_min(1.0))[has])
     result.per_task["calibration_error"] = torch.cat(errors)
+    result.per_task["coverage_90_far"] = torch.cat(far)
     # Intervals that "collapse": tasks whose 90% intervals cover under half the points.
     result.per_task["collapsed"] = (result.per_task["coverage_90"] < 0.5).to(torch.float32)
     return result.summary()
@@ -248,10 +266,10 @@ def print_tables(spd: list[dict], acc: list[dict], amb: list[dict]) -> None:
             continue
         print(f"\n{title}\n")
         print(
-            "| learner | tasks | MSE | NLL | 90% coverage | CRPS | calibration error "
-            "| tasks with coverage < 0.5 |"
+            "| learner | tasks | MSE | NLL | 90% coverage | 90% coverage, far from support "
+            "| CRPS | calibration error | tasks with coverage < 0.5 |"
         )
-        print("|---|---|---:|---:|---:|---:|---:|---:|")
+        print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
         for r in rows:
             cells = " | ".join(f"{r[m][0]:.3f} ± {r[m][1]:.3f}" for m in METRICS)
             print(f"| {r['learner']} | {r['setting']} | {cells} |")
