@@ -3,6 +3,7 @@
     python benchmarks/bayesian_sinusoid.py             # full run (see docs/benchmarks.md)
     python benchmarks/bayesian_sinusoid.py --quick     # smoke run, seconds
     python benchmarks/bayesian_sinusoid.py --only speed
+    python benchmarks/bayesian_sinusoid.py --only ablation   # why the defaults
 
 Accuracy and calibration: MAML (given a Gaussian noise scale fitted on 200
 other held-out tasks) and BayesianMAML, meta-trained on K-shot sinusoids
@@ -64,11 +65,20 @@ METRICS = (
 FAR = 1.5  # query points this far from every support point count as "far"
 
 
+# The design choices of BayesianMAML's defaults, each undone in turn (--only ablation).
+ABLATIONS: dict[str, dict[str, Any]] = {
+    "BayesianMAML, objective='elbo'": {"objective": "elbo"},
+    "BayesianMAML, scale_update='gradient'": {"scale_update": "gradient"},
+}
+
+
 def make(name: str) -> MetaLearner:
     if name == "MAML":
         return bm.MAML(NET, eval_inner_steps=EVAL_STEPS, **MAML_KW)
     if name == "BayesianMAML":
         return BayesianMAML(NET, eval_inner_steps=EVAL_STEPS, **BMAML_KW)
+    if name in ABLATIONS:
+        return BayesianMAML(NET, eval_inner_steps=EVAL_STEPS, **BMAML_KW, **ABLATIONS[name])
     raise ValueError(name)
 
 
@@ -112,33 +122,30 @@ def train(
     return learner, time.perf_counter() - t0
 
 
-def _row(name: str, setting: str, summary: dict[str, tuple[float, float]], **extra: Any) -> dict:
-    row = {"learner": name, "setting": setting, **extra}
+def _row(
+    name: str, setting: str, summary: dict[str, tuple[float, float]], iterations: int, secs: float
+) -> dict:
+    row = {"learner": name, "setting": setting, "iterations": iterations, "train_s": secs}
     row.update({m: summary[m] for m in METRICS})
     line = "  ".join(f"{m} {summary[m][0]:.3f}" for m in METRICS)
     print(f"  {name:13s} {setting:10s} {line}", flush=True)
     return row
 
 
-def accuracy(shots: list[int], iterations: int, eval_tasks: int, seed: int) -> list[dict]:
+def sinusoid_rows(
+    names: tuple[str, ...], shots: list[int], iterations: int, eval_tasks: int, seed: int
+) -> list[dict]:
+    """Train each learner on K-shot sinusoids and score it on 600 held-out tasks."""
     rows = []
     for k in shots:
         test = bm.Sinusoid(k, 100, seed=10_000 + k).sample(eval_tasks)
         noise_tasks = bm.Sinusoid(k, 100, seed=20_000 + k).sample(200)
-        for name in ("MAML", "BayesianMAML"):
-            learner, train_s = train(
-                name, bm.Sinusoid(k, 10, seed=seed), iterations, noise_tasks, seed
-            )
+        for name in names:
+            source = bm.Sinusoid(k, 10, seed=seed)
+            learner, train_s = train(name, source, iterations, noise_tasks, seed)
             if learner is not None:
-                rows.append(
-                    _row(
-                        name,
-                        f"{k}-shot",
-                        score(learner, test),
-                        iterations=iterations,
-                        train_s=train_s,
-                    )
-                )
+                summary = score(learner, test)
+                rows.append(_row(name, f"{k}-shot", summary, iterations, train_s))
     return rows
 
 
@@ -158,16 +165,8 @@ def ambiguous(iterations: int, eval_tasks: int, seed: int, figure: Path | None) 
             continue
         learners[name] = learner
         for kind, mask in (("sine", is_sine), ("line", ~is_sine)):
-            part = test.select(torch.nonzero(mask).flatten())
-            rows.append(
-                _row(
-                    name,
-                    f"5-shot {kind}",
-                    score(learner, part),
-                    iterations=iterations,
-                    train_s=train_s,
-                )
-            )
+            summary = score(learner, test.select(torch.nonzero(mask).flatten()))
+            rows.append(_row(name, f"5-shot {kind}", summary, iterations, train_s))
     if figure is not None and learners:
         shown = torch.cat(
             [torch.nonzero(is_sine).flatten()[:3], torch.nonzero(~is_sine).flatten()[:3]]
@@ -248,7 +247,7 @@ def speed(repeats: int) -> list[dict]:
     return [{"what": name, "ms": v, "bayesian_maml_ratio": base / v} for name, v in ms.items()]
 
 
-def print_tables(spd: list[dict], acc: list[dict], amb: list[dict]) -> None:
+def print_tables(spd: list[dict], acc: list[dict], amb: list[dict], abl: list[dict]) -> None:
     if spd:
         print(
             f"\nSpeed (torch {torch.__version__}, {torch.get_num_threads()} thread(s), median ms "
@@ -261,6 +260,7 @@ def print_tables(spd: list[dict], acc: list[dict], amb: list[dict]) -> None:
     for title, rows in (
         ("Sinusoid regression, 600 held-out tasks (mean ± 95% CI)", acc),
         ("Sinusoid or line, 5 shots, scored per task kind (mean ± 95% CI)", amb),
+        ("Ablation: 5-shot sinusoids, each default undone (mean ± 95% CI)", abl),
     ):
         if not rows:
             continue
@@ -280,8 +280,15 @@ def main() -> None:
     parser.add_argument(
         "--quick", action="store_true", help="tiny settings, for CI and smoke tests"
     )
-    parser.add_argument("--only", choices=["speed", "accuracy", "ambiguous"], help="run one part")
-    parser.add_argument("--iterations", type=int, default=40_000, help="meta-iterations per model")
+    parser.add_argument(
+        "--only", choices=["speed", "accuracy", "ambiguous", "ablation"], help="run one part"
+    )
+    parser.add_argument(
+        "--iterations",
+        type=int,
+        default=None,
+        help="meta-iterations per model (default 40000; 15000 for the ablation)",
+    )
     parser.add_argument("--shots", type=int, nargs="+", default=[5, 10])
     parser.add_argument("--eval-tasks", type=int, default=600)
     parser.add_argument(
@@ -293,15 +300,17 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    iterations, eval_tasks, repeats = args.iterations, args.eval_tasks, 40
+    iterations, eval_tasks, repeats = args.iterations or 40_000, args.eval_tasks, 40
+    ablation_iterations = args.iterations or 15_000
     if args.quick:
-        iterations, eval_tasks, repeats = 20, 50, 3
+        iterations = ablation_iterations = 20
+        eval_tasks, repeats = 50, 3
     out = HERE / "results"
     out.mkdir(exist_ok=True)
     only = args.only
     spd = speed(repeats) if only in (None, "speed") else []
     acc = (
-        accuracy(args.shots, iterations, eval_tasks, args.seed)
+        sinusoid_rows(("MAML", "BayesianMAML"), args.shots, iterations, eval_tasks, args.seed)
         if only in (None, "accuracy")
         else []
     )
@@ -310,11 +319,19 @@ def main() -> None:
         if only in (None, "ambiguous")
         else []
     )
-    print_tables(spd, acc, amb)
+    abl = (
+        # 5-shot sinusoids: the defaults against each design choice undone.
+        sinusoid_rows(
+            ("MAML", "BayesianMAML", *ABLATIONS), [5], ablation_iterations, eval_tasks, args.seed
+        )
+        if only in (None, "ablation")
+        else []
+    )
+    print_tables(spd, acc, amb, abl)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     (out / f"bayesian_sinusoid-{stamp}.json").write_text(
         json.dumps(
-            {"args": vars(args), "speed": spd, "accuracy": acc, "ambiguous": amb},
+            {"args": vars(args), "speed": spd, "accuracy": acc, "ambiguous": amb, "ablation": abl},
             indent=2,
             default=str,
         )
