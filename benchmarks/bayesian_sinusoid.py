@@ -298,6 +298,7 @@ def main() -> None:
         help="torch CPU threads (1 is fastest for these tiny nets and fair to every row)",
     )
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=HERE / "results", help="results folder")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     iterations, eval_tasks, repeats = args.iterations or 40_000, args.eval_tasks, 40
@@ -305,8 +306,8 @@ def main() -> None:
     if args.quick:
         iterations = ablation_iterations = 20
         eval_tasks, repeats = 50, 3
-    out = HERE / "results"
-    out.mkdir(exist_ok=True)
+    out = args.out
+    out.mkdir(parents=True, exist_ok=True)
     only = args.only
     spd = speed(repeats) if only in (None, "speed") else []
     acc = (
