@@ -52,7 +52,10 @@ EVAL_STEPS = 10  # test-time inner steps for every learner
 # MAML as tuned in benchmarks/maml_sinusoid.py.
 MAML_KW: dict[str, Any] = {"inner_lr": 0.01, "inner_steps": 5, "inner_grad_clip": 30.0}
 # BayesianMAML settings (see docs/benchmarks.md for how they were chosen).
-BMAML_KW: dict[str, Any] = {"inner_lr": 0.01, "inner_steps": 5}
+# Training with as many inner steps as at test time (10) beat 5 at both shot counts
+# (15k iterations: 5 shots MSE 0.163 vs 0.196, NLL 0.48 vs 0.67; 10 shots 0.087 vs
+# 0.281, 0.18 vs 0.83); --bmaml-inner-steps sets it.
+BMAML_KW: dict[str, Any] = {"inner_lr": 0.01, "inner_steps": 10}
 METRICS = (
     "mse",
     "nll",
@@ -317,7 +320,14 @@ def main() -> None:
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=HERE / "results", help="results folder")
+    parser.add_argument(
+        "--bmaml-inner-steps",
+        type=int,
+        default=BMAML_KW["inner_steps"],
+        help="BayesianMAML's inner steps in meta-training (10 at test time)",
+    )
     args = parser.parse_args()
+    BMAML_KW["inner_steps"] = args.bmaml_inner_steps
     torch.set_num_threads(args.threads)
     iterations, eval_tasks, repeats = args.iterations or 40_000, args.eval_tasks, 40
     ablation_iterations = args.iterations or 15_000
