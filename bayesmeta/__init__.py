@@ -1,6 +1,7 @@
 """bayesmeta: Bayesian meta-learning and transfer learning on Pyro and PyTorch."""
 
 from bayesmeta import metrics, nets, tasks
+from bayesmeta.class_prediction import ClassPrediction
 from bayesmeta.errors import BayesmetaError, NonFiniteLossError, ShapeError
 from bayesmeta.learners import (
     MAML,
@@ -20,6 +21,7 @@ __all__ = [
     "AdaptedPredictor",
     "BayesianMAML",
     "BayesmetaError",
+    "ClassPrediction",
     "History",
     "NonFiniteLossError",
     "Prediction",

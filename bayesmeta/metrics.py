@@ -1,9 +1,11 @@
-"""Regression metrics per task, and their mean with a confidence interval.
+"""Metrics per task, and their mean with a confidence interval.
 
-Every function takes a :class:`~bayesmeta.prediction.Prediction` (or a mean)
-and targets ``[*B, N, O]`` and returns one value per task ``[*B]``, so that a
-benchmark can report the mean over tasks with a 95% confidence interval
-(:func:`mean_ci`).
+Regression metrics take a :class:`~bayesmeta.prediction.Prediction` (or a
+mean) and targets ``[*B, N, O]``; classification metrics take a
+:class:`~bayesmeta.ClassPrediction` and labels ``[*B, N]``. Each returns one
+value per task ``[*B]``, so that a benchmark can report the mean over tasks
+with a 95% confidence interval (:func:`mean_ci`). The expected calibration
+error pools points over tasks (:func:`expected_calibration_error`).
 """
 
 from __future__ import annotations
@@ -14,17 +16,25 @@ import torch
 from torch import Tensor
 
 from bayesmeta.calibration import PACOH_LEVELS, calibration_curve, regression_calibration_error
+from bayesmeta.class_prediction import ClassPrediction
 from bayesmeta.prediction import Prediction
+from bayesmeta.reliability import ECE_BINS, Reliability, expected_calibration_error, reliability
 
 __all__ = [
+    "ECE_BINS",
     "PACOH_LEVELS",
+    "Reliability",
+    "accuracy",
+    "brier",
     "calibration_curve",
     "coverage",
     "crps",
+    "expected_calibration_error",
     "mean_ci",
     "mse",
     "nll",
     "regression_calibration_error",
+    "reliability",
 ]
 
 
@@ -34,9 +44,26 @@ def mse(prediction: Prediction | Tensor, y: Tensor) -> Tensor:
     return (mean - y).pow(2).mean(dim=(-1, -2))
 
 
-def nll(prediction: Prediction, y: Tensor) -> Tensor:
-    """Mean negative log predictive density per query point, per task ``[*B]``."""
+def nll(prediction: Prediction | ClassPrediction, y: Tensor) -> Tensor:
+    """Mean negative log predictive density (or probability) per query point, per task ``[*B]``."""
     return -prediction.log_prob(y).mean(-1)
+
+
+def accuracy(prediction: ClassPrediction, y: Tensor) -> Tensor:
+    """Fraction of query points whose most probable class is the label, per task ``[*B]``."""
+    y = prediction.check_labels(y)
+    return (prediction.predicted == y).to(prediction.sample_log_probs.dtype).mean(-1)
+
+
+def brier(prediction: ClassPrediction, y: Tensor) -> Tensor:
+    """Brier score ``sum_c (p_c - 1[y = c])^2``, mean over points, per task ``[*B]``.
+
+    Lies in ``[0, 2]``; lower is better.
+    """
+    y = prediction.check_labels(y)
+    p = prediction.probs
+    onehot = torch.nn.functional.one_hot(y, prediction.num_classes).to(p.dtype)
+    return (p - onehot).pow(2).sum(-1).mean(-1)
 
 
 def coverage(prediction: Prediction, y: Tensor, level: float = 0.9) -> Tensor:
