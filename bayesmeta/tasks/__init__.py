@@ -1,12 +1,14 @@
 """Task data: containers, built-in task families and tasks from user arrays."""
 
 from bayesmeta.tasks.arrays import TaskPool, from_arrays
+from bayesmeta.tasks.episodes import Episodes, split_classes
 from bayesmeta.tasks.pacoh import PacohCauchy, PacohSinusoid
 from bayesmeta.tasks.regression import Sinusoid, SinusoidOrLine
 from bayesmeta.tasks.source import SeededSource, TaskSource
 from bayesmeta.tasks.task import Task, TaskBatch
 
 __all__ = [
+    "Episodes",
     "PacohCauchy",
     "PacohSinusoid",
     "SeededSource",
@@ -17,4 +19,5 @@ __all__ = [
     "TaskPool",
     "TaskSource",
     "from_arrays",
+    "split_classes",
 ]
