@@ -11,6 +11,7 @@ import matplotlib.pyplot as plt
 import torch
 
 from bayesmeta.evaluation import Adaptable
+from bayesmeta.prediction import Prediction
 from bayesmeta.tasks.task import TaskBatch
 
 __all__ = ["plot_predictions"]
@@ -42,6 +43,8 @@ def plot_predictions(
         .expand(t, grid, 1)
     )
     pred = learner.adapt(batch.support_x, batch.support_y).predict(xs)
+    if not isinstance(pred, Prediction):
+        raise TypeError("the learner returned class predictions for a regression batch")
     cols = min(t, 3)
     rows = (t + cols - 1) // cols
     fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 3 * rows), squeeze=False)

@@ -105,12 +105,12 @@ def task_posterior_svi(
             _svi(model, auto, list(auto.parameters()), x, y, steps, lr, num_particles)
             with torch.no_grad():
                 loc, scale = auto.locs.theta.detach(), auto.scales.theta.detach()
-            return GaussianTaskPosterior(fnet, loc, scale.log(), noise)
+            return GaussianTaskPosterior(fnet, loc, scale.log(), noise, likelihood.classification)
         lowrank = _LowRankGuide(prior, x.shape[0], rank)
         _svi(model, lowrank, list(lowrank.parameters()), x, y, steps, lr, num_particles)
         with torch.no_grad():
             loc, factor, diag = (t.detach() for t in lowrank.parts())
-        return LowRankTaskPosterior(fnet, loc, factor, diag, noise)
+        return LowRankTaskPosterior(fnet, loc, factor, diag, noise, likelihood.classification)
 
 
 class _LowRankGuide(nn.Module):

@@ -44,19 +44,22 @@ def build_learner(config: dict[str, Any]) -> MetaLearner:
     if name not in _LEARNERS:
         raise CheckpointError(f"unknown learner {name!r}; known: {sorted(_LEARNERS)}")
     net = cfg.pop("net", None)
-    if not isinstance(net, dict) or "sizes" not in net:
+    if not isinstance(net, dict) or not ("sizes" in net or "conv4" in net):
         raise CheckpointError(
-            "the checkpoint does not describe its network (only MLP learners rebuild "
-            "themselves); build the learner yourself and call load_state_dict"
+            "the checkpoint does not describe its network (only learners on an MLP or Conv4 "
+            "rebuild themselves); build the learner yourself and call load_state_dict"
         )
     if cfg.get("likelihood") == "custom":
         raise CheckpointError(
             "the checkpoint's learner used a custom Likelihood object, which a config cannot "
             "rebuild; build the learner yourself and call load_state_dict"
         )
+    from bayesmeta.nets.conv import Conv4
     from bayesmeta.nets.mlp import MLP
 
     cls = _LEARNERS[name]
+    if "conv4" in net:
+        return cls(Conv4(**net["conv4"]), **cfg)
     return cls(MLP(net["sizes"], net.get("activation", "relu")), **cfg)
 
 

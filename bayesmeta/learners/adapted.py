@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from bayesmeta.class_prediction import ClassPrediction
 from bayesmeta.nets.functional import FunctionalNet
 from bayesmeta.prediction import Prediction
 
@@ -26,32 +27,40 @@ class AdaptedPredictor:
         ``(T,)`` for a batch).
     noise_scale : Tensor or None
         Fitted observation-noise scale, if the learner has one.
+    classification : bool
+        The outputs are class scores (logits): :meth:`predict` returns a
+        :class:`~bayesmeta.ClassPrediction`.
 
     """
 
     fnet: FunctionalNet
     params: tuple[Tensor, ...]
     noise_scale: Tensor | None = None
+    classification: bool = False
 
     @property
     def batch_shape(self) -> torch.Size:
         """``()`` for a single task or ``(T,)`` for a batch."""
         return self.fnet.batch_shape(self.params)
 
-    def predict(self, query_x: Tensor) -> Prediction:
+    def predict(self, query_x: Tensor) -> Prediction | ClassPrediction:
         """Predict at ``query_x`` ``[*B, Q, *features]``.
 
         Returns
         -------
-        Prediction
-            A point prediction (one function sample) ``[*B, Q, O]`` with the
-            learner's noise scale, if fitted.
+        Prediction or ClassPrediction
+            For regression, a point prediction (one function sample)
+            ``[*B, Q, O]`` with the learner's noise scale, if fitted; for
+            classification, the softmax of the adapted network's scores
+            ``[*B, Q, C]``.
 
         """
         x = self.fnet.check_inputs("query_x", query_x, self.batch_shape)
         device = self.params[0].device
         with torch.no_grad():
             mean = self.fnet(self.params, x.to(device))
+        if self.classification:
+            return ClassPrediction.point(mean)
         return Prediction.point(mean, self.noise_scale)
 
     def flat(self) -> Tensor:

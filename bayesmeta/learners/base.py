@@ -16,6 +16,7 @@ from torch import Tensor, nn
 
 from bayesmeta.errors import ShapeError
 from bayesmeta.learners.training import History, check_finite, run_meta_fit
+from bayesmeta.nets.conv import Conv4
 from bayesmeta.nets.functional import FunctionalNet
 from bayesmeta.nets.mlp import MLP
 from bayesmeta.tasks._checks import check_pair, fmt_shape
@@ -227,4 +228,6 @@ class MetaLearner(nn.Module):
         }
         if isinstance(self.net, MLP):
             cfg["net"] = {"sizes": list(self.net.sizes), "activation": self.net.activation_name}
+        elif isinstance(self.net, Conv4):
+            cfg["net"] = {"conv4": self.net.config()}
         return cfg

@@ -287,7 +287,9 @@ class BayesianMAML(MetaLearner):
             params = self._delta_steps(x, y, steps=steps, differentiable=False)
             if not batched:
                 params = tuple(p[0] for p in params)
-            return AdaptedPredictor(self.fnet, params, noise)
+            return AdaptedPredictor(
+                self.fnet, params, noise, classification=self.likelihood.classification
+            )
         loc, log_scale = gaussian_steps(
             self.fnet,
             self.prior,
@@ -305,7 +307,9 @@ class BayesianMAML(MetaLearner):
         )
         if not batched:
             loc, log_scale = loc[0], log_scale[0]
-        return GaussianTaskPosterior(self.fnet, loc, log_scale, noise)
+        return GaussianTaskPosterior(
+            self.fnet, loc, log_scale, noise, self.likelihood.classification
+        )
 
     def config(self) -> dict[str, Any]:
         """Constructor arguments (JSON-ready)."""

@@ -156,7 +156,7 @@ class GradientMetaLearner(MetaLearner):
         if not batched:
             params = tuple(p[0] for p in params)
         noise = self.noise_scale.detach() if self.noise_scale.numel() else None
-        return AdaptedPredictor(self.fnet, params, noise)
+        return AdaptedPredictor(self.fnet, params, noise, classification=not yb.is_floating_point())
 
     @torch.no_grad()
     def fit_noise_scale(self, batch: TaskBatch) -> Tensor:

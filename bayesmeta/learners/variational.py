@@ -554,10 +554,15 @@ class VariationalMetaLearner(MetaLearner):
             return post
         if isinstance(post, GaussianTaskPosterior):
             return GaussianTaskPosterior(
-                self.fnet, post.loc[0], post.log_scale[0], post.noise_scale
+                self.fnet, post.loc[0], post.log_scale[0], post.noise_scale, post.classification
             )
         return LowRankTaskPosterior(
-            self.fnet, post.loc[0], post.cov_factor[0], post.cov_diag[0], post.noise_scale
+            self.fnet,
+            post.loc[0],
+            post.cov_factor[0],
+            post.cov_diag[0],
+            post.noise_scale,
+            post.classification,
         )
 
     def config(self) -> dict[str, Any]:

@@ -1,6 +1,7 @@
 """Networks whose weights can be held outside the module and batched over tasks."""
 
+from bayesmeta.nets.conv import Conv4
 from bayesmeta.nets.functional import BatchedForward, FunctionalNet
 from bayesmeta.nets.mlp import ACTIVATIONS, MLP
 
-__all__ = ["ACTIVATIONS", "MLP", "BatchedForward", "FunctionalNet"]
+__all__ = ["ACTIVATIONS", "MLP", "BatchedForward", "Conv4", "FunctionalNet"]

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from bayesmeta.class_prediction import ClassPrediction
 from bayesmeta.errors import ShapeError
 from bayesmeta.nets.functional import FunctionalNet
 from bayesmeta.prediction import Prediction
@@ -31,12 +32,14 @@ class SampledPosterior:
     """What every weight posterior shares: the posterior predictive from weight samples.
 
     Subclasses provide ``fnet``, ``loc`` (``[*B, P]``), ``noise_scale``,
+    ``classification`` (the network's outputs are class scores),
     ``batch_shape`` and ``sample(num_samples, generator=...)``.
     """
 
     fnet: FunctionalNet
     loc: Tensor
     noise_scale: Tensor | None
+    classification: bool
 
     @property
     def batch_shape(self) -> torch.Size:
@@ -49,7 +52,7 @@ class SampledPosterior:
 
     def predict(
         self, query_x: Tensor, *, num_samples: int = 100, generator: torch.Generator | None = None
-    ) -> Prediction:
+    ) -> Prediction | ClassPrediction:
         """Posterior predictive at ``query_x`` ``[*B, Q, *features]``.
 
         Parameters
@@ -63,16 +66,21 @@ class SampledPosterior:
 
         Returns
         -------
-        Prediction
-            ``S`` function samples ``[S, *B, Q, O]`` with the likelihood's
-            noise scale: mean, epistemic and aleatoric standard deviations,
-            intervals and log densities.
+        Prediction or ClassPrediction
+            For regression, ``S`` function samples ``[S, *B, Q, O]`` with the
+            likelihood's noise scale: mean, epistemic and aleatoric standard
+            deviations, intervals and log densities. For classification, the
+            ``S`` samples' class probabilities ``[S, *B, Q, C]``: mean
+            probabilities and the entropy split into aleatoric and epistemic
+            (mutual information) parts.
 
         """
         x = self.fnet.check_inputs("query_x", query_x, self.batch_shape)
         with torch.no_grad():
             theta = self.sample(num_samples, generator=generator)
             f = self.fnet(theta, x.to(self.loc.device))
+        if self.classification:
+            return ClassPrediction.from_logits(f)
         return Prediction(f, self.noise_scale)
 
 
@@ -90,6 +98,8 @@ class GaussianTaskPosterior(SampledPosterior):
         Log posterior standard deviations ``[*B, P]``.
     noise_scale : Tensor or None
         The likelihood's observation-noise scale, for predictions.
+    classification : bool
+        The network's outputs are class scores (a categorical likelihood).
 
     """
 
@@ -97,6 +107,7 @@ class GaussianTaskPosterior(SampledPosterior):
     loc: Tensor
     log_scale: Tensor
     noise_scale: Tensor | None = None
+    classification: bool = False
 
     def __post_init__(self) -> None:
         if self.loc.shape != self.log_scale.shape or self.loc.shape[-1:] != (self.fnet.num_params,):

@@ -36,6 +36,8 @@ class LowRankTaskPosterior(SampledPosterior):
         ``d``, positive, ``[*B, P]``.
     noise_scale : Tensor or None
         The likelihood's observation-noise scale, for predictions.
+    classification : bool
+        The network's outputs are class scores (a categorical likelihood).
 
     """
 
@@ -44,6 +46,7 @@ class LowRankTaskPosterior(SampledPosterior):
     cov_factor: Tensor
     cov_diag: Tensor
     noise_scale: Tensor | None = None
+    classification: bool = False
 
     def __post_init__(self) -> None:
         p = self.fnet.num_params

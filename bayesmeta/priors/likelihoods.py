@@ -10,7 +10,7 @@ hand-written inner-loop gradients use.
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import ClassVar, Literal
 
 import pyro
 import pyro.distributions as pdist
@@ -31,6 +31,9 @@ __all__ = [
 
 class Likelihood(nn.Module):
     """Base class: mean negative log-likelihood per point, and its output gradient."""
+
+    #: The targets are class labels and the network's outputs class scores.
+    classification: ClassVar[bool] = False
 
     def forward(self, out: Tensor, y: Tensor) -> Tensor:
         """Mean negative log-likelihood per point, per task: ``[*B]``."""
@@ -157,6 +160,8 @@ class MSELikelihood(Likelihood):
 
 class CategoricalLikelihood(Likelihood):
     """``y ~ Categorical(softmax(f(x)))`` for class labels ``[*B, N]``."""
+
+    classification: ClassVar[bool] = True
 
     def forward(self, out: Tensor, y: Tensor) -> Tensor:
         """Mean cross-entropy per task ``[*B]``."""

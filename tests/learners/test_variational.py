@@ -12,7 +12,7 @@ import copy
 import pytest
 import torch
 
-from bayesmeta import NonFiniteLossError, Prediction, Sinusoid, Task, TaskBatch
+from bayesmeta import ClassPrediction, NonFiniteLossError, Prediction, Sinusoid, Task, TaskBatch
 from bayesmeta.evaluation import evaluate
 from bayesmeta.learners import VariationalMetaLearner
 from bayesmeta.nets import MLP
@@ -386,8 +386,11 @@ def test_classification_tasks_run_end_to_end():
     learner = VariationalMetaLearner((3, 8, 2), likelihood="categorical")
     learner.meta_fit(batch, 5, 3, progress=False)
     post = learner.adapt(batch.support_x, batch.support_y, steps=5)
-    logits = post.predict(batch.query_x, num_samples=4).function_samples
-    assert logits.shape == (4, 6, 4, 2) and bool(torch.isfinite(logits).all())
+    pred = post.predict(batch.query_x, num_samples=4)
+    assert isinstance(pred, ClassPrediction)
+    assert pred.sample_log_probs.shape == (4, 6, 4, 2)
+    assert torch.allclose(pred.probs.sum(-1), torch.ones(6, 4))
+    assert bool((pred.epistemic_entropy > 0).all())  # four distinct weight samples disagree
     assert post.noise_scale is None
     with pytest.raises(ValueError, match="integer class labels"):
         learner.adapt(x[0], x[0, :, :2])
