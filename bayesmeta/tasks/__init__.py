@@ -2,6 +2,7 @@
 
 from bayesmeta.tasks.arrays import TaskPool, from_arrays
 from bayesmeta.tasks.episodes import Episodes, split_classes
+from bayesmeta.tasks.glyphs import glyph_episodes, make_glyphs
 from bayesmeta.tasks.pacoh import PacohCauchy, PacohSinusoid
 from bayesmeta.tasks.regression import Sinusoid, SinusoidOrLine
 from bayesmeta.tasks.source import SeededSource, TaskSource
@@ -19,5 +20,7 @@ __all__ = [
     "TaskPool",
     "TaskSource",
     "from_arrays",
+    "glyph_episodes",
+    "make_glyphs",
     "split_classes",
 ]
