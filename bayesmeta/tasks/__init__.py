@@ -3,6 +3,7 @@
 from bayesmeta.tasks.arrays import TaskPool, from_arrays
 from bayesmeta.tasks.episodes import Episodes, split_classes
 from bayesmeta.tasks.glyphs import glyph_episodes, make_glyphs
+from bayesmeta.tasks.images import digits_episodes, load_digits, load_image_folder
 from bayesmeta.tasks.pacoh import PacohCauchy, PacohSinusoid
 from bayesmeta.tasks.regression import Sinusoid, SinusoidOrLine
 from bayesmeta.tasks.source import SeededSource, TaskSource
@@ -19,8 +20,11 @@ __all__ = [
     "TaskBatch",
     "TaskPool",
     "TaskSource",
+    "digits_episodes",
     "from_arrays",
     "glyph_episodes",
+    "load_digits",
+    "load_image_folder",
     "make_glyphs",
     "split_classes",
 ]
