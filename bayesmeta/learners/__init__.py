@@ -5,6 +5,13 @@ from bayesmeta.learners.base import MetaLearner
 from bayesmeta.learners.bayesian_maml import BayesianMAML
 from bayesmeta.learners.gradient import GradientMetaLearner, OptimizerFactory
 from bayesmeta.learners.maml import MAML
+from bayesmeta.learners.metric import MetricLearner, MetricPredictor
+from bayesmeta.learners.protonet import (
+    BayesianProtoNet,
+    ProtoNet,
+    PrototypePosterior,
+    PrototypePredictor,
+)
 from bayesmeta.learners.reptile import Reptile
 from bayesmeta.learners.training import History
 from bayesmeta.learners.variational import VariationalMetaLearner
@@ -13,10 +20,16 @@ __all__ = [
     "MAML",
     "AdaptedPredictor",
     "BayesianMAML",
+    "BayesianProtoNet",
     "GradientMetaLearner",
     "History",
     "MetaLearner",
+    "MetricLearner",
+    "MetricPredictor",
     "OptimizerFactory",
+    "ProtoNet",
+    "PrototypePosterior",
+    "PrototypePredictor",
     "Reptile",
     "VariationalMetaLearner",
 ]

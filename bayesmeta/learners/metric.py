@@ -1,0 +1,409 @@
+"""What the metric learners share: an encoder, episodes in embedding space, test mode.
+
+ProtoNet, its Bayesian version and Matching Networks meta-learn an encoder
+``z = f(x)`` and classify a query point by comparing its embedding with the
+embedded support set, in closed form. Adapting to a task needs no gradient
+steps: it embeds the support set and summarises it (prototypes, a posterior
+over class means, an attention memory). This module holds what they share:
+embedding every input of a meta-batch in one encoder call, the per-task class
+indicators, the label checks, the episodic loss and the predictor.
+
+Normalisation layers at test time
+---------------------------------
+``adapt`` and ``predict`` run the encoder in eval mode under
+``torch.no_grad()`` and restore each module's mode afterwards. Batch norm with
+running statistics (``track_running_stats=True``) then normalises support and
+query points with the same learned statistics, so the support set is embedded
+once in ``adapt``. Batch norm *without* running statistics (the default of
+:class:`~bayesmeta.nets.Conv4`) normalises with the statistics of whatever
+batch it sees, in training and at test time alike; meta-training embeds
+support and query points together, so for such encoders the predictor keeps
+the support inputs and embeds them together with the query points at every
+``predict`` call, as in training (the prediction for a point then depends on
+the other query points of the call, as it does in training).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+import torch
+from torch import Tensor, nn
+from torch.nn.functional import one_hot
+
+from bayesmeta.class_prediction import ClassPrediction
+from bayesmeta.errors import ShapeError
+from bayesmeta.learners.base import MetaLearner, OptimizerFactory
+from bayesmeta.nets.functional import FunctionalNet
+from bayesmeta.tasks._checks import fmt_shape
+from bayesmeta.tasks.task import TaskBatch
+
+__all__ = ["Episode", "MetricLearner", "MetricPredictor", "squared_distances"]
+
+C = TypeVar("C")
+
+
+def squared_distances(a: Tensor, b: Tensor) -> Tensor:
+    """Squared Euclidean distances ``||a_i - b_j||^2`` ``[*B, Q, N]``.
+
+    Parameters
+    ----------
+    a
+        Points ``[*B, Q, E]``.
+    b
+        Points ``[*B, N, E]`` (batch dimensions broadcast).
+
+    """
+    a2 = a.pow(2).sum(-1).unsqueeze(-1)
+    b2 = b.pow(2).sum(-1).unsqueeze(-2)
+    return a2 - 2.0 * (a @ b.transpose(-1, -2)) + b2
+
+
+@dataclass(frozen=True, eq=False)
+class Episode:
+    """The embedded support sets of ``T`` tasks.
+
+    Attributes
+    ----------
+    z : Tensor
+        Support embeddings ``[T, K, E]``.
+    onehot : Tensor
+        Class indicators ``[T, K, N]`` (the embeddings' dtype).
+    counts : Tensor
+        Support examples per class ``[T, N]`` (all >= 1).
+
+    """
+
+    z: Tensor
+    onehot: Tensor
+    counts: Tensor
+
+    @property
+    def class_means(self) -> Tensor:
+        """Mean embedding of each class ``[T, N, E]`` (ProtoNet's prototypes)."""
+        sums = self.onehot.transpose(-1, -2) @ self.z
+        return sums / self.counts.unsqueeze(-1)
+
+
+def _class_counts(y: Tensor, n_way: int) -> Tensor:
+    """Check labels ``[T, K]`` against ``n_way`` and count each class ``[T, N]``."""
+    if y.numel() and (int(y.min()) < 0 or int(y.max()) >= n_way):
+        raise ValueError(
+            f"support_y labels must lie in 0..n_way-1 = 0..{n_way - 1}, got labels from "
+            f"{int(y.min())} to {int(y.max())}; relabel each task's classes"
+        )
+    counts = one_hot(y, n_way).sum(-2)
+    missing = (counts == 0).nonzero()
+    if missing.numel():
+        task, cls = (int(v) for v in missing[0])
+        where = f"task {task}'s support set" if y.shape[0] > 1 else "the support set"
+        raise ValueError(
+            f"{where} has no example of class {cls}; every class 0..n_way-1 = "
+            f"0..{n_way - 1} needs at least one support example ({missing.shape[0]} "
+            "(task, class) pair(s) are empty)"
+        )
+    return counts
+
+
+def _uses_batch_statistics(module: nn.Module) -> bool:
+    """Whether a batch-norm layer of ``module`` normalises with batch statistics in eval mode."""
+    return any(
+        isinstance(m, nn.modules.batchnorm._BatchNorm) and m.running_mean is None
+        for m in module.modules()
+    )
+
+
+class MetricLearner(MetaLearner, Generic[C]):
+    """Base of the encoder-based (metric) learners.
+
+    Subclasses define how a support :class:`Episode` is summarised
+    (``_context``) and how query embeddings are scored against that summary
+    (``_log_probs``); this class does the embedding, the checks, the episodic
+    loss, ``meta_step`` and ``adapt``.
+
+    Parameters
+    ----------
+    encoder
+        Any ``nn.Module`` mapping inputs ``[N, *features]`` to embeddings
+        ``[N, E]`` (for example ``bayesmeta.nets.Conv4(1, None)``), or a tuple
+        of MLP layer widths.
+    feature_dims
+        Dimensions of one input point: 1 for vectors, 3 for images
+        ``[C, H, W]``. Read from ``encoder.feature_dims`` when omitted (1 if
+        the encoder has no such attribute).
+    outer_lr, optimizer, max_grad_norm
+        See :class:`~bayesmeta.learners.MetaLearner`.
+
+    """
+
+    target_kind = "classification"
+
+    def __init__(
+        self,
+        encoder: nn.Module | Sequence[int],
+        *,
+        feature_dims: int | None = None,
+        outer_lr: float = 1e-3,
+        optimizer: OptimizerFactory | None = None,
+        max_grad_norm: float | None = None,
+    ) -> None:
+        super().__init__(
+            encoder, outer_lr=outer_lr, optimizer=optimizer, max_grad_norm=max_grad_norm
+        )
+        self._feature_dims = feature_dims
+        if feature_dims is not None:
+            self.fnet = FunctionalNet(self.net, feature_dims=feature_dims)
+
+    @property
+    def encoder(self) -> nn.Module:
+        """The embedding network ``f`` (the same module as ``self.net``)."""
+        return self.net
+
+    # -- pieces the subclasses define ---------------------------------------------
+
+    def _context(self, episode: Episode) -> C:
+        """Summarise the embedded support sets (prototypes, posterior, memory)."""
+        raise NotImplementedError
+
+    def _log_probs(self, context: C, zq: Tensor) -> Tensor:
+        """Log class probabilities ``[T, Q, N]`` of query embeddings ``[T, Q, E]``."""
+        raise NotImplementedError
+
+    # -- shared machinery ----------------------------------------------------------
+
+    def embed(self, *xs: Tensor) -> list[Tensor]:
+        """Embed several input sets ``[T, N_i, *features]`` in one encoder call.
+
+        Returns
+        -------
+        list of Tensor
+            The embeddings ``[T, N_i, E]``, one per input set.
+
+        Raises
+        ------
+        ShapeError
+            If the encoder does not return one ``[N, E]`` row per input point.
+
+        """
+        fd = self.fnet.feature_dims
+        t = xs[0].shape[0]
+        features = xs[0].shape[-fd:]
+        sizes = [int(x.shape[1]) for x in xs]
+        flat = torch.cat([x.reshape(-1, *features) for x in xs])
+        z = self.net(flat)
+        if not isinstance(z, Tensor) or z.dim() != 2 or z.shape[0] != flat.shape[0]:
+            got = fmt_shape(z.shape) if isinstance(z, Tensor) else type(z).__name__
+            raise ShapeError(
+                f"the encoder must map inputs [N, *features] = {fmt_shape(flat.shape)} to "
+                f"embeddings [N, E] = [{flat.shape[0]}, E], got {got}; flatten its output "
+                "(e.g. end it with nn.Flatten())"
+            )
+        parts = torch.split(z, [t * n for n in sizes])
+        return [p.reshape(t, n, -1) for p, n in zip(parts, sizes, strict=True)]
+
+    def _episode(self, zs: Tensor, ys: Tensor, n_way: int) -> Episode:
+        counts = _class_counts(ys, n_way)
+        return Episode(zs, one_hot(ys, n_way).to(zs.dtype), counts.to(zs.dtype))
+
+    @contextmanager
+    def evaluating(self) -> Iterator[None]:
+        """Eval mode and ``torch.no_grad()`` inside; every module's mode restored after."""
+        modes = [(m, m.training) for m in self.modules()]
+        self.eval()
+        try:
+            with torch.no_grad():
+                yield
+        finally:
+            for m, mode in modes:
+                m.training = mode
+
+    def _check_features(self, name: str, x: Tensor) -> None:
+        fd = self.fnet.feature_dims
+        if x.dim() != fd + 2:
+            raise ShapeError(
+                f"{name} must have shape [T, N, *features] with {fd} feature dimension(s), "
+                f"got {fmt_shape(x.shape)}; pass feature_dims= for image encoders"
+            )
+
+    def meta_loss(self, batch: TaskBatch) -> Tensor:
+        """Mean query cross-entropy of the episodes in ``batch``.
+
+        Every support and query input of the ``T`` tasks goes through the
+        encoder in one call; each task's support set is summarised and its
+        query points are scored against it.
+
+        Parameters
+        ----------
+        batch
+            ``T`` classification tasks: support ``[T, K, *features]`` with
+            labels ``[T, K]``, query ``[T, Q, *features]`` with labels ``[T, Q]``.
+
+        Returns
+        -------
+        Tensor
+            Scalar ``-(1/(T Q)) sum_t sum_j log p(y_tj | x_tj, support_t)``.
+
+        Raises
+        ------
+        ValueError
+            If a support set lacks a class, the labels are not integers, or
+            the encoder's output is not ``[N, E]``.
+
+        """
+        batch = self._check_batch(batch, need_query=True)
+        self._check_features("support_x", batch.support_x)
+        n_way = batch.n_way if batch.n_way is not None else 0
+        ys, yq = batch.support_y.long(), batch.query_y.long()
+        zs, zq = self.embed(batch.support_x, batch.query_x)
+        log_p = self._log_probs(self._context(self._episode(zs, ys, n_way)), zq)
+        return -log_p.gather(-1, yq.unsqueeze(-1)).mean()
+
+    def meta_step(self, batch: TaskBatch) -> float:
+        """One outer update: backpropagate :meth:`meta_loss` and step the optimiser.
+
+        Returns
+        -------
+        float
+            The meta-loss before the update.
+
+        Raises
+        ------
+        NonFiniteLossError
+            If the loss or the clipped gradient norm is not finite (nothing is
+            updated).
+
+        """
+        return self._backward_and_step(self.meta_loss(batch))
+
+    def _adapt_parts(
+        self, support_x: Tensor, support_y: Tensor, n_way: int | None
+    ) -> tuple[Tensor, Tensor, int, bool, C | None]:
+        if isinstance(support_y, Tensor) and (
+            support_y.is_floating_point() or support_y.is_complex()
+        ):
+            raise ShapeError(
+                f"{type(self).__name__} needs integer class labels support_y [K] or [T, K] in "
+                f"0..n_way-1, got {support_y.dtype}; convert them with .long()"
+            )
+        x, y, batched = self._support(support_x, support_y)
+        y = y.long()
+        if n_way is None:
+            n_way = int(y.max()) + 1
+        elif isinstance(n_way, bool) or not isinstance(n_way, int) or n_way < 1:
+            raise ValueError(f"n_way must be an int >= 1, got {n_way!r}")
+        _class_counts(y, n_way)
+        context: C | None = None
+        if not _uses_batch_statistics(self.net):
+            with self.evaluating():
+                (zs,) = self.embed(x)
+                context = self._context(self._episode(zs, y, n_way))
+        return x, y, n_way, batched, context
+
+    def adapt(
+        self, support_x: Tensor, support_y: Tensor, n_way: int | None = None
+    ) -> MetricPredictor[C]:
+        """Summarise one task's support set (or ``T`` tasks'), ready to predict.
+
+        Parameters
+        ----------
+        support_x
+            Support inputs ``[K, *features]`` (one task) or ``[T, K, *features]``.
+        support_y
+            Integer labels ``[K]`` or ``[T, K]`` in ``0 .. n_way - 1``.
+        n_way
+            Number of classes; the largest label plus one when omitted.
+
+        Returns
+        -------
+        MetricPredictor
+            ``predict(query_x)`` gives a :class:`~bayesmeta.ClassPrediction`.
+
+        Raises
+        ------
+        ValueError
+            If a class in ``0 .. n_way - 1`` has no support example, a label is
+            out of range, the labels are not integers or the inputs hold NaN.
+
+        """
+        x, y, n_way, batched, context = self._adapt_parts(support_x, support_y, n_way)
+        return MetricPredictor(self, x, y, n_way, batched, context)
+
+    def config(self) -> dict[str, Any]:
+        """Constructor arguments (JSON-ready)."""
+        return {**super().config(), "feature_dims": self._feature_dims}
+
+
+@dataclass(frozen=True, eq=False)
+class MetricPredictor(Generic[C]):
+    """A metric learner adapted to one task or a batch of tasks.
+
+    Attributes
+    ----------
+    learner : MetricLearner
+        The learner whose encoder embeds the query points. The predictor
+        holds a reference, not a copy.
+    support_x : Tensor
+        Support inputs ``[T, K, *features]`` (``T = 1`` for one task).
+    support_y : Tensor
+        Support labels ``[T, K]`` (long).
+    n_way : int
+        Number of classes ``N``.
+    batched : bool
+        Whether ``adapt`` was given a batch of tasks (predictions then keep
+        the task dimension).
+    context : object or None
+        The summary of the support sets (prototypes, posterior, memory),
+        computed in ``adapt``; ``None`` for encoders whose batch norm uses
+        batch statistics, which embed the support set with the query points
+        at every ``predict`` (see :mod:`bayesmeta.learners.metric`).
+
+    """
+
+    learner: MetricLearner[C]
+    support_x: Tensor
+    support_y: Tensor
+    n_way: int
+    batched: bool
+    context: C | None
+
+    @property
+    def batch_shape(self) -> torch.Size:
+        """``()`` for a single task or ``(T,)`` for a batch."""
+        return self.support_x.shape[:1] if self.batched else torch.Size()
+
+    def _query(self, query_x: Tensor) -> tuple[C, Tensor]:
+        """Check ``query_x``; return the context and query embeddings ``[T, Q, E]``."""
+        learner = self.learner
+        x = learner.fnet.check_inputs("query_x", query_x, self.batch_shape)
+        x = x.to(learner.device)
+        if not self.batched:
+            x = x.unsqueeze(0)
+        with learner.evaluating():
+            if self.context is not None:
+                (zq,) = learner.embed(x)
+                return self.context, zq
+            zs, zq = learner.embed(self.support_x, x)
+            return learner._context(learner._episode(zs, self.support_y, self.n_way)), zq
+
+    def _wrap(self, sample_log_probs: Tensor) -> ClassPrediction:
+        """From ``[S, T, Q, N]`` to a prediction ``[S, *B, Q, N]``."""
+        lp = sample_log_probs if self.batched else sample_log_probs.squeeze(1)
+        return ClassPrediction(lp.detach())
+
+    def predict(self, query_x: Tensor) -> ClassPrediction:
+        """Class probabilities at ``query_x`` ``[*B, Q, *features]``.
+
+        Returns
+        -------
+        ClassPrediction
+            One sample (``S = 1``): the learner's closed-form predictive
+            ``[1, *B, Q, N]``.
+
+        """
+        context, zq = self._query(query_x)
+        with torch.no_grad():
+            log_p = self.learner._log_probs(context, zq)
+        return self._wrap(log_p.unsqueeze(0))
