@@ -5,6 +5,7 @@ from bayesmeta.learners.base import MetaLearner
 from bayesmeta.learners.bayesian_maml import BayesianMAML
 from bayesmeta.learners.gradient import GradientMetaLearner, OptimizerFactory
 from bayesmeta.learners.maml import MAML
+from bayesmeta.learners.matching import MatchingNet
 from bayesmeta.learners.metric import MetricLearner, MetricPredictor
 from bayesmeta.learners.protonet import (
     BayesianProtoNet,
@@ -23,6 +24,7 @@ __all__ = [
     "BayesianProtoNet",
     "GradientMetaLearner",
     "History",
+    "MatchingNet",
     "MetaLearner",
     "MetricLearner",
     "MetricPredictor",
