@@ -400,10 +400,15 @@ class Episodes(SeededSource):
                         )
                     seen[k] = name
         seeds = _derived_seeds(seed, len(groups))
-        return {
-            name: cls(xt, y, n_way, k_shot, q_query, classes=group, seed=s, dtype=xt.dtype)
-            for (name, group), s in zip(groups.items(), seeds, strict=True)
-        }
+        sources: dict[str, Episodes] = {}
+        for (name, group), s in zip(groups.items(), seeds, strict=True):
+            try:
+                sources[name] = cls(
+                    xt, y, n_way, k_shot, q_query, classes=group, seed=s, dtype=xt.dtype
+                )
+            except ValueError as err:  # say which split cannot hold the episodes
+                raise type(err)(f"{name!r} split ({group.numel()} classes): {err}") from err
+        return sources
 
     @property
     def num_classes(self) -> int:

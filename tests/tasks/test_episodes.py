@@ -283,5 +283,7 @@ def test_splits_with_explicit_classes_and_two_fractions():
     assert list(Episodes.splits(x, y, 2, 1, 1, fractions=(0.5, 0.5))) == ["train", "test"]
     with pytest.raises(ValueError, match=r"class 2 is in both classes\['a'\] and classes\['b'\]"):
         Episodes.splits(x, y, 2, 1, 1, classes={"a": [0, 1, 2], "b": [2, 3]})
+    with pytest.raises(ValueError, match=r"'val' split \(2 classes\): n_way=3 but only 2"):
+        Episodes.splits(x, y, 3, 1, 1)  # 10 classes: 6 / 2 / 2
     with pytest.raises(ValueError, match=r"2 .* or 3 .* groups, got 4"):
         Episodes.splits(x, y, 2, 1, 1, fractions=(0.25,) * 4)
