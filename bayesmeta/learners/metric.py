@@ -41,7 +41,7 @@ from bayesmeta.nets.functional import FunctionalNet
 from bayesmeta.tasks._checks import fmt_shape
 from bayesmeta.tasks.task import TaskBatch
 
-__all__ = ["Episode", "MetricLearner", "MetricPredictor", "squared_distances"]
+__all__ = ["Episode", "MetricLearner", "MetricPredictor", "resolve_n_way", "squared_distances"]
 
 C = TypeVar("C")
 
@@ -106,6 +106,15 @@ def _class_counts(y: Tensor, n_way: int) -> Tensor:
             "(task, class) pair(s) are empty)"
         )
     return counts
+
+
+def resolve_n_way(y: Tensor, n_way: int | None) -> int:
+    """``n_way`` checked, or the largest label in ``y`` plus one when it is ``None``."""
+    if n_way is None:
+        return int(y.max()) + 1
+    if isinstance(n_way, bool) or not isinstance(n_way, int) or n_way < 1:
+        raise ValueError(f"n_way must be an int >= 1, got {n_way!r}")
+    return n_way
 
 
 def _uses_batch_statistics(module: nn.Module) -> bool:
@@ -290,16 +299,13 @@ class MetricLearner(MetaLearner, Generic[C]):
             )
         x, y, batched = self._support(support_x, support_y)
         y = y.long()
-        if n_way is None:
-            n_way = int(y.max()) + 1
-        elif isinstance(n_way, bool) or not isinstance(n_way, int) or n_way < 1:
-            raise ValueError(f"n_way must be an int >= 1, got {n_way!r}")
-        _class_counts(y, n_way)
-        context: C | None = None
-        if not _uses_batch_statistics(self.net):
-            with self.evaluating():
-                (zs,) = self.embed(x)
-                context = self._context(self._episode(zs, y, n_way))
+        n_way = resolve_n_way(y, n_way)
+        if _uses_batch_statistics(self.net):
+            _class_counts(y, n_way)  # the support is embedded at predict time; check it now
+            return x, y, n_way, batched, None
+        with self.evaluating():
+            (zs,) = self.embed(x)
+            context = self._context(self._episode(zs, y, n_way))
         return x, y, n_way, batched, context
 
     def adapt(

@@ -22,7 +22,13 @@ from torch.nn.functional import normalize
 
 from bayesmeta.class_prediction import ClassPrediction
 from bayesmeta.learners.base import OptimizerFactory, positive
-from bayesmeta.learners.metric import Episode, MetricLearner, MetricPredictor, squared_distances
+from bayesmeta.learners.metric import (
+    Episode,
+    MetricLearner,
+    MetricPredictor,
+    resolve_n_way,
+    squared_distances,
+)
 from bayesmeta.tasks.source import check_count
 
 __all__ = [
@@ -308,8 +314,7 @@ class BayesianProtoNet(MetricLearner[PrototypePosterior]):
                 "support_z must be [K, E] or [T, K, E] and support_y [K] or [T, K] to match, "
                 f"got {tuple(support_z.shape)} and {tuple(support_y.shape)}"
             )
-        n = int(y.max()) + 1 if n_way is None else n_way
-        post = self._context(self._episode(z, y, n))
+        post = self._context(self._episode(z, y, resolve_n_way(y, n_way)))
         if batched:
             return post
         return PrototypePosterior(post.mean[0], post.var[0], post.obs_var, post.prior_mean[0])
