@@ -88,14 +88,15 @@ class Episode:
         return sums / self.counts.unsqueeze(-1)
 
 
-def _class_counts(y: Tensor, n_way: int) -> Tensor:
-    """Check labels ``[T, K]`` against ``n_way`` and count each class ``[T, N]``."""
+def _class_indicators(y: Tensor, n_way: int) -> tuple[Tensor, Tensor]:
+    """Check labels ``[T, K]``; return their one-hot ``[T, K, N]`` and class counts ``[T, N]``."""
     if y.numel() and (int(y.min()) < 0 or int(y.max()) >= n_way):
         raise ValueError(
             f"support_y labels must lie in 0..n_way-1 = 0..{n_way - 1}, got labels from "
             f"{int(y.min())} to {int(y.max())}; relabel each task's classes"
         )
-    counts = one_hot(y, n_way).sum(-2)
+    onehot = one_hot(y, n_way)
+    counts = onehot.sum(-2)
     missing = (counts == 0).nonzero()
     if missing.numel():
         task, cls = (int(v) for v in missing[0])
@@ -105,7 +106,7 @@ def _class_counts(y: Tensor, n_way: int) -> Tensor:
             f"0..{n_way - 1} needs at least one support example ({missing.shape[0]} "
             "(task, class) pair(s) are empty)"
         )
-    return counts
+    return onehot, counts
 
 
 def resolve_n_way(y: Tensor, n_way: int | None) -> int:
@@ -214,8 +215,8 @@ class MetricLearner(MetaLearner, Generic[C]):
         return [p.reshape(t, n, -1) for p, n in zip(parts, sizes, strict=True)]
 
     def _episode(self, zs: Tensor, ys: Tensor, n_way: int) -> Episode:
-        counts = _class_counts(ys, n_way)
-        return Episode(zs, one_hot(ys, n_way).to(zs.dtype), counts.to(zs.dtype))
+        onehot, counts = _class_indicators(ys, n_way)
+        return Episode(zs, onehot.to(zs.dtype), counts.to(zs.dtype))
 
     @contextmanager
     def evaluating(self) -> Iterator[None]:
@@ -301,7 +302,7 @@ class MetricLearner(MetaLearner, Generic[C]):
         y = y.long()
         n_way = resolve_n_way(y, n_way)
         if _uses_batch_statistics(self.net):
-            _class_counts(y, n_way)  # the support is embedded at predict time; check it now
+            _class_indicators(y, n_way)  # the support is embedded at predict time; check it now
             return x, y, n_way, batched, None
         with self.evaluating():
             (zs,) = self.embed(x)
