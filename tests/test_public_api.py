@@ -6,6 +6,7 @@ import pytest
 
 import bayesmeta
 import bayesmeta.calibration
+import bayesmeta.class_prediction
 import bayesmeta.evaluation
 import bayesmeta.experiment
 import bayesmeta.inference
@@ -17,11 +18,13 @@ import bayesmeta.nets
 import bayesmeta.posteriors
 import bayesmeta.prediction
 import bayesmeta.priors
+import bayesmeta.reliability
 import bayesmeta.tasks
 
 MODULES = [
     bayesmeta,
     bayesmeta.calibration,
+    bayesmeta.class_prediction,
     bayesmeta.evaluation,
     bayesmeta.experiment,
     bayesmeta.inference,
@@ -33,6 +36,7 @@ MODULES = [
     bayesmeta.posteriors,
     bayesmeta.prediction,
     bayesmeta.priors,
+    bayesmeta.reliability,
     bayesmeta.tasks,
 ]
 
