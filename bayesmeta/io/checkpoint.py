@@ -19,6 +19,8 @@ from bayesmeta.errors import BayesmetaError
 from bayesmeta.learners.base import MetaLearner
 from bayesmeta.learners.bayesian_maml import BayesianMAML
 from bayesmeta.learners.maml import MAML
+from bayesmeta.learners.matching import MatchingNet
+from bayesmeta.learners.protonet import BayesianProtoNet, ProtoNet
 from bayesmeta.learners.reptile import Reptile
 from bayesmeta.learners.variational import VariationalMetaLearner
 
@@ -27,7 +29,10 @@ __all__ = ["CheckpointError", "build_learner", "load_learner", "save_learner"]
 FORMAT = "bayesmeta-checkpoint-1"
 _LEARNERS: dict[str, type[MetaLearner]] = {
     "BayesianMAML": BayesianMAML,
+    "BayesianProtoNet": BayesianProtoNet,
     "MAML": MAML,
+    "MatchingNet": MatchingNet,
+    "ProtoNet": ProtoNet,
     "Reptile": Reptile,
     "VariationalMetaLearner": VariationalMetaLearner,
 }

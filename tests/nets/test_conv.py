@@ -126,3 +126,17 @@ def test_conv4_learners_round_trip_through_checkpoints(tmp_path):
     assert isinstance(loaded.net, Conv4) and loaded.net.hidden == 4
     for a, b in zip(learner.parameters(), loaded.parameters(), strict=True):
         assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("make", [bm.ProtoNet, bm.BayesianProtoNet, bm.MatchingNet])
+def test_metric_learners_on_conv4_round_trip_through_checkpoints(tmp_path, make):
+    learner = make(Conv4(1, None, hidden=4, image_size=8))
+    batch = _image_tasks(2, 2, 3, seed=0)
+    learner.meta_step(batch)
+    loaded = load_learner(save_learner(learner, tmp_path / "m.safetensors"))
+    assert type(loaded) is type(learner)
+    for a, b in zip(learner.state_dict().values(), loaded.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+    before = learner.adapt(batch.support_x, batch.support_y).predict(batch.query_x)
+    after = loaded.adapt(batch.support_x, batch.support_y).predict(batch.query_x)
+    assert torch.allclose(before.probs, after.probs, atol=1e-6)
