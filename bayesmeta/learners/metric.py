@@ -184,8 +184,15 @@ class MetricLearner(MetaLearner, Generic[C]):
 
     # -- shared machinery ----------------------------------------------------------
 
+    #: Most input points per encoder call on the CPU, in whole tasks (at least one task per
+    #: call); ``None``: every task in one call. On a 2-core CPU, Conv4 on 28x28 images ran
+    #: 2.4x faster in calls of 80-320 images than in one call of 2,560 (the activations of
+    #: a large call do not stay in cache). On CUDA all tasks go in one call. With batch
+    #: norm that uses batch statistics, the statistics are those of each call's tasks.
+    cpu_points_per_call: int | None = 128
+
     def embed(self, *xs: Tensor) -> list[Tensor]:
-        """Embed several input sets ``[T, N_i, *features]`` in one encoder call.
+        """Embed several input sets ``[T, N_i, *features]``, a few whole tasks per encoder call.
 
         Returns
         -------
@@ -202,17 +209,27 @@ class MetricLearner(MetaLearner, Generic[C]):
         t = xs[0].shape[0]
         features = xs[0].shape[-fd:]
         sizes = [int(x.shape[1]) for x in xs]
-        flat = torch.cat([x.reshape(-1, *features) for x in xs])
-        z = self.net(flat)
-        if not isinstance(z, Tensor) or z.dim() != 2 or z.shape[0] != flat.shape[0]:
-            got = fmt_shape(z.shape) if isinstance(z, Tensor) else type(z).__name__
-            raise ShapeError(
-                f"the encoder must map inputs [N, *features] = {fmt_shape(flat.shape)} to "
-                f"embeddings [N, E] = [{flat.shape[0]}, E], got {got}; flatten its output "
-                "(e.g. end it with nn.Flatten())"
-            )
-        parts = torch.split(z, [t * n for n in sizes])
-        return [p.reshape(t, n, -1) for p, n in zip(parts, sizes, strict=True)]
+        per_task = max(sum(sizes), 1)
+        limit = self.cpu_points_per_call
+        step = t if limit is None or xs[0].device.type != "cpu" else max(1, limit // per_task)
+        chunks: list[list[Tensor]] = []
+        for start in range(0, t, step):
+            part = [x[start : start + step] for x in xs]
+            flat = torch.cat([x.reshape(-1, *features) for x in part])
+            z = self.net(flat)
+            if not isinstance(z, Tensor) or z.dim() != 2 or z.shape[0] != flat.shape[0]:
+                got = fmt_shape(z.shape) if isinstance(z, Tensor) else type(z).__name__
+                raise ShapeError(
+                    f"the encoder must map inputs [N, *features] = {fmt_shape(flat.shape)} to "
+                    f"embeddings [N, E] = [{flat.shape[0]}, E], got {got}; flatten its output "
+                    "(e.g. end it with nn.Flatten())"
+                )
+            n = part[0].shape[0]
+            pieces = torch.split(z, [n * k for k in sizes])
+            chunks.append([p.reshape(n, k, -1) for p, k in zip(pieces, sizes, strict=True)])
+        if len(chunks) == 1:
+            return chunks[0]
+        return [torch.cat([c[i] for c in chunks]) for i in range(len(xs))]
 
     def _episode(self, zs: Tensor, ys: Tensor, n_way: int) -> Episode:
         onehot, counts = _class_indicators(ys, n_way)

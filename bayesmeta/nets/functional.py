@@ -60,6 +60,13 @@ class FunctionalNet:
 
     """
 
+    #: Most input points per vectorised call on the CPU, in whole weight sets (the
+    #: ``chunk_size`` of ``torch.func.vmap``); ``None``: all at once. On a 2-core CPU a
+    #: Conv4 forward and backward over 32 tasks of 80 28x28 images took 0.61 s one task
+    #: per call against 1.85 s all at once (large activations do not stay in cache). The
+    #: batched-matmul path of :class:`~bayesmeta.nets.MLP` is not chunked; neither is CUDA.
+    cpu_points_per_call: int | None = 128
+
     def __init__(self, module: nn.Module, *, feature_dims: int | None = None) -> None:
         if not isinstance(module, nn.Module):
             raise TypeError(f"module must be a torch.nn.Module, got {type(module).__name__}")
@@ -218,5 +225,9 @@ class FunctionalNet:
         def one(ps: tuple[Tensor, ...], xi: Tensor) -> Tensor:
             return functional_call(self.module, dict(zip(self.names, ps, strict=True)), (xi,))
 
-        out: Tensor = vmap(one)(flat_params, xb)
+        limit = self.cpu_points_per_call
+        chunk = None
+        if limit is not None and xb.device.type == "cpu":
+            chunk = max(1, limit // max(int(event[0]), 1))
+        out: Tensor = vmap(one, chunk_size=chunk)(flat_params, xb)
         return out.reshape(*batch, *out.shape[1:])

@@ -411,3 +411,15 @@ def test_conv4_encoder_reads_its_feature_dims_and_uses_batch_statistics(cls):
     assert pred.context is None  # Conv4's batch norm keeps no running statistics
     assert pred.predict(qx).probs.shape == (2, 6, 5)
     assert learner.adapt(sx[1], sy[1]).predict(qx[1]).probs.shape == (6, 5)
+
+
+def test_embedding_in_chunks_of_whole_tasks_equals_one_call():
+    torch.manual_seed(0)
+    learner = ProtoNet(torch.nn.Sequential(torch.nn.Linear(3, 8), torch.nn.Tanh()))
+    xs, xq = torch.randn(7, 4, 3), torch.randn(7, 5, 3)
+    learner.cpu_points_per_call = None
+    whole = learner.embed(xs, xq)
+    learner.cpu_points_per_call = 20  # two tasks (18 points) per call, four calls
+    chunked = learner.embed(xs, xq)
+    for a, b in zip(whole, chunked, strict=True):
+        assert a.shape == b.shape and torch.allclose(a, b, atol=1e-6)

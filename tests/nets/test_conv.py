@@ -140,3 +140,21 @@ def test_metric_learners_on_conv4_round_trip_through_checkpoints(tmp_path, make)
     before = learner.adapt(batch.support_x, batch.support_y).predict(batch.query_x)
     after = loaded.adapt(batch.support_x, batch.support_y).predict(batch.query_x)
     assert torch.allclose(before.probs, after.probs, atol=1e-6)
+
+
+def test_chunked_vmap_equals_one_call_in_value_and_gradient():
+    torch.manual_seed(0)
+    fnet = FunctionalNet(Conv4(1, 3, hidden=4, image_size=8))
+    params = tuple(
+        (p.detach() + 0.1 * torch.randn(5, *p.shape)).requires_grad_() for p in fnet.params()
+    )
+    x = torch.randn(5, 6, 1, 8, 8)
+    results = []
+    for limit in (None, 12):  # all five tasks at once; two tasks per call
+        fnet.cpu_points_per_call = limit
+        out = fnet(params, x)
+        results.append((out, torch.autograd.grad(out.pow(2).sum(), params)))
+    (a, ga), (b, gb) = results
+    assert torch.allclose(a, b, atol=1e-5)
+    for u, v in zip(ga, gb, strict=True):
+        assert torch.allclose(u, v, atol=1e-4)
