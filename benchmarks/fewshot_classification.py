@@ -67,28 +67,28 @@ def make(name: str, n_way: int, image_size: int, hidden: int) -> MetaLearner:
         )
         return cls(encoder, outer_lr=1e-3)
     net = Conv4(1, n_way, hidden=hidden, image_size=image_size)
-    if name == "MAML":
-        return bm.MAML(net, inner_lr=0.4, inner_steps=2, loss="cross_entropy")
-    if name == "FOMAML":
-        return bm.MAML(
-            net,
-            inner_lr=0.4,
-            inner_steps=2,
-            first_order=True,
-            loss="cross_entropy",
-        )
+    # One inner step of 0.4 (MAML's Omniglot setting) and an outer learning rate of 3e-3: on
+    # 1-shot glyphs (300 iterations) this reached 0.81 accuracy, against 0.63 with two steps
+    # and 0.44 with two steps at Adam's usual 1e-3.
+    gradient = {"inner_lr": 0.4, "inner_steps": 1, "outer_lr": 3e-3}
+    if name in ("MAML", "FOMAML"):
+        return bm.MAML(net, **gradient, first_order=name == "FOMAML", loss="cross_entropy")
     if name == "Reptile":
         return bm.Reptile(
-            net, inner_lr=0.1, inner_steps=5, loss="cross_entropy", outer_lr=1e-2, train_on="all"
+            net, inner_lr=0.1, inner_steps=3, loss="cross_entropy", outer_lr=1e-2, train_on="all"
         )
     if name == "BayesianMAML":
+        # A classification prior must be tight (sampled conv weights drown the signal
+        # otherwise) and the KL tempered (5 labels cannot outweigh a prior on every weight).
+        # On 1-shot glyphs (300 iterations) prior 0.003 / KL weight 3e-4 gave accuracy 0.87
+        # and NLL 0.46 (MAML 0.81, 0.51); 0.01 / 1e-2 gave 0.82 and 0.61; 0.003 / 1e-2,
+        # whose KL pull stops the inner step, 0.36. See docs/benchmarks.md.
         return bm.BayesianMAML(
             net,
             likelihood="categorical",
-            inner_lr=2.0,
-            inner_steps=2,
-            prior_scale=0.03,
-            kl_weight=0.01,
+            **gradient,
+            prior_scale=0.003,
+            kl_weight=3e-4,
             outer_samples=4,
         )
     raise ValueError(f"unknown learner {name!r}")
@@ -250,7 +250,7 @@ def main() -> None:
     parser.add_argument("--shots", type=int, nargs="+", default=[1, 5])
     parser.add_argument("--learners", nargs="+", default=list(LEARNERS), choices=LEARNERS)
     parser.add_argument("--metric-iterations", type=int, default=300)
-    parser.add_argument("--gradient-iterations", type=int, default=600)
+    parser.add_argument("--gradient-iterations", type=int, default=500)
     parser.add_argument("--meta-batch", type=int, default=8, help="episodes per meta-iteration")
     parser.add_argument(
         "--train-queries", type=int, default=5, help="query images per class in meta-training"
