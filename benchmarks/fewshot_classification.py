@@ -71,8 +71,14 @@ def make(name: str, n_way: int, image_size: int, hidden: int) -> MetaLearner:
     # 1-shot glyphs (300 iterations) this reached 0.81 accuracy, against 0.63 with two steps
     # and 0.44 with two steps at Adam's usual 1e-3.
     gradient = {"inner_lr": 0.4, "inner_steps": 1, "outer_lr": 3e-3}
-    if name in ("MAML", "FOMAML"):
-        return bm.MAML(net, **gradient, first_order=name == "FOMAML", loss="cross_entropy")
+    if name == "MAML":
+        return bm.MAML(net, **gradient, loss="cross_entropy")
+    if name == "FOMAML":
+        # Without the second-order term a single large step learns little (0.41 accuracy in
+        # the same tuning runs, 0.46 in a full run); three steps of 0.1 reached 0.86.
+        return bm.MAML(
+            net, inner_lr=0.1, inner_steps=3, outer_lr=3e-3, first_order=True, loss="cross_entropy"
+        )
     if name == "Reptile":
         return bm.Reptile(
             net, inner_lr=0.1, inner_steps=3, loss="cross_entropy", outer_lr=1e-2, train_on="all"
