@@ -1,8 +1,8 @@
 """What every learner shares: meta-parameters, an optimiser, checks and the fit loop.
 
 A learner is an ``nn.Module`` of meta-parameters with an outer optimiser, input
-checks and the meta-training loop. Subclasses define ``meta_loss``,
-``meta_step`` and ``adapt``.
+checks and the meta-training loop. Subclasses define ``meta_loss`` and ``adapt``
+(and ``meta_step`` where an update is not a gradient step on ``meta_loss``).
 """
 
 from __future__ import annotations
@@ -149,8 +149,21 @@ class MetaLearner(nn.Module):
         raise NotImplementedError
 
     def meta_step(self, batch: TaskBatch) -> float:
-        """One outer update on ``batch``; returns the meta-training loss."""
-        raise NotImplementedError
+        """One outer update: backpropagate :meth:`meta_loss` and step the optimiser.
+
+        Returns
+        -------
+        float
+            The meta-loss before the update.
+
+        Raises
+        ------
+        NonFiniteLossError
+            If the loss or the clipped gradient norm is not finite (nothing is
+            updated).
+
+        """
+        return self._backward_and_step(self.meta_loss(batch))
 
     def _backward_and_step(self, loss: Tensor) -> float:
         """Backpropagate ``loss`` and apply the update, unless it is not finite."""

@@ -235,18 +235,6 @@ class BayesianMAML(MetaLearner):
         kl = self.prior.kl_from(loc, log_scale)
         return (nll + self.kl_weight * kl / batch.query_x.shape[1]).mean()
 
-    def meta_step(self, batch: TaskBatch) -> float:
-        """One outer update on :meth:`meta_loss`; returns the loss before it.
-
-        Raises
-        ------
-        NonFiniteLossError
-            If the loss or the clipped gradient norm is not finite (nothing is
-            updated).
-
-        """
-        return self._backward_and_step(self.meta_loss(batch))
-
     # -- test time -----------------------------------------------------------------
 
     def adapt(

@@ -101,23 +101,6 @@ class MAML(GradientMetaLearner):
         )
         return self.loss_fn(self.fnet(adapted, batch.query_x), batch.query_y).mean()
 
-    def meta_step(self, batch: TaskBatch) -> float:
-        """One outer update: backpropagate :meth:`meta_loss` and step the optimiser.
-
-        Returns
-        -------
-        float
-            The meta-loss before the update.
-
-        Raises
-        ------
-        NonFiniteLossError
-            If the loss or the clipped gradient norm is not finite (nothing is
-            updated).
-
-        """
-        return self._backward_and_step(self.meta_loss(batch))
-
     def config(self) -> dict[str, object]:
         """Constructor arguments (JSON-ready)."""
         return {**super().config(), "first_order": self.first_order}

@@ -288,23 +288,6 @@ class MetricLearner(MetaLearner, Generic[C]):
         log_p = self._log_probs(self._context(self._episode(zs, ys, n_way)), zq)
         return -log_p.gather(-1, yq.unsqueeze(-1)).mean()
 
-    def meta_step(self, batch: TaskBatch) -> float:
-        """One outer update: backpropagate :meth:`meta_loss` and step the optimiser.
-
-        Returns
-        -------
-        float
-            The meta-loss before the update.
-
-        Raises
-        ------
-        NonFiniteLossError
-            If the loss or the clipped gradient norm is not finite (nothing is
-            updated).
-
-        """
-        return self._backward_and_step(self.meta_loss(batch))
-
     def _adapt_parts(
         self, support_x: Tensor, support_y: Tensor, n_way: int | None
     ) -> tuple[Tensor, Tensor, int, bool, C | None]:
