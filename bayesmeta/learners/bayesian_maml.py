@@ -51,7 +51,11 @@ class BayesianMAML(MetaLearner):
     likelihood
         ``"gaussian"`` (learned noise scale, regression), ``"categorical"``
         (classification), ``"mse"`` (a generalised likelihood without a noise
-        model) or a :class:`~bayesmeta.priors.Likelihood`.
+        model) or a :class:`~bayesmeta.priors.Likelihood`. For classification
+        the regression defaults of ``prior_scale`` and ``kl_weight`` keep the
+        posterior at the prior (a few labels cannot outweigh a KL over every
+        weight); on Conv4 5-way glyphs ``prior_scale=0.003, kl_weight=3e-4``
+        worked (see the docs' Bayesian MAML page, "Classification").
     noise_scale
         Initial noise standard deviation of the Gaussian likelihood.
     learn_noise
