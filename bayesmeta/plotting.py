@@ -12,9 +12,10 @@ import torch
 
 from bayesmeta.evaluation import Adaptable
 from bayesmeta.prediction import Prediction
+from bayesmeta.reliability import Reliability
 from bayesmeta.tasks.task import TaskBatch
 
-__all__ = ["plot_predictions"]
+__all__ = ["plot_predictions", "plot_reliability"]
 
 
 def plot_predictions(
@@ -77,6 +78,63 @@ def plot_predictions(
         )
         ax.set_title(f"task {i}")
     axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def plot_reliability(
+    reliabilities: Reliability | dict[str, Reliability], path: str | Path, *, title: str = ""
+) -> Path:
+    """Draw reliability diagrams: accuracy against confidence per bin, beside the diagonal.
+
+    Parameters
+    ----------
+    reliabilities
+        One :class:`~bayesmeta.metrics.Reliability` (from
+        :func:`~bayesmeta.metrics.reliability` or ``Evaluation.reliability``)
+        or several by name, drawn side by side.
+    path
+        Where to write the PNG.
+    title
+        Figure title.
+
+    Returns
+    -------
+    Path
+        The written PNG.
+
+    """
+    named = reliabilities if isinstance(reliabilities, dict) else {"": reliabilities}
+    if not named:
+        raise ValueError("nothing to plot: reliabilities is empty")
+    fig, axes = plt.subplots(1, len(named), figsize=(3.6 * len(named), 3.6), squeeze=False)
+    for ax, (name, rel) in zip(axes[0], named.items(), strict=True):
+        edges = rel.edges.tolist()
+        width = torch.diff(rel.edges).tolist()
+        full = rel.count > 0
+        ax.bar(
+            edges[:-1],
+            torch.where(full, rel.accuracy, 0.0).tolist(),
+            width=width,
+            align="edge",
+            edgecolor="black",
+            alpha=0.7,
+            label="accuracy",
+        )
+        ax.plot([0, 1], [0, 1], "--", color="gray", label="calibrated")
+        centres = rel.confidence[full].tolist()
+        ax.scatter(centres, rel.accuracy[full].tolist(), s=8, color="red", zorder=3)
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1)
+        ax.set_xlabel("confidence")
+        ax.set_ylabel("accuracy")
+        ax.set_title(f"{name} ECE {rel.ece:.3f}".strip())
+    axes[0][0].legend(fontsize=7, loc="upper left")
+    if title:
+        fig.suptitle(title)
     fig.tight_layout()
     path = Path(path)
     fig.savefig(path, dpi=100)

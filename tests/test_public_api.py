@@ -15,6 +15,7 @@ import bayesmeta.learners
 import bayesmeta.losses
 import bayesmeta.metrics
 import bayesmeta.nets
+import bayesmeta.plotting
 import bayesmeta.posteriors
 import bayesmeta.prediction
 import bayesmeta.priors
@@ -33,6 +34,7 @@ MODULES = [
     bayesmeta.losses,
     bayesmeta.metrics,
     bayesmeta.nets,
+    bayesmeta.plotting,
     bayesmeta.posteriors,
     bayesmeta.prediction,
     bayesmeta.priors,
