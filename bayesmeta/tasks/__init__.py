@@ -7,10 +7,12 @@ from bayesmeta.tasks.images import digits_episodes, load_digits, load_image_fold
 from bayesmeta.tasks.pacoh import PacohCauchy, PacohSinusoid
 from bayesmeta.tasks.regression import Sinusoid, SinusoidOrLine
 from bayesmeta.tasks.source import SeededSource, TaskSource
+from bayesmeta.tasks.tables import GroupedTasks, from_dataframe
 from bayesmeta.tasks.task import Task, TaskBatch
 
 __all__ = [
     "Episodes",
+    "GroupedTasks",
     "PacohCauchy",
     "PacohSinusoid",
     "SeededSource",
@@ -22,6 +24,7 @@ __all__ = [
     "TaskSource",
     "digits_episodes",
     "from_arrays",
+    "from_dataframe",
     "glyph_episodes",
     "load_digits",
     "load_image_folder",
