@@ -1,0 +1,460 @@
+"""Feature-based transfer: a frozen source encoder, a Bayesian linear head on the target.
+
+A source network is split into an encoder ``phi(x)`` and its final linear layer.
+On the target's few examples only a linear head on ``phi(x)`` is inferred, under
+a prior centred on the source's head (what the source taught) or on zero.
+Regression is exact Bayesian linear regression
+(:mod:`bayesmeta.transfer._linear_gaussian`), its prior scale and noise set by
+empirical Bayes per task or across related tasks
+(:meth:`BayesianLastLayer.fit_prior`); classification fits a mean-field
+Gaussian over a softmax head's weights by SVI.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+from torch import Tensor, nn
+
+from bayesmeta.class_prediction import ClassPrediction
+from bayesmeta.errors import ShapeError
+from bayesmeta.inference.task_svi import task_posterior_svi
+from bayesmeta.learners.base import positive
+from bayesmeta.nets.functional import FunctionalNet
+from bayesmeta.nets.mlp import MLP
+from bayesmeta.posteriors.gaussian import GaussianTaskPosterior
+from bayesmeta.prediction import Prediction
+from bayesmeta.priors.gaussian import GaussianPrior
+from bayesmeta.priors.likelihoods import CategoricalLikelihood
+from bayesmeta.tasks._checks import check_pair, check_tensor, fmt_shape
+from bayesmeta.tasks.source import check_count
+from bayesmeta.transfer import _linear_gaussian as lg
+
+__all__ = ["BayesianLastLayer", "LastLayerPosterior", "split_last_layer"]
+
+
+class _MLPEncoder(nn.Module):
+    """An :class:`~bayesmeta.nets.MLP`'s layers but the last, each followed by the activation."""
+
+    def __init__(self, mlp: MLP) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList(list(mlp.layers)[:-1])
+        self.activation = mlp.activation
+
+    def forward(self, x: Tensor) -> Tensor:
+        for layer in self.layers:
+            x = self.activation(layer(x))
+        return x
+
+
+def split_last_layer(net: nn.Module) -> tuple[nn.Module, nn.Linear]:
+    """Split ``net`` into ``(encoder, head)``: everything before its final ``nn.Linear``, and it.
+
+    ``net`` is a :class:`~bayesmeta.nets.MLP` (the encoder applies every layer but
+    the last, each followed by the activation) or an ``nn.Sequential`` ending in
+    ``nn.Linear``; other networks raise ``TypeError``. The parts share ``net``'s
+    modules (no copy).
+    """
+    if isinstance(net, MLP):
+        head = net.layers[-1]
+        assert isinstance(head, nn.Linear)
+        return _MLPEncoder(net), head
+    if isinstance(net, nn.Sequential) and len(net) > 0 and isinstance(net[-1], nn.Linear):
+        return net[:-1], net[-1]
+    raise TypeError(
+        f"cannot find the last linear layer of a {type(net).__name__}: split_last_layer takes an "
+        "MLP or an nn.Sequential ending in nn.Linear; otherwise pass encoder= and head= to "
+        "BayesianLastLayer explicitly"
+    )
+
+
+class BayesianLastLayer:
+    """Transfer by a Bayesian linear head on a frozen encoder's features.
+
+    Parameters
+    ----------
+    encoder
+        Maps ``[N, *features]`` to ``[N, H]`` (outputs are flattened per point);
+        used in eval mode without gradients, never trained.
+    num_outputs
+        ``O`` regression outputs, or ``C`` classes.
+    head
+        The source's final layer, ``nn.Linear(H, O)``: the prior mean of the head
+        weights. ``None``: a prior centred at zero.
+    classification
+        Softmax head on integer labels (SVI) instead of linear regression (exact).
+    prior_scale
+        Prior standard deviation ``alpha^-1/2`` of each head weight (and bias), or
+        ``"empirical"``: per task, maximise the regression evidence over it (for
+        classification it means 1.0). With far fewer points than features, the
+        per-task evidence tends to fit the noise too small; :meth:`fit_prior`
+        on related tasks avoids that.
+    noise_scale
+        Regression noise standard deviation, or its starting value when learned.
+    learn_noise
+        Fit the noise scale (per output) by the evidence.
+    svi_steps, svi_lr
+        SVI steps and Adam learning rate of the classification head.
+    feature_dims
+        Dimensions of one input point (default: ``encoder.feature_dims``, else 1).
+    eb_steps, eb_lr
+        Adam steps and learning rate of the per-task empirical-Bayes fit.
+
+    Attributes
+    ----------
+    prior_scale_, noise_scale_ : Tensor or None
+        Shared prior scale ``[]`` and noise scales ``[O]`` set by :meth:`fit_prior`;
+        while set, :meth:`adapt` uses them instead of fitting per task.
+
+    """
+
+    def __init__(
+        self,
+        encoder: nn.Module,
+        *,
+        num_outputs: int,
+        head: nn.Linear | None = None,
+        classification: bool = False,
+        prior_scale: float | Literal["empirical"] = "empirical",
+        noise_scale: float = 0.1,
+        learn_noise: bool = True,
+        svi_steps: int = 500,
+        svi_lr: float = 0.05,
+        feature_dims: int | None = None,
+        eb_steps: int = 300,
+        eb_lr: float = 0.05,
+    ) -> None:
+        if not isinstance(encoder, nn.Module):
+            raise TypeError(f"encoder must be a torch.nn.Module, got {type(encoder).__name__}")
+        self.num_outputs = check_count(
+            "num_outputs", num_outputs, minimum=2 if classification else 1
+        )
+        if head is not None and (
+            not isinstance(head, nn.Linear) or head.out_features != num_outputs
+        ):
+            raise ShapeError(
+                f"head must be an nn.Linear with num_outputs={num_outputs} outputs, got "
+                f"{head!r}; pass head=None for a prior centred at zero"
+            )
+        if prior_scale != "empirical":
+            prior_scale = positive("prior_scale", prior_scale)
+        fd = feature_dims if feature_dims is not None else getattr(encoder, "feature_dims", 1)
+        self.feature_dims = check_count("feature_dims", fd, minimum=1)
+        self.encoder, self.head, self.classification = encoder, head, bool(classification)
+        self.prior_scale: float | Literal["empirical"] = prior_scale
+        self.noise_scale = positive("noise_scale", noise_scale)
+        self.learn_noise = bool(learn_noise)
+        self.svi_steps = check_count("svi_steps", svi_steps, minimum=1)
+        self.svi_lr = positive("svi_lr", svi_lr)
+        self.eb_steps = check_count("eb_steps", eb_steps, minimum=1)
+        self.eb_lr = positive("eb_lr", eb_lr)
+        self.prior_scale_: Tensor | None = None
+        self.noise_scale_: Tensor | None = None
+
+    @classmethod
+    def from_network(
+        cls,
+        source: nn.Module,
+        *,
+        centre_on_head: bool = True,
+        num_outputs: int | None = None,
+        **kwargs: Any,
+    ) -> BayesianLastLayer:
+        """From a source network split by :func:`split_last_layer` (other arguments: as ``cls``).
+
+        The prior is centred on the source head, or at zero if ``centre_on_head=False``
+        or ``num_outputs`` (default: the source's) differs from the source's.
+        """
+        encoder, head = split_last_layer(source)
+        outputs = head.out_features if num_outputs is None else num_outputs
+        keep = centre_on_head and outputs == head.out_features
+        return cls(encoder, num_outputs=outputs, head=head if keep else None, **kwargs)
+
+    # -- features ------------------------------------------------------------------
+
+    def features(self, x: Tensor) -> Tensor:
+        """Features and a constant 1 (for the bias): ``[*B, N, *f] -> [*B, N, H+1]``, no grad."""
+        xt = check_tensor("x", x)
+        fd = self.feature_dims
+        if xt.dim() < fd + 1 or not xt.is_floating_point():
+            raise ShapeError(
+                f"x must be floating inputs [*B, N, *features] with {fd} feature dimension(s), "
+                f"got {xt.dtype} {fmt_shape(xt.shape)}"
+            )
+        lead = xt.shape[: xt.dim() - fd]
+        param = next(iter(self.encoder.parameters()), None)
+        flat = xt.reshape(math.prod(lead), *xt.shape[xt.dim() - fd :])
+        flat = flat if param is None else flat.to(param.device, param.dtype)
+        was_training = self.encoder.training
+        self.encoder.eval()
+        try:
+            with torch.no_grad():
+                h = self.encoder(flat)
+        except RuntimeError as err:
+            raise ShapeError(
+                f"the encoder cannot take inputs of shape {fmt_shape(xt.shape)} "
+                f"({fd} feature dimension(s)): {err}"
+            ) from err
+        finally:
+            self.encoder.train(was_training)
+        h = h.reshape(flat.shape[0], math.prod(h.shape[1:]))
+        return torch.cat([h, h.new_ones(h.shape[0], 1)], -1).reshape(*lead, h.shape[-1] + 1)
+
+    def _encode(
+        self, name: str, x: object, batch: tuple[int, ...], width: int | None = None
+    ) -> Tensor:
+        """Features of inputs ``[*batch, N, *f]`` whose width the head (or ``width``) takes."""
+        xt, fd = check_tensor(name, x), self.feature_dims
+        if xt.dim() != len(batch) + 1 + fd or tuple(xt.shape[: len(batch)]) != batch:
+            raise ShapeError(
+                f"{name} must have shape [{''.join(f'{b}, ' for b in batch)}N, *features] "
+                f"({fd} feature dimension(s)), got {fmt_shape(xt.shape)}"
+            )
+        phi = self.features(xt)
+        if width is None and self.head is not None:
+            width = self.head.in_features + 1
+        if width is not None and phi.shape[-1] != width:
+            raise ShapeError(
+                f"the encoder gives {phi.shape[-1] - 1} features for {name}, but the head takes "
+                f"{width - 1}; check the inputs' feature size, or pass a matching head"
+            )
+        return phi
+
+    # -- inference -----------------------------------------------------------------
+
+    def _support(self, support_x: Tensor, support_y: Tensor) -> tuple[Tensor, Tensor, bool]:
+        """Support features ``[T, K, H+1]``, checked targets, and whether a batch was given."""
+        if not isinstance(support_x, Tensor):
+            raise TypeError(f"support_x must be a torch.Tensor, got {type(support_x).__name__}")
+        fd, batched = self.feature_dims, support_x.dim() == self.feature_dims + 2
+        if support_x.dim() not in (fd + 1, fd + 2):
+            raise ShapeError(
+                f"support_x must have shape [K, *features] or [T, K, *features] ({fd} feature "
+                f"dimension(s)), got {fmt_shape(support_x.shape)}"
+            )
+        batch = tuple(support_x.shape[:1]) if batched else ()
+        if self.classification and check_tensor("support_y", support_y).is_floating_point():
+            raise ShapeError(
+                f"support_y must be integer class labels, got {support_y.dtype}; "
+                "pass classification=False for regression targets"
+            )
+        x, y = check_pair("support", support_x, support_y, batch=batch, allow_empty=False)
+        c = self.num_outputs
+        if self.classification:
+            bad = y[(y < 0) | (y >= c)]
+            if bad.numel():
+                raise ValueError(
+                    f"support_y holds label {int(bad[0])}, outside 0..{c - 1} for "
+                    f"num_outputs={c} classes; relabel the classes 0..{c - 1} or raise num_outputs"
+                )
+        elif not y.is_floating_point() or y.shape[-1] != c:
+            raise ShapeError(
+                f"support_y must be floating regression targets [..., K, {c}] (num_outputs={c}), "
+                f"got {y.dtype} {fmt_shape(y.shape)}; pass classification=True for class labels"
+            )
+        phi = self._encode("support_x", x, batch)
+        phi = phi if batched else phi.unsqueeze(0)
+        return phi, (y if batched else y.unsqueeze(0)).to(phi.device), batched
+
+    def _prior_loc(self, phi: Tensor) -> Tensor:
+        """Prior mean ``[O, H+1]`` of the head: the source head's weights and bias, or zeros."""
+        w0 = phi.new_zeros(self.num_outputs, phi.shape[-1])
+        if self.head is not None:
+            w0[:, :-1] = self.head.weight.detach()
+            if self.head.bias is not None:
+                w0[:, -1] = self.head.bias.detach()
+        return w0
+
+    def fit_prior(
+        self, support_x: Tensor, support_y: Tensor, *, steps: int = 300, lr: float = 0.05
+    ) -> BayesianLastLayer:
+        """Empirical Bayes across related tasks ``[T, K, *f]``, ``[T, K, O]``; returns ``self``.
+
+        Maximises the tasks' summed log evidence over one ``alpha^-1/2`` and (if
+        ``learn_noise``) one ``sigma`` per output, by ``steps`` Adam steps of rate
+        ``lr``, and keeps them in ``prior_scale_`` and ``noise_scale_`` for
+        :meth:`adapt`. Regression only (``NotImplementedError`` for classification).
+        """
+        if self.classification:
+            raise NotImplementedError(
+                "fit_prior is regression-only (the evidence of a softmax head has no closed "
+                "form); pass a float prior_scale for classification"
+            )
+        steps, lr = check_count("steps", steps, minimum=1), positive("lr", lr)
+        phi, y, _ = self._support(support_x, support_y)
+        la, ls = lg.empirical_bayes(
+            lg.spectrum(phi, y, self._prior_loc(phi)),
+            y,
+            prior_scale=self._start_scale(),
+            noise_scale=self.noise_scale,
+            fit_alpha=True,
+            fit_sigma=self.learn_noise,
+            shared=True,
+            steps=steps,
+            lr=lr,
+        )
+        self.prior_scale_, self.noise_scale_ = (-0.5 * la[0]).exp(), ls[0].exp()
+        return self
+
+    def adapt(
+        self, support_x: Tensor, support_y: Tensor, *, generator: torch.Generator | None = None
+    ) -> LastLayerPosterior:
+        """The head's posterior for one task or a batch (batch shape ``()`` or ``(T,)``).
+
+        ``support_x`` is ``[K, *f]`` or ``[T, K, *f]``; ``support_y`` floating targets
+        ``[..., K, O]`` or labels ``[..., K]`` in ``0..C-1``. ``generator`` seeds the
+        classification SVI (regression is exact).
+        """
+        phi, y, batched = self._support(support_x, support_y)
+        head: lg.LinearGaussianHead | GaussianTaskPosterior
+        if self.classification:
+            head = self._adapt_classification(phi, y, generator)
+            if not batched:
+                head = GaussianTaskPosterior(head.fnet, head.loc[0], head.log_scale[0], None, True)
+        else:
+            head = self._adapt_regression(phi, y)
+            head = head if batched else head.task(0)
+        return LastLayerPosterior(self, head)
+
+    def _start_scale(self) -> float:
+        return 1.0 if self.prior_scale == "empirical" else self.prior_scale
+
+    def _adapt_regression(self, phi: Tensor, y: Tensor) -> lg.LinearGaussianHead:
+        w0 = self._prior_loc(phi)
+        spec = lg.spectrum(phi, y, w0)
+        fitted = self.prior_scale_ is not None and self.noise_scale_ is not None
+        la, ls = lg.empirical_bayes(
+            spec,
+            y,
+            prior_scale=self._start_scale() if self.prior_scale_ is None else self.prior_scale_,
+            noise_scale=self.noise_scale if self.noise_scale_ is None else self.noise_scale_,
+            fit_alpha=not fitted and self.prior_scale == "empirical",
+            fit_sigma=not fitted and self.learn_noise,
+            shared=False,
+            steps=self.eb_steps,
+            lr=self.eb_lr,
+        )
+        return lg.LinearGaussianHead.from_spectrum(spec, w0, la, ls)
+
+    def _adapt_classification(
+        self, phi: Tensor, y: Tensor, generator: torch.Generator | None
+    ) -> GaussianTaskPosterior:
+        w0 = self._prior_loc(phi)
+        linear = nn.Linear(phi.shape[-1] - 1, self.num_outputs, device=phi.device, dtype=phi.dtype)
+        with torch.no_grad():
+            linear.weight.copy_(w0[:, :-1])
+            linear.bias.copy_(w0[:, -1])
+        fnet = FunctionalNet(linear)
+        prior = GaussianPrior.for_net(
+            fnet, scale=self._start_scale(), loc="module", learn_loc=False, learn_scale=False
+        )
+        post = task_posterior_svi(
+            fnet,
+            prior,
+            CategoricalLikelihood(),
+            phi[..., :-1],
+            y.long(),
+            steps=self.svi_steps,
+            lr=self.svi_lr,
+            generator=generator,
+        )
+        assert isinstance(post, GaussianTaskPosterior)
+        return post
+
+
+@dataclass(frozen=True, eq=False)
+class LastLayerPosterior:
+    """The head posterior of one task or a batch, ready to predict.
+
+    Attributes
+    ----------
+    learner : BayesianLastLayer
+        Encodes the query points (a reference, not a copy).
+    head : LinearGaussianHead or GaussianTaskPosterior
+        Regression: the exact Gaussian posterior per output (float64), read
+        through the properties below. Classification: the SVI posterior over
+        the ``nn.Linear(H, C)`` weights.
+
+    """
+
+    learner: BayesianLastLayer
+    head: lg.LinearGaussianHead | GaussianTaskPosterior
+
+    @property
+    def classification(self) -> bool:
+        """Whether the head is a softmax classifier."""
+        return isinstance(self.head, GaussianTaskPosterior)
+
+    @property
+    def batch_shape(self) -> torch.Size:
+        """``()`` for one task, ``(T,)`` for a batch."""
+        if isinstance(self.head, GaussianTaskPosterior):
+            return self.head.batch_shape
+        return self.head.loc.shape[:-2]
+
+    def _gaussian(self, what: str) -> lg.LinearGaussianHead:
+        if isinstance(self.head, GaussianTaskPosterior):
+            raise ValueError(f"{what} is defined for regression heads only; use predict()")
+        return self.head
+
+    @property
+    def loc(self) -> Tensor:
+        """Posterior mean of each output's weights and bias ``[*B, O, H+1]``."""
+        return self._gaussian("loc").loc
+
+    def covariance(self) -> Tensor:
+        """Posterior covariance per output ``[*B, O, H+1, H+1]``."""
+        return self._gaussian("covariance").covariance()
+
+    @property
+    def noise_scale(self) -> Tensor:
+        """Noise standard deviation ``[*B, O]``."""
+        return self._gaussian("noise_scale").noise_scale
+
+    @property
+    def prior_scale(self) -> Tensor:
+        """Prior standard deviation ``alpha^-1/2`` of the head weights ``[*B]``."""
+        return self._gaussian("prior_scale").prior_scale
+
+    @property
+    def log_evidence(self) -> Tensor:
+        """Log marginal likelihood of the support targets ``[*B]``, summed over outputs."""
+        return self._gaussian("log_evidence").log_evidence
+
+    def _query(self, query_x: Tensor) -> Tensor:
+        head = self.head
+        width = head.fnet.shapes[0][-1] if isinstance(head, GaussianTaskPosterior) else None
+        width = head.loc.shape[-1] if width is None else width + 1
+        return self.learner._encode("query_x", query_x, tuple(self.batch_shape), width)
+
+    def mean(self, query_x: Tensor) -> Tensor:
+        """Exact predictive mean ``[*B, Q, O]`` at ``query_x`` ``[*B, Q, *f]`` (regression)."""
+        phi = self._query(query_x)
+        return self._gaussian("mean").mean(phi).to(phi.dtype)
+
+    def variance(self, query_x: Tensor) -> Tensor:
+        """Exact predictive variance ``phi^T S phi + sigma^2`` ``[*B, Q, O]`` (regression)."""
+        phi = self._query(query_x)
+        head = self._gaussian("variance")
+        noise = head.noise_scale.pow(2).unsqueeze(-2)
+        return (head.function_variance(phi) + noise).to(phi.dtype)
+
+    def predict(
+        self, query_x: Tensor, *, num_samples: int = 100, generator: torch.Generator | None = None
+    ) -> Prediction | ClassPrediction:
+        """Posterior predictive at ``query_x`` ``[*B, Q, *f]`` from ``S`` head samples.
+
+        Regression: function samples ``[S, *B, Q, O]`` with the noise scale
+        ``[*B, 1, O]`` (:meth:`mean` and :meth:`variance` are exact);
+        classification: the samples' class probabilities ``[S, *B, Q, C]``.
+        """
+        check_count("num_samples", num_samples, minimum=1)
+        phi = self._query(query_x)
+        if isinstance(self.head, GaussianTaskPosterior):
+            return self.head.predict(phi[..., :-1], num_samples=num_samples, generator=generator)
+        w = self.head.sample_weights(num_samples, generator)
+        f = (phi.double() @ w.mT).to(phi.dtype)
+        return Prediction(f, self.head.noise_scale.unsqueeze(-2).to(phi.dtype))
