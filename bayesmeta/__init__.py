@@ -1,6 +1,6 @@
 """bayesmeta: Bayesian meta-learning and transfer learning on Pyro and PyTorch."""
 
-from bayesmeta import metrics, nets, tasks
+from bayesmeta import metrics, nets, tasks, transfer
 from bayesmeta.class_prediction import ClassPrediction
 from bayesmeta.errors import BayesmetaError, NonFiniteLossError, ShapeError
 from bayesmeta.learners import (
@@ -16,12 +16,14 @@ from bayesmeta.learners import (
 )
 from bayesmeta.prediction import Prediction
 from bayesmeta.tasks import Sinusoid, SinusoidOrLine, Task, TaskBatch
+from bayesmeta.transfer import BayesianLastLayer, TransferLearner
 
 __version__ = "0.1.0.dev0"
 
 __all__ = [
     "MAML",
     "AdaptedPredictor",
+    "BayesianLastLayer",
     "BayesianMAML",
     "BayesianProtoNet",
     "BayesmetaError",
@@ -37,9 +39,11 @@ __all__ = [
     "SinusoidOrLine",
     "Task",
     "TaskBatch",
+    "TransferLearner",
     "VariationalMetaLearner",
     "__version__",
     "metrics",
     "nets",
     "tasks",
+    "transfer",
 ]

@@ -21,6 +21,7 @@ import bayesmeta.prediction
 import bayesmeta.priors
 import bayesmeta.reliability
 import bayesmeta.tasks
+import bayesmeta.transfer
 
 MODULES = [
     bayesmeta,
@@ -40,6 +41,7 @@ MODULES = [
     bayesmeta.priors,
     bayesmeta.reliability,
     bayesmeta.tasks,
+    bayesmeta.transfer,
 ]
 
 

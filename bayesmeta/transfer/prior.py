@@ -1,0 +1,513 @@
+"""Model-based transfer: a Gaussian prior centred on a source network's weights."""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Mapping, Sequence
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+
+from bayesmeta.errors import ShapeError
+from bayesmeta.learners.adapted import AdaptedPredictor
+from bayesmeta.learners.base import positive
+from bayesmeta.nets.functional import FunctionalNet
+from bayesmeta.nets.mlp import MLP
+from bayesmeta.posteriors.gaussian import GaussianTaskPosterior
+from bayesmeta.tasks._checks import check_pair, check_tensor, fmt_shape
+from bayesmeta.transfer.fitting import TransferFit, fit_transfer
+from bayesmeta.transfer.laplace import (
+    LaplacePosterior,
+    group_grams,
+    jacobians,
+    optimise_evidence,
+)
+
+__all__ = ["TransferLearner", "load_source"]
+
+_METHODS = ("bayes", "laplace", "map", "finetune")
+TransferMethod = Literal["bayes", "laplace", "map", "finetune"]
+
+
+class TransferLearner:
+    """Learn target tasks from a few examples under a prior centred on source weights.
+
+    The target weights get the prior ``theta ~ N(mu, sigma^2)``, with ``mu`` the
+    source network's weights and one scale ``sigma`` per parameter tensor
+    (``scale_per="tensor"``) or one for all (``"global"``): ``sigma`` says how
+    far the target may move from what the source domain taught. Three methods
+    share this prior (see :mod:`bayesmeta.transfer.fitting`):
+
+    - ``"bayes"``: a mean-field Gaussian posterior by SVI on the target data;
+      predictions carry epistemic uncertainty;
+    - ``"map"``: the posterior mode, which is L2-SP (weight decay towards the
+      source weights);
+    - ``"finetune"``: plain fine-tuning from the source weights (the
+      flat-prior limit), regularised only by the number of steps.
+
+    The prior scale is given (a float), or chosen per target task by empirical
+    Bayes (``"empirical"``: maximising the ELBO over it), or learned once from
+    a few related target tasks with :meth:`fit_prior` and then kept.
+
+    Parameters
+    ----------
+    source
+        The source-domain network, or its ``state_dict``.
+    net
+        The target network; a copy of ``source`` by default (required when
+        ``source`` is a state dict). Its parameters must match the source's in
+        names and shapes.
+    method
+        ``"bayes"``, ``"map"`` or ``"finetune"``.
+    prior_scale
+        The prior standard deviation, or ``"empirical"`` (``"bayes"`` only).
+    scale_per
+        ``"tensor"`` (one scale per parameter tensor) or ``"global"``.
+    likelihood
+        ``"gaussian"`` (regression targets ``[K, O]``) or ``"categorical"``
+        (labels ``[K]``, the network's outputs being class scores).
+    noise_scale
+        Starting Gaussian noise standard deviation.
+    learn_noise
+        Fit the noise scale on each target task (by the method's objective);
+        ``False`` keeps ``noise_scale``.
+    freeze
+        Names (or name prefixes) of parameters kept at the source values, e.g.
+        the first layers of a network: a partly frozen network.
+    init_prior_scale
+        Where empirical Bayes (``"empirical"`` or :meth:`fit_prior`) starts the
+        prior scales.
+    laplace_rounds
+        ``"laplace"`` with learned scales alternates MAP fits and evidence
+        maximisation this many times (MacKay's loop); a prior far from its
+        fitted value (e.g. a network trained from scratch) needs more rounds.
+    steps, lr
+        Adam steps and learning rate for each adaptation.
+    num_samples
+        Monte Carlo samples per step (``"bayes"``).
+    seed
+        Seeds the Monte Carlo noise of every fit (``None``: torch's global
+        generator).
+    progress
+        Progress bars on fits (``None``: only on a terminal).
+
+    Attributes
+    ----------
+    prior_scale_ : Tensor or None
+        Per-group prior scales ``[G]`` learned by :meth:`fit_prior`.
+    noise_scale_ : Tensor or None
+        Noise scale ``[O]`` learned by :meth:`fit_prior`.
+    last_fit_ : TransferFit or None
+        The raw result of the latest fit, with its objective trace.
+
+    Examples
+    --------
+    >>> from bayesmeta.nets import MLP
+    >>> source = MLP((1, 16, 1))  # trained on the source domain
+    >>> learner = TransferLearner(source, steps=20)
+    >>> posterior = learner.adapt(torch.randn(5, 1), torch.randn(5, 1))
+    >>> posterior.predict(torch.randn(7, 1)).mean.shape
+    torch.Size([7, 1])
+
+    """
+
+    def __init__(
+        self,
+        source: nn.Module | Mapping[str, Tensor],
+        *,
+        net: nn.Module | None = None,
+        method: TransferMethod = "bayes",
+        prior_scale: float | Literal["empirical"] = "empirical",
+        scale_per: Literal["tensor", "global"] = "tensor",
+        likelihood: Literal["gaussian", "categorical"] = "gaussian",
+        noise_scale: float = 0.1,
+        learn_noise: bool = True,
+        freeze: Sequence[str] = (),
+        init_prior_scale: float = 0.1,
+        laplace_rounds: int = 2,
+        steps: int = 1000,
+        lr: float = 1e-2,
+        num_samples: int = 4,
+        seed: int | None = 0,
+        progress: bool | None = None,
+    ) -> None:
+        if method not in _METHODS:
+            raise ValueError(f"method must be one of {_METHODS}, got {method!r}")
+        if prior_scale == "empirical":
+            if method not in ("bayes", "laplace"):
+                raise ValueError(
+                    f"prior_scale='empirical' needs method='bayes' or 'laplace': the {method} "
+                    "objective is minimised by a zero prior scale; give a float"
+                )
+        elif not isinstance(prior_scale, str):
+            positive("prior_scale", prior_scale)
+        else:
+            raise ValueError(f"prior_scale must be a float or 'empirical', got {prior_scale!r}")
+        if scale_per not in ("tensor", "global"):
+            raise ValueError(f"scale_per must be 'tensor' or 'global', got {scale_per!r}")
+        if likelihood not in ("gaussian", "categorical"):
+            raise ValueError(f"likelihood must be 'gaussian' or 'categorical', got {likelihood!r}")
+        if method == "laplace" and likelihood != "gaussian":
+            raise ValueError(
+                "method='laplace' is for regression (a Gaussian likelihood); use method='bayes' "
+                "for class labels"
+            )
+        self.net = load_source(source, net)
+        self.fnet = FunctionalNet(self.net)
+        self.method: TransferMethod = method
+        self.prior_scale = prior_scale
+        self.scale_per = scale_per
+        self.likelihood = likelihood
+        self.noise_scale = positive("noise_scale", noise_scale)
+        self.learn_noise = learn_noise
+        self.init_prior_scale = positive("init_prior_scale", init_prior_scale)
+        self.steps = _count("steps", steps)
+        self.lr = positive("lr", lr)
+        self.num_samples = _count("num_samples", num_samples)
+        self.seed = seed
+        self.progress = progress
+        self.free = _free_mask(self.fnet, freeze)
+        with torch.no_grad():
+            self.centre = self.fnet.flatten([p.detach() for p in self.fnet.params()]).clone()
+        self.laplace_rounds = _count("laplace_rounds", laplace_rounds)
+        self.init: Tensor | None = None
+        self.prior_scale_: Tensor | None = None
+        self.noise_scale_: Tensor | None = None
+        self.last_fit_: TransferFit | None = None
+
+    @classmethod
+    def from_scratch(
+        cls,
+        net: nn.Module,
+        *,
+        prior_scale: float | Literal["empirical"] = 1.0,
+        init_prior_scale: float = 1.0,
+        **kwargs: object,
+    ) -> TransferLearner:
+        """The no-transfer baseline: a prior ``N(0, sigma^2)`` centred at zero.
+
+        The fit starts from ``net``'s current (random) weights, and empirical
+        Bayes from ``init_prior_scale``; the other keyword arguments are the
+        constructor's.
+        """
+        learner = cls(
+            net,
+            prior_scale=prior_scale,
+            init_prior_scale=init_prior_scale,
+            **kwargs,  # type: ignore[arg-type]
+        )
+        learner.init = learner.centre
+        learner.centre = torch.zeros_like(learner.centre)
+        return learner
+
+    @property
+    def classification(self) -> bool:
+        """The targets are class labels."""
+        return self.likelihood == "categorical"
+
+    @property
+    def num_groups(self) -> int:
+        """Number of prior scales ``G``."""
+        return len(self.fnet.numels) if self.scale_per == "tensor" else 1
+
+    def groups(self) -> Tensor:
+        """Prior-scale group of each weight ``[P]``."""
+        if self.scale_per == "global":
+            return torch.zeros(self.fnet.num_params, dtype=torch.long)
+        sizes = torch.tensor(self.fnet.numels)
+        return torch.repeat_interleave(torch.arange(len(sizes)), sizes)
+
+    def fit_prior(
+        self, support_x: Tensor, support_y: Tensor, *, weights: Tensor | None = None
+    ) -> TransferLearner:
+        """Learn the prior scales (and noise scale) from related target tasks.
+
+        Empirical Bayes across tasks: each task gets its own ``q``, all share
+        the prior scales and the noise scale, and the summed ELBO is
+        maximised. Later :meth:`adapt` calls keep the learned values fixed.
+
+        Parameters
+        ----------
+        support_x, support_y
+            All data of ``T`` related tasks, ``[T, K, *features]`` and targets.
+        weights
+            Per-point likelihood weights ``[T, K]``.
+
+        Returns
+        -------
+        TransferLearner
+            ``self``, with ``prior_scale_`` and ``noise_scale_`` set.
+
+        """
+        if self.method not in ("bayes", "laplace"):
+            raise ValueError(f"fit_prior needs method='bayes' or 'laplace', not {self.method!r}")
+        x, y, _ = self._data(support_x, support_y, batched_only=True)
+        w = self._weights(weights, y)
+        start = self._start_scale()
+        p_log = torch.full((1, self.num_groups), math.log(start))
+        if self.method == "laplace":
+            _, p_log, log_noise = self._laplace(x, y, w, p_log, True, self.learn_noise, 1)
+        else:
+            fit = self._fit(x, y, w, p_log, True, True, 1)
+            p_log, log_noise = fit.prior_log_scale, fit.log_noise
+        self.prior_scale_ = p_log[0].exp()
+        self.noise_scale_ = None if log_noise is None else log_noise[0].exp()
+        return self
+
+    def adapt(
+        self, support_x: Tensor, support_y: Tensor, *, weights: Tensor | None = None
+    ) -> GaussianTaskPosterior | LaplacePosterior | AdaptedPredictor:
+        """Fit one target task ``[K, *features]`` or a batch ``[T, K, *features]``.
+
+        Parameters
+        ----------
+        support_x, support_y
+            Target data and targets (``[.., K, O]`` floats or ``[.., K]`` labels).
+        weights
+            Per-point likelihood weights ``[.., K]`` (e.g. importance weights
+            of source points added to the target data).
+
+        Returns
+        -------
+        GaussianTaskPosterior or AdaptedPredictor
+            The posterior (``"bayes"``) or the point estimate, with
+            ``predict(query_x)``.
+
+        """
+        x, y, batched = self._data(support_x, support_y, batched_only=False)
+        w = self._weights(weights if weights is None or batched else weights.unsqueeze(0), y)
+        t = x.shape[0]
+        if self.prior_scale_ is not None:
+            p_log = self.prior_scale_.log().unsqueeze(0)
+            learn_prior, learn_noise, noise_rows = False, False, 1
+        else:
+            empirical = self.prior_scale == "empirical"
+            start = self._start_scale()
+            rows = t if empirical else 1
+            p_log = torch.full((rows, self.num_groups), math.log(start))
+            learn_prior, learn_noise, noise_rows = empirical, self.learn_noise, t
+        if self.method == "laplace":
+            if w is not None:
+                raise ValueError("weights are supported by the bayes, map and finetune methods")
+            fit, p_log, log_noise = self._laplace(x, y, w, p_log, learn_prior, learn_noise, t)
+            self.last_fit_ = fit
+            assert log_noise is not None
+            prior_sd = (p_log[:, self.groups()].exp() * self.free).to(x.dtype)
+            sd, noise_sd = prior_sd, log_noise.exp()
+            if not batched:
+                return LaplacePosterior(
+                    self.fnet, fit.loc[0], self.centre, sd[0], noise_sd[0], x[0], y[0]
+                )
+            return LaplacePosterior(self.fnet, fit.loc, self.centre, sd, noise_sd, x, y)
+        fit = self._fit(x, y, w, p_log, learn_prior, learn_noise, noise_rows)
+        self.last_fit_ = fit
+        noise = None
+        if fit.log_noise is not None:
+            noise = fit.log_noise.exp().unsqueeze(-2)  # [T or 1, 1, O]
+        loc = fit.loc if batched else fit.loc[0]
+        if not batched and noise is not None:
+            noise = noise[0, 0]
+        if fit.log_scale is not None:
+            log_scale = fit.log_scale if batched else fit.log_scale[0]
+            return GaussianTaskPosterior(self.fnet, loc, log_scale, noise, self.classification)
+        return AdaptedPredictor(self.fnet, self.fnet.unflatten(loc), noise, self.classification)
+
+    # -- internals -------------------------------------------------------------
+
+    def _laplace(
+        self,
+        x: Tensor,
+        y: Tensor,
+        w: Tensor | None,
+        p_log: Tensor,
+        learn_prior: bool,
+        learn_noise: bool,
+        noise_rows: int,
+    ) -> tuple[TransferFit, Tensor, Tensor | None]:
+        """MAP, then the evidence over the scales, ``rounds`` times (MacKay's loop)."""
+        log_noise = self._start_noise(y, noise_rows)
+        assert log_noise is not None
+        groups = self.groups().to(x.device).masked_fill(~self.free.to(x.device), -1)
+        init = self.init
+        fit = None
+        for _ in range(self.laplace_rounds if (learn_prior or learn_noise) else 1):
+            fit = self._fit(x, y, w, p_log, False, False, noise_rows, log_noise, init)
+            if not (learn_prior or learn_noise):
+                break
+            out, jac = jacobians(self.fnet, fit.loc, x)
+            shift = (self.centre - fit.loc).double()[:, None, :, None]
+            residual = (y.double() - out.double() - (jac @ shift).squeeze(-1)).flatten(1)
+            grams = group_grams(jac, groups, self.num_groups)
+            new_p, new_noise = optimise_evidence(
+                grams,
+                residual,
+                p_log.to(x.device, torch.float64),
+                log_noise.to(torch.float64).expand(noise_rows, -1),
+                learn_prior=learn_prior,
+                learn_noise=learn_noise,
+            )
+            p_log, log_noise = new_p.to(x.dtype), new_noise.to(x.dtype)
+            init = fit.loc
+        assert fit is not None
+        return fit, p_log.to(x.device, x.dtype), log_noise
+
+    def _start_scale(self) -> float:
+        if self.prior_scale == "empirical":
+            return self.init_prior_scale
+        return float(self.prior_scale)
+
+    def _start_noise(self, y: Tensor, rows: int) -> Tensor | None:
+        if self.classification:
+            return None
+        outputs = y.shape[-1]
+        if self.noise_scale_ is not None:
+            return self.noise_scale_.log().expand(rows, outputs).clone()
+        return torch.full((rows, outputs), math.log(self.noise_scale), device=y.device)
+
+    def _fit(
+        self,
+        x: Tensor,
+        y: Tensor,
+        w: Tensor | None,
+        p_log: Tensor,
+        learn_prior: bool,
+        learn_noise: bool,
+        noise_rows: int,
+        log_noise: Tensor | None = None,
+        init: Tensor | None = None,
+    ) -> TransferFit:
+        device = self.centre.device
+        if log_noise is None:
+            log_noise = self._start_noise(y, noise_rows)
+        generator = None
+        if self.seed is not None:
+            generator = torch.Generator(device=device).manual_seed(self.seed)
+        return fit_transfer(
+            self.fnet,
+            self.centre,
+            self.groups().to(device),
+            p_log.to(device, self.centre.dtype),
+            log_noise,
+            x,
+            y,
+            method="map" if self.method == "laplace" else self.method,
+            weights=w,
+            free=self.free.to(device),
+            init=self.init if init is None else init,
+            learn_prior=learn_prior,
+            learn_noise=learn_noise and not self.classification,
+            steps=self.steps,
+            lr=self.lr,
+            num_samples=self.num_samples,
+            generator=generator,
+            progress=self.progress,
+        )
+
+    def _data(
+        self, support_x: Tensor, support_y: Tensor, *, batched_only: bool
+    ) -> tuple[Tensor, Tensor, bool]:
+        if not isinstance(support_x, Tensor):
+            raise TypeError("support_x must be a torch.Tensor")
+        batched = support_x.dim() == self.fnet.feature_dims + 2
+        if batched_only and not batched:
+            raise ShapeError(
+                f"expected the data of several tasks [T, K, *features], got "
+                f"{fmt_shape(support_x.shape)}"
+            )
+        batch = tuple(support_x.shape[:1]) if batched else ()
+        x, y = check_pair("support", support_x, support_y, batch=batch, allow_empty=False)
+        if self.classification and y.is_floating_point():
+            raise ShapeError("likelihood='categorical' needs integer class labels as targets")
+        if not self.classification and not y.is_floating_point():
+            raise ShapeError(
+                "likelihood='gaussian' needs float regression targets; pass "
+                "likelihood='categorical' for class labels"
+            )
+        if isinstance(self.net, MLP) and x.shape[-1] != self.net.in_features:
+            raise ShapeError(
+                f"the network takes {self.net.in_features} input feature(s) but support_x has "
+                f"shape {fmt_shape(x.shape)}"
+            )
+        device = self.centre.device
+        x, y = x.to(device), y.to(device)
+        return (x, y, True) if batched else (x.unsqueeze(0), y.unsqueeze(0), False)
+
+    def _weights(self, weights: Tensor | None, y: Tensor) -> Tensor | None:
+        if weights is None:
+            return None
+        w = check_tensor("weights", weights)
+        if w.shape != y.shape[:2]:
+            raise ShapeError(
+                f"weights must have one value per support point, shape "
+                f"{fmt_shape(y.shape[:2])}, got {fmt_shape(w.shape)}"
+            )
+        if bool((w < 0).any()):
+            raise ValueError("weights must be non-negative")
+        return w.to(self.centre.device, self.centre.dtype)
+
+
+def load_source(source: nn.Module | Mapping[str, Tensor], net: nn.Module | None) -> nn.Module:
+    """The target network with the source's weights, after checking that they match.
+
+    Parameters
+    ----------
+    source
+        Source network or ``state_dict``.
+    net
+        Target network (a deep copy of ``source`` when ``None``).
+
+    Raises
+    ------
+    ShapeError
+        Naming the parameters missing from the source, present only in it, or
+        with different shapes.
+
+    """
+    if net is None:
+        if not isinstance(source, nn.Module):
+            raise TypeError("pass the target network as net= when source is a state dict")
+        return copy.deepcopy(source)
+    if not isinstance(net, nn.Module):
+        raise TypeError(f"net must be a torch.nn.Module, got {type(net).__name__}")
+    state = source.state_dict() if isinstance(source, nn.Module) else dict(source)
+    target = dict(net.named_parameters())
+    problems = [f"{n!r} is missing from the source" for n in target if n not in state]
+    problems += [f"{n!r} is in the source only" for n in state if n not in net.state_dict()]
+    for name, p in target.items():
+        if name in state and tuple(state[name].shape) != tuple(p.shape):
+            problems.append(
+                f"{name!r} is {fmt_shape(state[name].shape)} in the source but "
+                f"{fmt_shape(p.shape)} in the target"
+            )
+    if problems:
+        shown = "; ".join(problems[:5]) + ("; ..." if len(problems) > 5 else "")
+        raise ShapeError(
+            f"the source network does not match the target network: {shown}. For a new "
+            "output layer, use BayesianLastLayer on the source's features"
+        )
+    target_net = copy.deepcopy(net)
+    target_net.load_state_dict(state, strict=False)
+    return target_net
+
+
+def _free_mask(fnet: FunctionalNet, freeze: Sequence[str]) -> Tensor:
+    """``[P]`` bool: the weights not named by a ``freeze`` prefix."""
+    if isinstance(freeze, str):
+        freeze = (freeze,)
+    for prefix in freeze:
+        if not any(n == prefix or n.startswith(prefix + ".") for n in fnet.names):
+            raise ValueError(
+                f"freeze names {prefix!r}, which is not a parameter (or module) of the network; "
+                f"its parameters are {list(fnet.names)}"
+            )
+    keep = [not any(n == f or n.startswith(f + ".") for f in freeze) for n in fnet.names]
+    sizes = torch.tensor(fnet.numels)
+    return torch.repeat_interleave(torch.tensor(keep), sizes)
+
+
+def _count(name: str, value: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return value
