@@ -15,8 +15,9 @@ the same 20 related tasks of 20 points.
 Methods (``bayesmeta.transfer``):
 
 * scratch (Laplace): a network trained on the target data alone, prior
-  ``N(0, sigma^2)``, the linearised Laplace posterior, scales learned from the
-  related tasks (4 rounds of MacKay's loop, started at 1);
+  ``N(0, sigma^2)``, the linearised Laplace posterior; ``sigma = 1`` with the
+  related tasks' noise scale, or scales and noise learned from the related
+  tasks (4 rounds of MacKay's loop, started at 1);
 * fine-tune: the source network fine-tuned on the target points (200 Adam steps);
 * L2-SP: MAP under the transfer prior with scale 0.1;
 * transfer prior, SVI (fixed 0.1 / empirical Bayes per task / learned from the
@@ -26,7 +27,8 @@ Methods (``bayesmeta.transfer``):
 * Bayesian last layer on the source network's features (empirical Bayes per
   task / learned from the related tasks).
 
-The point-estimate methods (fine-tune, L2-SP) are given the noise scale that
+The point-estimate methods (fine-tune, L2-SP), scratch (1.0) and transfer
+Laplace (EB) are given the noise scale that
 the related tasks give (the Laplace fit's), so that their NLL measures the
 missing epistemic uncertainty and not a collapsed noise fit. Metrics: query
 MSE, predictive NLL per point and 90% interval coverage, mean ± 95% CI over
@@ -86,6 +88,9 @@ def methods(source: MLP, related: TaskBatch, steps: int) -> dict[str, Callable[[
         progress=False,
     )
     return {
+        "scratch (Laplace, 1.0)": lambda: TransferLearner.from_scratch(
+            MLP((1, 40, 40, 1)), method="laplace", prior_scale=1.0, steps=steps, **fixed_noise
+        ),
         "scratch (Laplace, learned)": lambda: scratch.fit_prior(rx, ry),
         "fine-tune": lambda: TransferLearner(
             source, method="finetune", prior_scale=1.0, steps=200, **fixed_noise

@@ -17,5 +17,5 @@ def test_quick_run_prints_a_row_per_method_and_shot_count(tmp_path):
     )
     assert done.returncode == 0, done.stderr[-3000:]
     rows = [line for line in done.stdout.splitlines() if line.startswith("| ") and "±" in line]
-    assert len(rows) == 2 * 10
+    assert len(rows) == 2 * 11
     assert any(line.startswith("| transfer Laplace (learned) | 5 |") for line in rows)
