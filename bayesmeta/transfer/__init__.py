@@ -17,7 +17,8 @@ from bayesmeta.transfer.density_ratio import DensityRatio, density_ratio
 from bayesmeta.transfer.fitting import TransferFit
 from bayesmeta.transfer.laplace import LaplacePosterior
 from bayesmeta.transfer.last_layer import BayesianLastLayer, LastLayerPosterior, split_last_layer
-from bayesmeta.transfer.prior import TransferLearner, load_source
+from bayesmeta.transfer.prior import TransferLearner
+from bayesmeta.transfer.source import load_source
 
 __all__ = [
     "BayesianLastLayer",

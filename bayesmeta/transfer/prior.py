@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import math
 from collections.abc import Mapping, Sequence
 from typing import Literal
@@ -17,6 +16,7 @@ from bayesmeta.nets.functional import FunctionalNet
 from bayesmeta.nets.mlp import MLP
 from bayesmeta.posteriors.gaussian import GaussianTaskPosterior
 from bayesmeta.tasks._checks import check_pair, check_tensor, fmt_shape
+from bayesmeta.tasks.source import check_count
 from bayesmeta.transfer.fitting import TransferFit, fit_transfer
 from bayesmeta.transfer.laplace import (
     LaplacePosterior,
@@ -24,8 +24,9 @@ from bayesmeta.transfer.laplace import (
     jacobians,
     optimise_evidence,
 )
+from bayesmeta.transfer.source import free_mask, load_source
 
-__all__ = ["TransferLearner", "load_source"]
+__all__ = ["TransferLearner"]
 
 _METHODS = ("bayes", "laplace", "map", "finetune")
 TransferMethod = Literal["bayes", "laplace", "map", "finetune"]
@@ -163,15 +164,15 @@ class TransferLearner:
         self.noise_scale = positive("noise_scale", noise_scale)
         self.learn_noise = learn_noise
         self.init_prior_scale = positive("init_prior_scale", init_prior_scale)
-        self.steps = _count("steps", steps)
+        self.steps = check_count("steps", steps, minimum=1)
         self.lr = positive("lr", lr)
-        self.num_samples = _count("num_samples", num_samples)
+        self.num_samples = check_count("num_samples", num_samples, minimum=1)
         self.seed = seed
         self.progress = progress
-        self.free = _free_mask(self.fnet, freeze)
+        self.free = free_mask(self.fnet, freeze)
         with torch.no_grad():
             self.centre = self.fnet.flatten([p.detach() for p in self.fnet.params()]).clone()
-        self.laplace_rounds = _count("laplace_rounds", laplace_rounds)
+        self.laplace_rounds = check_count("laplace_rounds", laplace_rounds, minimum=1)
         self.init: Tensor | None = None
         self.prior_scale_: Tensor | None = None
         self.noise_scale_: Tensor | None = None
@@ -446,68 +447,3 @@ class TransferLearner:
         if bool((w < 0).any()):
             raise ValueError("weights must be non-negative")
         return w.to(self.centre.device, self.centre.dtype)
-
-
-def load_source(source: nn.Module | Mapping[str, Tensor], net: nn.Module | None) -> nn.Module:
-    """The target network with the source's weights, after checking that they match.
-
-    Parameters
-    ----------
-    source
-        Source network or ``state_dict``.
-    net
-        Target network (a deep copy of ``source`` when ``None``).
-
-    Raises
-    ------
-    ShapeError
-        Naming the parameters missing from the source, present only in it, or
-        with different shapes.
-
-    """
-    if net is None:
-        if not isinstance(source, nn.Module):
-            raise TypeError("pass the target network as net= when source is a state dict")
-        return copy.deepcopy(source)
-    if not isinstance(net, nn.Module):
-        raise TypeError(f"net must be a torch.nn.Module, got {type(net).__name__}")
-    state = source.state_dict() if isinstance(source, nn.Module) else dict(source)
-    target = dict(net.named_parameters())
-    problems = [f"{n!r} is missing from the source" for n in target if n not in state]
-    problems += [f"{n!r} is in the source only" for n in state if n not in net.state_dict()]
-    for name, p in target.items():
-        if name in state and tuple(state[name].shape) != tuple(p.shape):
-            problems.append(
-                f"{name!r} is {fmt_shape(state[name].shape)} in the source but "
-                f"{fmt_shape(p.shape)} in the target"
-            )
-    if problems:
-        shown = "; ".join(problems[:5]) + ("; ..." if len(problems) > 5 else "")
-        raise ShapeError(
-            f"the source network does not match the target network: {shown}. For a new "
-            "output layer, use BayesianLastLayer on the source's features"
-        )
-    target_net = copy.deepcopy(net)
-    target_net.load_state_dict(state, strict=False)
-    return target_net
-
-
-def _free_mask(fnet: FunctionalNet, freeze: Sequence[str]) -> Tensor:
-    """``[P]`` bool: the weights not named by a ``freeze`` prefix."""
-    if isinstance(freeze, str):
-        freeze = (freeze,)
-    for prefix in freeze:
-        if not any(n == prefix or n.startswith(prefix + ".") for n in fnet.names):
-            raise ValueError(
-                f"freeze names {prefix!r}, which is not a parameter (or module) of the network; "
-                f"its parameters are {list(fnet.names)}"
-            )
-    keep = [not any(n == f or n.startswith(f + ".") for f in freeze) for n in fnet.names]
-    sizes = torch.tensor(fnet.numels)
-    return torch.repeat_interleave(torch.tensor(keep), sizes)
-
-
-def _count(name: str, value: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return value

@@ -312,7 +312,7 @@ def test_bad_arguments_are_named():
         TransferLearner(src, freeze=["layers.7"])
     with pytest.raises(ValueError, match="for regression"):
         TransferLearner(src, method="laplace", likelihood="categorical")
-    with pytest.raises(ValueError, match="steps must be a positive integer"):
+    with pytest.raises(ValueError, match="steps must be >= 1"):
         TransferLearner(src, steps=0)
     learner = TransferLearner(src, prior_scale=0.1, steps=2)
     with pytest.raises(ShapeError, match="input feature"):
