@@ -88,7 +88,8 @@ def task_posterior_svi(
     Returns
     -------
     GaussianTaskPosterior or LowRankTaskPosterior
-        Batch shape ``[T]``, with the likelihood's noise scale for predictions.
+        Batch shape ``[T]``, with the likelihood's noise scale for predictions
+        and the negative ELBO of every step in ``elbo_trace``.
 
     Raises
     ------
@@ -102,15 +103,19 @@ def task_posterior_svi(
     with _seeded(generator, x.device), pyro.settings.context(module_local_params=True):
         if guide == "normal":
             auto = _auto_normal(model, prior, x, y)
-            _svi(model, auto, list(auto.parameters()), x, y, steps, lr, num_particles)
+            trace = _svi(model, auto, list(auto.parameters()), x, y, steps, lr, num_particles)
             with torch.no_grad():
                 loc, scale = auto.locs.theta.detach(), auto.scales.theta.detach()
-            return GaussianTaskPosterior(fnet, loc, scale.log(), noise, likelihood.classification)
+            return GaussianTaskPosterior(
+                fnet, loc, scale.log(), noise, likelihood.classification, elbo_trace=trace
+            )
         lowrank = _LowRankGuide(prior, x.shape[0], rank)
-        _svi(model, lowrank, list(lowrank.parameters()), x, y, steps, lr, num_particles)
+        trace = _svi(model, lowrank, list(lowrank.parameters()), x, y, steps, lr, num_particles)
         with torch.no_grad():
             loc, factor, diag = (t.detach() for t in lowrank.parts())
-        return LowRankTaskPosterior(fnet, loc, factor, diag, noise, likelihood.classification)
+        return LowRankTaskPosterior(
+            fnet, loc, factor, diag, noise, likelihood.classification, elbo_trace=trace
+        )
 
 
 class _LowRankGuide(nn.Module):
@@ -166,13 +171,17 @@ def _svi(
     steps: int,
     lr: float,
     num_particles: int,
-) -> None:
-    """``steps`` cosine-annealed Adam steps on Pyro's negative ELBO, updating only ``params``."""
+) -> Tensor:
+    """``steps`` cosine-annealed Adam steps on Pyro's negative ELBO, updating only ``params``.
+
+    Returns the negative ELBO (summed over the tasks) before each step, ``[steps]``.
+    """
     elbo = Trace_ELBO(
         num_particles=num_particles, vectorize_particles=num_particles > 1, max_plate_nesting=1
     )
     opt = torch.optim.Adam(params, lr=lr)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(steps, 1))
+    trace = torch.empty(steps)
     for it in range(steps):
         with pyro.validation_enabled(it == 0):  # Pyro's checks once; then NaNs reach the loss
             loss = elbo.differentiable_loss(model, guide, x, y)
@@ -182,6 +191,7 @@ def _svi(
                 f"the adaptation ELBO became {value} at step {it}; lower lr, or check the "
                 "support data for extreme values"
             )
+        trace[it] = value
         # autograd.grad, not backward: the prior's and likelihood's parameters
         # (the learner's meta-parameters) must not collect gradients here.
         grads = torch.autograd.grad(loss, params)
@@ -189,6 +199,7 @@ def _svi(
             p.grad = g
         opt.step()
         schedule.step()
+    return trace
 
 
 @contextlib.contextmanager

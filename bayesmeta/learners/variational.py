@@ -554,7 +554,12 @@ class VariationalMetaLearner(MetaLearner):
             return post
         if isinstance(post, GaussianTaskPosterior):
             return GaussianTaskPosterior(
-                self.fnet, post.loc[0], post.log_scale[0], post.noise_scale, post.classification
+                self.fnet,
+                post.loc[0],
+                post.log_scale[0],
+                post.noise_scale,
+                post.classification,
+                post.elbo_trace,
             )
         return LowRankTaskPosterior(
             self.fnet,
@@ -563,6 +568,7 @@ class VariationalMetaLearner(MetaLearner):
             post.cov_diag[0],
             post.noise_scale,
             post.classification,
+            post.elbo_trace,
         )
 
     def config(self) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -49,6 +50,10 @@ class SampledPosterior:
     def sample(self, num_samples: int, *, generator: torch.Generator | None = None) -> Tensor:
         """Draw weights ``[num_samples, *B, P]``."""
         raise NotImplementedError
+
+    def log_prob(self, theta: Tensor) -> Tensor:
+        """Log density of weights ``[S, *B, P]`` under the posterior: ``[S, *B]``."""
+        raise NotImplementedError(f"{type(self).__name__} has no density")
 
     def predict(
         self, query_x: Tensor, *, num_samples: int = 100, generator: torch.Generator | None = None
@@ -100,6 +105,10 @@ class GaussianTaskPosterior(SampledPosterior):
         The likelihood's observation-noise scale, for predictions.
     classification : bool
         The network's outputs are class scores (a categorical likelihood).
+    elbo_trace : Tensor or None
+        When the posterior was fitted by SVI, the negative ELBO (summed over
+        the batch's tasks) at each step ``[steps]``: a flat tail says the fit
+        converged.
 
     """
 
@@ -108,6 +117,7 @@ class GaussianTaskPosterior(SampledPosterior):
     log_scale: Tensor
     noise_scale: Tensor | None = None
     classification: bool = False
+    elbo_trace: Tensor | None = None
 
     def __post_init__(self) -> None:
         if self.loc.shape != self.log_scale.shape or self.loc.shape[-1:] != (self.fnet.num_params,):
@@ -120,6 +130,16 @@ class GaussianTaskPosterior(SampledPosterior):
     def scale(self) -> Tensor:
         """Posterior standard deviations ``[*B, P]``."""
         return self.log_scale.exp()
+
+    def log_prob(self, theta: Tensor) -> Tensor:
+        """Log density of weights ``[S, *B, P]``: ``[S, *B]``.
+
+        Weights with zero spread (held fixed) are left out of the density.
+        """
+        free = self.log_scale > -math.inf
+        z = (theta - self.loc) / self.scale.where(free, 1.0)
+        per = -0.5 * z * z - self.log_scale.where(free, 0.0) - 0.5 * math.log(2 * math.pi)
+        return per.where(free, 0.0).sum(-1)
 
     def sample(self, num_samples: int, *, generator: torch.Generator | None = None) -> Tensor:
         """Draw weights ``[num_samples, *B, P]``."""

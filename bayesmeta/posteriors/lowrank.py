@@ -38,6 +38,10 @@ class LowRankTaskPosterior(SampledPosterior):
         The likelihood's observation-noise scale, for predictions.
     classification : bool
         The network's outputs are class scores (a categorical likelihood).
+    elbo_trace : Tensor or None
+        When the posterior was fitted by SVI, the negative ELBO (summed over
+        the batch's tasks) at each step ``[steps]``: a flat tail says the fit
+        converged.
 
     """
 
@@ -47,6 +51,7 @@ class LowRankTaskPosterior(SampledPosterior):
     cov_diag: Tensor
     noise_scale: Tensor | None = None
     classification: bool = False
+    elbo_trace: Tensor | None = None
 
     def __post_init__(self) -> None:
         p = self.fnet.num_params
@@ -82,6 +87,10 @@ class LowRankTaskPosterior(SampledPosterior):
     def distribution(self) -> pdist.LowRankMultivariateNormal:
         """The posterior as a Pyro distribution (batch shape ``B``, event ``[P]``)."""
         return pdist.LowRankMultivariateNormal(self.loc, self.cov_factor, self.cov_diag)
+
+    def log_prob(self, theta: Tensor) -> Tensor:
+        """Log density of weights ``[S, *B, P]``: ``[S, *B]``."""
+        return self.distribution().log_prob(theta)
 
     def sample(self, num_samples: int, *, generator: torch.Generator | None = None) -> Tensor:
         """Draw weights ``[num_samples, *B, P]``."""
