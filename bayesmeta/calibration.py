@@ -1,10 +1,13 @@
-"""Calibration of regression predictions: PACOH's calibration error and curve.
+"""Calibration of regression predictions: PIT values, PACOH's calibration error, coverage.
 
 A predictive distribution is calibrated when, for every level ``q``, a
 fraction ``q`` of the targets falls at or below its predictive ``q``-quantile,
 i.e. has a predictive CDF value ``F(y) <= q`` (Kuleshov et al., 2018). The
 calibration error of PACOH (Rothfuss et al., 2021) is the mean absolute gap
-between ``q`` and that observed frequency over a grid of levels.
+between ``q`` and that observed frequency over a grid of levels. Equivalently,
+the probability integral transform (PIT) values ``F(y)`` of a calibrated
+prediction are uniform on ``[0, 1]``: a U-shaped PIT histogram means
+over-confidence, a hump under-confidence, a slope bias.
 """
 
 from __future__ import annotations
@@ -19,15 +22,27 @@ from bayesmeta.errors import ShapeError
 from bayesmeta.prediction import Prediction
 from bayesmeta.tasks._checks import fmt_shape
 
-__all__ = ["PACOH_LEVELS", "calibration_curve", "regression_calibration_error"]
+__all__ = [
+    "COVERAGE_LEVELS",
+    "PACOH_LEVELS",
+    "calibration_curve",
+    "coverage_curve",
+    "pit_values",
+    "regression_calibration_error",
+]
 
 #: The authors' levels: ``linspace(0.05, 0.95, 20)``, 20 evenly spaced levels
 #: (a step of 0.9 / 19, not 0.05).
 PACOH_LEVELS: tuple[float, ...] = tuple(0.05 + 0.9 * i / 19 for i in range(20))
 
+#: Nominal levels of the central intervals in :func:`coverage_curve`: 0.1, 0.2, ..., 0.9.
+COVERAGE_LEVELS: tuple[float, ...] = tuple(i / 10 for i in range(1, 10))
 
-def _levels(levels: Sequence[float] | Tensor | None, like: Tensor) -> Tensor:
-    values = PACOH_LEVELS if levels is None else levels
+
+def _levels(
+    levels: Sequence[float] | Tensor | None, like: Tensor, default: tuple[float, ...] = PACOH_LEVELS
+) -> Tensor:
+    values = default if levels is None else levels
     lv = torch.as_tensor(values, dtype=like.dtype, device=like.device)
     if lv.dim() != 1 or lv.numel() == 0:
         raise ValueError(
@@ -154,3 +169,88 @@ def calibration_curve(
     u = _pit(prediction, y).reshape(-1)
     lv = _levels(levels, u)
     return lv, _frequencies(u, lv)
+
+
+def pit_values(prediction: Prediction, y: Tensor) -> Tensor:
+    """Probability integral transform: the predictive CDF at each target.
+
+    If the prediction is calibrated the values are uniform on ``[0, 1]``;
+    draw them with :func:`~bayesmeta.plotting.plot_pit_histogram`.
+
+    Parameters
+    ----------
+    prediction
+        Predictive distribution ``[*B, N, O]`` (``prediction.cdf`` is used; a
+        prediction without a noise model uses the empirical CDF of its
+        function samples, whose values are multiples of ``1 / S``).
+    y
+        Targets ``[*B, N, O]``.
+
+    Returns
+    -------
+    Tensor
+        ``[*B, N * O]``: ``F(y)`` per target, the outputs of a point flattened
+        after its index (``n * O + o``).
+
+    Raises
+    ------
+    ShapeError
+        If ``y`` does not match the prediction's shape.
+    ValueError
+        If ``y`` holds no target.
+
+    Examples
+    --------
+    >>> pred = Prediction.point(torch.zeros(1, 3, 1), torch.tensor(1.0))
+    >>> pit_values(pred, torch.tensor([[[-1.0], [0.0], [1.0]]]))
+    tensor([[0.1587, 0.5000, 0.8413]])
+
+    """
+    return _pit(prediction, y)
+
+
+def coverage_curve(
+    prediction: Prediction, y: Tensor, levels: Sequence[float] | None = None
+) -> tuple[Tensor, Tensor]:
+    """Observed coverage of the central predictive intervals, pooled over all tasks.
+
+    The central interval of level ``l`` holds the values whose predictive CDF
+    lies in ``[(1 - l) / 2, (1 + l) / 2]``; its observed coverage is the
+    fraction of targets inside it. A calibrated prediction covers a fraction
+    ``l`` at every level; an over-confident (too narrow) one covers less.
+
+    Parameters
+    ----------
+    prediction
+        Predictive distribution ``[*B, N, O]``.
+    y
+        Targets ``[*B, N, O]``.
+    levels
+        Nominal levels in ``[0, 1]``; default :data:`COVERAGE_LEVELS`
+        (0.1, 0.2, ..., 0.9).
+
+    Returns
+    -------
+    tuple of Tensor
+        ``(levels, observed)``, each ``[L]``: every target of every task
+        counts once.
+
+    Notes
+    -----
+    The interval is read off the PIT values, so for a noise model it equals
+    ``prediction.interval(l)`` (and :func:`~bayesmeta.metrics.coverage`); for a
+    prediction without one it uses the empirical CDF of the function samples
+    rather than interpolated sample quantiles.
+
+    Examples
+    --------
+    >>> pred = Prediction.point(torch.zeros(1, 4, 1), torch.tensor(1.0))
+    >>> y = torch.tensor([[[-2.0], [-0.1], [0.1], [2.0]]])
+    >>> coverage_curve(pred, y, levels=[0.5, 0.99])
+    (tensor([0.5000, 0.9900]), tensor([0.5000, 1.0000]))
+
+    """
+    u = _pit(prediction, y).reshape(-1)
+    lv = _levels(levels, u, COVERAGE_LEVELS)
+    inside = (2.0 * u - 1.0).abs().unsqueeze(-1) <= lv
+    return lv, inside.to(u.dtype).mean(0)

@@ -4,7 +4,15 @@ from statistics import NormalDist
 import pytest
 import torch
 
-from bayesmeta.calibration import PACOH_LEVELS, calibration_curve, regression_calibration_error
+from bayesmeta import metrics
+from bayesmeta.calibration import (
+    COVERAGE_LEVELS,
+    PACOH_LEVELS,
+    calibration_curve,
+    coverage_curve,
+    pit_values,
+    regression_calibration_error,
+)
 from bayesmeta.errors import ShapeError
 from bayesmeta.prediction import Prediction
 
@@ -158,3 +166,79 @@ def test_rejects_bad_targets_and_reduction():
     empty = Prediction.point(torch.zeros(2, 0, 1), torch.tensor(1.0))
     with pytest.raises(ValueError, match="at least one target"):
         calibration_curve(empty, torch.zeros(2, 0, 1))
+
+
+def _ks_uniform(u):
+    u = u.reshape(-1).double().sort().values
+    i = torch.arange(1, u.numel() + 1, dtype=u.dtype)
+    return float(torch.maximum(i / u.numel() - u, u - (i - 1) / u.numel()).max())
+
+
+def test_pit_values_of_a_calibrated_prediction_are_uniform():
+    mean, scale, y = _gaussian_tasks()
+    u = pit_values(Prediction.point(mean, scale), y)
+    assert u.shape == (40, 500)
+    # 20k values: a uniform sample stays below 1.36 / sqrt(20000) = 0.0096 w.p. 0.95
+    assert _ks_uniform(u) < 0.012
+    counts = torch.histc(u.reshape(-1), 10, 0, 1) / u.numel()
+    assert float((counts - 0.1).abs().max()) < 0.01
+
+
+def test_pit_values_of_an_over_confident_prediction_are_u_shaped():
+    mean, scale, y = _gaussian_tasks(seed=1)
+    u = pit_values(Prediction.point(mean, 0.5 * scale), y)
+    assert _ks_uniform(u) > 0.1
+    freq = torch.histc(u.reshape(-1), 10, 0, 1) / u.numel()
+    # F(y) = Phi(2 z): P(F < 0.1) = Phi(z_0.1 / 2) = 0.26 in each edge bin,
+    # P(0.4 < F < 0.5) = Phi(0) - Phi(z_0.4 / 2) = 0.05 in each middle bin
+    edge, middle = N01.cdf(N01.inv_cdf(0.1) / 2), 0.5 - N01.cdf(N01.inv_cdf(0.4) / 2)
+    assert float(freq[0]) == pytest.approx(edge, abs=0.01)
+    assert float(freq[-1]) == pytest.approx(edge, abs=0.01)
+    assert float(freq[4]) == pytest.approx(middle, abs=0.01)
+    assert float(freq[5]) == pytest.approx(middle, abs=0.01)
+
+
+def test_pit_values_flatten_points_and_outputs_in_order():
+    g = torch.Generator().manual_seed(7)
+    pred = Prediction.point(torch.zeros(3, 2, 10, 2), torch.tensor([1.0, 2.0]))
+    y = torch.randn((3, 2, 10, 2), generator=g)
+    u = pit_values(pred, y)
+    assert u.shape == (3, 2, 20)
+    torch.testing.assert_close(u[1, 0, 2 * 4 + 1], pred.cdf(y)[1, 0, 4, 1])
+    with pytest.raises(ShapeError, match="y must have the prediction's shape"):
+        pit_values(pred, y[0])
+
+
+def test_coverage_curve_of_a_calibrated_gaussian_matches_the_nominal_levels():
+    mean, scale, y = _gaussian_tasks(seed=8)
+    pred = Prediction.point(mean, scale)
+    lv, observed = coverage_curve(pred, y)
+    torch.testing.assert_close(lv, torch.tensor(COVERAGE_LEVELS, dtype=torch.float64))
+    # 20k pooled targets: standard error at most sqrt(0.25 / 20000) = 0.0035
+    assert float((observed - lv).abs().max()) < 0.015
+    # the 90% interval agrees with metrics.coverage (equal-sized tasks: the same pooled mean)
+    _, at_90 = coverage_curve(pred, y, [0.9])
+    assert float(at_90) == pytest.approx(float(metrics.coverage(pred, y, 0.9).mean()), abs=1e-4)
+
+
+def test_coverage_curve_of_an_over_confident_prediction_is_lower():
+    mean, scale, y = _gaussian_tasks(seed=9)
+    lv, observed = coverage_curve(Prediction.point(mean, 0.5 * scale), y)
+    # the central l-interval of N(m, s^2 / 4) holds |z| <= z_{(1+l)/2} / 2
+    want = torch.tensor(
+        [2 * N01.cdf(N01.inv_cdf((1 + q) / 2) / 2) - 1 for q in COVERAGE_LEVELS],
+        dtype=torch.float64,
+    )
+    assert bool((observed < lv - 0.02).all())
+    assert float((observed - want).abs().max()) < 0.015
+
+
+def test_coverage_curve_exact_values_and_bad_levels():
+    pred = Prediction.point(torch.zeros(1, 4, 1), torch.tensor(1.0))
+    y = torch.tensor([[[-2.0], [-0.1], [0.1], [2.0]]])
+    _, observed = coverage_curve(pred, y, levels=[0.0, 0.5, 0.99, 1.0])
+    torch.testing.assert_close(observed, torch.tensor([0.0, 0.5, 1.0, 1.0]))
+    with pytest.raises(ValueError, match="levels must lie in"):
+        coverage_curve(pred, y, levels=[1.5])
+    with pytest.raises(TypeError, match="prediction must be a Prediction"):
+        coverage_curve(y, y)  # type: ignore[arg-type]

@@ -1,4 +1,4 @@
-"""``bayesmeta run``: meta-train, evaluate and write a run folder."""
+"""``bayesmeta run`` meta-trains, evaluates and writes a run folder; ``report`` diagnoses one."""
 
 from __future__ import annotations
 
@@ -45,12 +45,60 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)"
     )
+    report = sub.add_parser(
+        "report",
+        help="calibration figures and a markdown summary of a run folder",
+        description="Reload a run folder's learner, predict on the run's held-out tasks and "
+        "write RUN_DIR/report/: report.md, pit.png, coverage.png and loss.png. Prints the "
+        "coverage of the central predictive intervals.",
+    )
+    report.add_argument("run_dir", help="a folder written by `bayesmeta run`")
+    report.add_argument(
+        "--tasks",
+        type=int,
+        default=200,
+        help="held-out tasks to diagnose (at most the run's --eval-tasks; default 200)",
+    )
+    report.add_argument("--quick", action="store_true", help="diagnose 20 tasks only")
+    report.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     return parser
+
+
+def _report(args: argparse.Namespace) -> int:
+    """``bayesmeta report``: write the report and print the coverage table."""
+    if args.tasks < 1:
+        print("bayesmeta report: error: --tasks must be >= 1", file=sys.stderr)
+        return 2
+    from bayesmeta.diagnostics.report import diagnose_run, write_report
+
+    try:
+        diagnostics = diagnose_run(
+            args.run_dir,
+            num_tasks=min(args.tasks, 20) if args.quick else args.tasks,
+            progress=False if args.no_progress else None,
+        )
+        path = write_report(diagnostics)
+    except (BayesmetaError, OSError, ImportError) as err:
+        print(f"bayesmeta report: error: {err}", file=sys.stderr)
+        return 1
+    c = diagnostics.config
+    print(f"{c.learner} on {c.data}, {c.shots}-shot: {diagnostics.num_tasks} held-out tasks")
+    if diagnostics.reliability is not None:
+        print(f"expected calibration error: {diagnostics.reliability.ece:.4f}")
+    else:
+        print(f"PIT: Kolmogorov-Smirnov distance from uniform {diagnostics.ks_distance:.4f}")
+        print("central-interval coverage\nnominal  observed")
+        for nominal, observed in diagnostics.coverage_rows():
+            print(f"{nominal:7.1f}  {observed:8.3f}")
+    print(f"report: {path}")
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``bayesmeta`` command; returns the exit status."""
     args = build_parser().parse_args(argv)
+    if args.command == "report":
+        return _report(args)
     if args.command == "run":
         names = {f.name for f in fields(RunConfig)}
         values = {k: v for k, v in vars(args).items() if k in names}

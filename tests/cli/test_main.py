@@ -67,3 +67,32 @@ def test_run_bayesian_maml_writes_a_run_with_its_learned_noise(tmp_path):
     assert metrics["noise_scale"][0] > 0
     assert {"mse", "nll", "coverage_90", "crps"} <= set(metrics["metrics"])
     assert (run_dir / "model.safetensors").is_file()
+
+
+def test_report_writes_the_report_and_prints_the_coverage_table(tmp_path, capsys):
+    assert main(["run", "--quick", "--out", str(tmp_path), "--no-progress"]) == 0
+    (run_dir,) = list(tmp_path.iterdir())
+    capsys.readouterr()
+    assert main(["report", str(run_dir), "--quick", "--no-progress"]) == 0
+    captured = capsys.readouterr()
+    assert "20 held-out tasks" in captured.out and "central-interval coverage" in captured.out
+    assert "Kolmogorov-Smirnov" in captured.out
+    assert "    0.9  " in captured.out and "    0.1  " in captured.out
+    report = run_dir / "report" / "report.md"
+    assert f"report: {report}" in captured.out
+    assert captured.err == ""  # no progress bar off a terminal
+    names = {p.name for p in report.parent.iterdir()}
+    assert names == {"report.md", "pit.png", "coverage.png", "loss.png"}
+    assert main(["report", str(run_dir), "--tasks", "3"]) == 0
+    assert "3 held-out tasks" in capsys.readouterr().out
+
+
+def test_report_of_a_bad_folder_exits_with_a_one_line_error(tmp_path, capsys):
+    assert main(["report", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("bayesmeta report: error: ") and err.count("\n") == 1
+    assert "not a run folder" in err and "config.json" in err
+    assert main(["report", str(tmp_path / "missing")]) == 1
+    assert "is not a folder" in capsys.readouterr().err
+    assert main(["report", str(tmp_path), "--tasks", "0"]) == 2
+    assert "--tasks must be >= 1" in capsys.readouterr().err
