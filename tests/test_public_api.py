@@ -7,6 +7,7 @@ import pytest
 import bayesmeta
 import bayesmeta.calibration
 import bayesmeta.class_prediction
+import bayesmeta.diagnostics
 import bayesmeta.evaluation
 import bayesmeta.experiment
 import bayesmeta.inference
@@ -27,6 +28,7 @@ MODULES = [
     bayesmeta,
     bayesmeta.calibration,
     bayesmeta.class_prediction,
+    bayesmeta.diagnostics,
     bayesmeta.evaluation,
     bayesmeta.experiment,
     bayesmeta.inference,
