@@ -13,6 +13,7 @@ import bayesmeta.experiment
 import bayesmeta.inference
 import bayesmeta.io
 import bayesmeta.learners
+import bayesmeta.learners.distributed
 import bayesmeta.losses
 import bayesmeta.metrics
 import bayesmeta.nets
@@ -34,6 +35,7 @@ MODULES = [
     bayesmeta.inference,
     bayesmeta.io,
     bayesmeta.learners,
+    bayesmeta.learners.distributed,
     bayesmeta.losses,
     bayesmeta.metrics,
     bayesmeta.nets,

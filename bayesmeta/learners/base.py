@@ -2,7 +2,7 @@
 
 A learner is an ``nn.Module`` of meta-parameters with an outer optimiser, input
 checks and the meta-training loop. Subclasses define ``meta_loss`` and ``adapt``
-(and ``meta_step`` where an update is not a gradient step on ``meta_loss``).
+(and ``meta_gradients`` where an update is not a gradient step on ``meta_loss``).
 """
 
 from __future__ import annotations
@@ -12,9 +12,15 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Literal
 
 import torch
+import torch.distributed as dist
 from torch import Tensor, nn
 
 from bayesmeta.errors import ShapeError
+from bayesmeta.learners.distributed import (
+    distributed_meta_gradients,
+    is_distributed,
+    sync_parameters,
+)
 from bayesmeta.learners.training import History, check_finite, run_meta_fit
 from bayesmeta.nets.conv import Conv4
 from bayesmeta.nets.functional import FunctionalNet
@@ -163,15 +169,26 @@ class MetaLearner(nn.Module):
             updated).
 
         """
-        return self._backward_and_step(self.meta_loss(batch))
+        return self._apply_gradients(self.meta_gradients(batch))
 
-    def _backward_and_step(self, loss: Tensor) -> float:
-        """Backpropagate ``loss`` and apply the update, unless it is not finite."""
+    def meta_gradients(self, batch: TaskBatch) -> float:
+        """Put the meta-update's direction in the parameters' ``.grad``; return the loss.
+
+        The direction is the gradient of :meth:`meta_loss` (a mean over the
+        batch's tasks) unless a learner defines its update otherwise (Reptile).
+        Nothing is applied: :meth:`meta_step` clips and applies it, and
+        distributed meta-training first sums it over the ranks' shards of the
+        batch. A non-finite loss leaves ``.grad`` empty.
+        """
+        return self._backward(self.meta_loss(batch))
+
+    def _backward(self, loss: Tensor) -> float:
+        """Backpropagate ``loss`` into fresh ``.grad``, unless it is not finite."""
         self.optimizer.zero_grad(set_to_none=True)
         value = float(loss.detach())
         if math.isfinite(value):
             loss.backward()
-        return self._apply_gradients(value)
+        return value
 
     def _apply_gradients(self, loss_value: float) -> float:
         """Clip, check and apply the gradients held in ``.grad``; zero them after."""
@@ -214,6 +231,15 @@ class MetaLearner(nn.Module):
         History
             Per-iteration losses and wall time.
 
+        Notes
+        -----
+        When a ``torch.distributed`` process group of more than one rank is
+        initialised (e.g. under ``torchrun``), training is data-parallel: rank
+        0's parameters are broadcast, each rank computes the meta-gradient of
+        its share of every meta-batch, and the ranks sum them before the same
+        update (see :mod:`bayesmeta.learners.distributed`). The source must be
+        seeded alike on every rank; the first meta-batch is checked.
+
         Raises
         ------
         NonFiniteLossError
@@ -222,8 +248,20 @@ class MetaLearner(nn.Module):
 
         """
         self.train()
+        step = self.meta_step
+        if is_distributed():
+            sync_parameters(self)
+            first = [True]
+
+            def step(batch: TaskBatch) -> float:
+                value = distributed_meta_gradients(self, batch, check=first[0])
+                first[0] = False
+                return self._apply_gradients(value)
+
+            if dist.get_rank() != 0:
+                progress = False
         return run_meta_fit(
-            self.meta_step,
+            step,
             source,
             iterations,
             meta_batch_size,

@@ -4,7 +4,8 @@ A :class:`GradientMetaLearner` is a ``torch.nn.Module`` whose parameters are the
 meta-parameters: the network's initial weights (``self.net``) and, with
 ``learn_inner_lr=True``, one inner step size per weight (Meta-SGD). So
 ``learner.parameters()``, ``state_dict()`` and ``load_state_dict()`` work as
-for any module. Subclasses define :meth:`meta_step`.
+for any module. Subclasses define :meth:`meta_loss` (and Reptile
+:meth:`meta_gradients`).
 """
 
 from __future__ import annotations

@@ -88,8 +88,12 @@ class Reptile(GradientMetaLearner):
         )
         return self.loss_fn(self.fnet(adapted, batch.query_x), batch.query_y).mean()
 
-    def meta_step(self, batch: TaskBatch) -> float:
-        """One Reptile update; returns the mean query loss of the adapted weights."""
+    def meta_gradients(self, batch: TaskBatch) -> float:
+        """Put the Reptile direction ``theta - mean_t phi_t`` in ``.grad``; return the loss.
+
+        The loss is the mean query loss of the adapted weights (the mean
+        training loss when the tasks have no query points).
+        """
         batch = self._check_batch(batch, need_query=self.train_on == "all")
         if self.train_on == "all":
             x = torch.cat([batch.support_x, batch.query_x], dim=1)
@@ -108,7 +112,7 @@ class Reptile(GradientMetaLearner):
         if math.isfinite(value):
             for p, phi in zip(self.fnet.params(), adapted, strict=True):
                 p.grad = p.detach() - phi.mean(0)
-        return self._apply_gradients(value)
+        return value
 
     def config(self) -> dict[str, object]:
         """Constructor arguments (JSON-ready)."""

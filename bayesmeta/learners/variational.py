@@ -33,6 +33,7 @@ from torch import Tensor, nn
 
 from bayesmeta.inference.task_svi import INIT_SCALE_RATIO, task_posterior_svi
 from bayesmeta.learners.base import MetaLearner, OptimizerFactory, positive
+from bayesmeta.learners.distributed import DistributedError, is_distributed
 from bayesmeta.learners.training import History, check_finite, run_meta_fit
 from bayesmeta.posteriors.gaussian import GaussianTaskPosterior
 from bayesmeta.posteriors.lowrank import LowRankTaskPosterior
@@ -423,8 +424,17 @@ class VariationalMetaLearner(MetaLearner):
         NonFiniteLossError
             If the ELBO turns NaN or infinite; the learner keeps the last
             finite parameters and ``err.history`` holds the losses so far.
+        DistributedError
+            Under a ``torch.distributed`` process group of several ranks: the
+            per-task variational parameters live on one process, so this
+            learner does not train data-parallel yet.
 
         """
+        if is_distributed():
+            raise DistributedError(
+                "VariationalMetaLearner does not train data-parallel yet (its per-task "
+                "parameters live on one process); run it in a single process"
+            )
         batch = self._as_batch(tasks, num_tasks)
         check_count("meta_batch_size", meta_batch_size, minimum=1)
         self.train()
