@@ -7,6 +7,7 @@ can rebuild the learner before loading its weights.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from typing import Any
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
+from torch import Tensor
 
 from bayesmeta.errors import BayesmetaError
 from bayesmeta.learners.base import MetaLearner
@@ -24,7 +26,13 @@ from bayesmeta.learners.protonet import BayesianProtoNet, ProtoNet
 from bayesmeta.learners.reptile import Reptile
 from bayesmeta.learners.variational import VariationalMetaLearner
 
-__all__ = ["CheckpointError", "build_learner", "load_learner", "save_learner"]
+__all__ = [
+    "CheckpointError",
+    "build_learner",
+    "load_learner",
+    "save_learner",
+    "tensor_checksum",
+]
 
 FORMAT = "bayesmeta-checkpoint-1"
 _LEARNERS: dict[str, type[MetaLearner]] = {
@@ -36,6 +44,16 @@ _LEARNERS: dict[str, type[MetaLearner]] = {
     "Reptile": Reptile,
     "VariationalMetaLearner": VariationalMetaLearner,
 }
+
+
+def tensor_checksum(tensors: dict[str, Tensor]) -> str:
+    """SHA-256 over the tensors' names, dtypes, shapes and bytes, in name order."""
+    digest = hashlib.sha256()
+    for name in sorted(tensors):
+        t = tensors[name].detach().cpu().contiguous()
+        digest.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return digest.hexdigest()
 
 
 class CheckpointError(BayesmetaError, ValueError):
@@ -80,7 +98,11 @@ def save_learner(learner: MetaLearner, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in learner.state_dict().items()}
-    meta = {"format": FORMAT, "config": json.dumps(learner.config())}
+    meta = {
+        "format": FORMAT,
+        "config": json.dumps(learner.config()),
+        "sha256": tensor_checksum(state),
+    }
     save_file(state, str(path), metadata=meta)
     return path
 
@@ -91,8 +113,8 @@ def load_learner(path: str | Path, *, map_location: str | torch.device = "cpu") 
     Raises
     ------
     CheckpointError
-        If the file is missing, truncated or corrupted, or was not written by
-        bayesmeta.
+        If the file is missing, truncated or corrupted (a SHA-256 checksum of
+        the tensors is stored and checked), or was not written by bayesmeta.
 
     """
     path = Path(path)
@@ -108,6 +130,8 @@ def load_learner(path: str | Path, *, map_location: str | torch.device = "cpu") 
         raise CheckpointError(f"{path} is not a readable safetensors file ({err})") from err
     if meta.get("format") != FORMAT:
         raise CheckpointError(f"{path} was not written by bayesmeta.io.save_learner")
+    if "sha256" in meta and tensor_checksum(state) != meta["sha256"]:
+        raise CheckpointError(f"{path} is corrupted: its tensors do not match their checksum")
     learner = build_learner(json.loads(meta["config"]))
     try:
         learner.load_state_dict(state)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
 from typing import Any, Literal
 
 import torch
@@ -26,7 +27,7 @@ from bayesmeta.nets.conv import Conv4
 from bayesmeta.nets.functional import FunctionalNet
 from bayesmeta.nets.mlp import MLP
 from bayesmeta.tasks._checks import check_pair, fmt_shape
-from bayesmeta.tasks.source import TaskSource
+from bayesmeta.tasks.source import TaskSource, check_count
 from bayesmeta.tasks.task import TaskBatch
 
 __all__ = ["MetaLearner", "OptimizerFactory", "TargetKind", "positive"]
@@ -209,6 +210,8 @@ class MetaLearner(nn.Module):
         *,
         progress: bool | None = None,
         callback: Callable[[int, float], dict[str, float] | None] | None = None,
+        checkpoint: str | Path | None = None,
+        checkpoint_every: int = 100,
     ) -> History:
         """Meta-train on tasks drawn from ``source``.
 
@@ -225,11 +228,29 @@ class MetaLearner(nn.Module):
         callback
             ``callback(iteration, loss)`` after each step; a returned dict of
             floats is recorded in ``History.extra``.
+        checkpoint
+            A training-checkpoint file (see :mod:`bayesmeta.io.training_state`),
+            written every ``checkpoint_every`` iterations and at the end. If it
+            exists when ``meta_fit`` starts, training resumes from it (learner,
+            optimiser, torch's and the source's random states, history) and
+            ends as an uninterrupted run with the same seed would;
+            ``iterations`` then counts the iterations done before too.
+        checkpoint_every
+            Iterations between checkpoints.
 
         Returns
         -------
         History
-            Per-iteration losses and wall time.
+            Per-iteration losses and wall time (of all runs, when resumed).
+
+        Raises
+        ------
+        NonFiniteLossError
+            If the loss turns NaN or infinite; the learner keeps the last
+            finite parameters and ``err.history`` holds the losses so far.
+        CheckpointError
+            If ``checkpoint`` exists but is corrupted or was written by a
+            different learner or architecture.
 
         Notes
         -----
@@ -238,16 +259,25 @@ class MetaLearner(nn.Module):
         0's parameters are broadcast, each rank computes the meta-gradient of
         its share of every meta-batch, and the ranks sum them before the same
         update (see :mod:`bayesmeta.learners.distributed`). The source must be
-        seeded alike on every rank; the first meta-batch is checked.
-
-        Raises
-        ------
-        NonFiniteLossError
-            If the loss turns NaN or infinite; the learner keeps the last
-            finite parameters and ``err.history`` holds the losses so far.
+        seeded alike on every rank; the first meta-batch is checked. Only rank
+        0 writes checkpoints.
 
         """
         self.train()
+        history, after_step = None, None
+        if checkpoint is not None:
+            from bayesmeta.io.training_state import load_training_state, save_training_state
+
+            every = check_count("checkpoint_every", checkpoint_every, minimum=1)
+            path = Path(checkpoint)
+            if path.exists():
+                history = load_training_state(path, self, source)
+
+            def after_step(hist: History) -> None:
+                due = hist.iterations % every == 0 or hist.iterations == iterations
+                if due and (not is_distributed() or dist.get_rank() == 0):
+                    save_training_state(path, self, hist, source)
+
         step = self.meta_step
         if is_distributed():
             sync_parameters(self)
@@ -268,6 +298,8 @@ class MetaLearner(nn.Module):
             progress=progress,
             description=type(self).__name__,
             callback=callback,
+            history=history,
+            after_step=after_step,
         )
 
     def config(self) -> dict[str, Any]:

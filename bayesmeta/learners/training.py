@@ -69,8 +69,10 @@ def run_meta_fit(
     progress: bool | None = None,
     description: str = "meta-fit",
     callback: Callable[[int, float], dict[str, float] | None] | None = None,
+    history: History | None = None,
+    after_step: Callable[[History], None] | None = None,
 ) -> History:
-    """Call ``step(source.sample(meta_batch_size))`` ``iterations`` times.
+    """Call ``step(source.sample(meta_batch_size))`` until ``iterations`` are done.
 
     Parameters
     ----------
@@ -89,6 +91,12 @@ def run_meta_fit(
     callback
         Called as ``callback(iteration, loss)`` after each step; a returned
         dict of floats is appended to ``History.extra``.
+    history
+        The history of an interrupted run to continue: its ``iterations``
+        are counted as done (resuming from a training checkpoint).
+    after_step
+        Called with the history after each step and its callback (writes
+        training checkpoints).
 
     Returns
     -------
@@ -104,12 +112,15 @@ def run_meta_fit(
             f"got {type(source).__name__}"
         )
     show = sys.stderr.isatty() if progress is None else progress
-    history = History()
+    history = History() if history is None else history
+    done, previous = history.iterations, history.wall_time_s
     start = time.perf_counter()
-    bar = tqdm(total=iterations, desc=description, disable=not show, dynamic_ncols=True)
+    bar = tqdm(
+        total=iterations, initial=done, desc=description, disable=not show, dynamic_ncols=True
+    )
     smoothed = math.nan
     try:
-        for it in range(iterations):
+        for it in range(done, iterations):
             batch = source.sample(meta_batch_size)
             loss = step(batch)
             history.loss.append(loss)
@@ -122,10 +133,13 @@ def run_meta_fit(
             bar.update(1)
             if show and (it % 25 == 0 or it == iterations - 1):
                 bar.set_postfix(loss=f"{smoothed:.4g}", refresh=False)
+            if after_step is not None:
+                history.wall_time_s = previous + time.perf_counter() - start
+                after_step(history)
     except NonFiniteLossError as err:
         err.history = history  # what was recorded before the stop
         raise
     finally:
         bar.close()
-        history.wall_time_s = time.perf_counter() - start
+        history.wall_time_s = previous + time.perf_counter() - start
     return history

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, Literal
 
 import pyro
@@ -395,6 +396,8 @@ class VariationalMetaLearner(MetaLearner):
         num_tasks: int | None = None,
         progress: bool | None = None,
         callback: Callable[[int, float], dict[str, float] | None] | None = None,
+        checkpoint: str | Path | None = None,
+        checkpoint_every: int = 100,
     ) -> History:
         """Fit ``q(psi)`` and each task's ``q(theta_t)`` by SVI on a fixed set of tasks.
 
@@ -414,6 +417,10 @@ class VariationalMetaLearner(MetaLearner):
         progress, callback
             As for :meth:`~bayesmeta.learners.MetaLearner.meta_fit`.
 
+        checkpoint, checkpoint_every
+            Not supported by this learner yet (``NotImplementedError`` if a
+            checkpoint is given).
+
         Returns
         -------
         History
@@ -424,12 +431,20 @@ class VariationalMetaLearner(MetaLearner):
         NonFiniteLossError
             If the ELBO turns NaN or infinite; the learner keeps the last
             finite parameters and ``err.history`` holds the losses so far.
+        NotImplementedError
+            If ``checkpoint`` is given (``checkpoint_every`` is there to match
+            the base signature): resuming is not supported for this learner.
         DistributedError
             Under a ``torch.distributed`` process group of several ranks: the
             per-task variational parameters live on one process, so this
             learner does not train data-parallel yet.
 
         """
+        if checkpoint is not None:
+            raise NotImplementedError(
+                "VariationalMetaLearner cannot write training checkpoints yet (its per-task "
+                "optimiser is not saved); save the learner with bayesmeta.io.save_learner"
+            )
         if is_distributed():
             raise DistributedError(
                 "VariationalMetaLearner does not train data-parallel yet (its per-task "
