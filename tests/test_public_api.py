@@ -7,6 +7,7 @@ import pytest
 import bayesmeta
 import bayesmeta.calibration
 import bayesmeta.class_prediction
+import bayesmeta.config
 import bayesmeta.diagnostics
 import bayesmeta.evaluation
 import bayesmeta.experiment
@@ -29,6 +30,7 @@ MODULES = [
     bayesmeta,
     bayesmeta.calibration,
     bayesmeta.class_prediction,
+    bayesmeta.config,
     bayesmeta.diagnostics,
     bayesmeta.evaluation,
     bayesmeta.experiment,

@@ -1,4 +1,4 @@
-"""``bayesmeta run`` meta-trains, evaluates and writes a run folder; ``report`` diagnoses one."""
+"""``bayesmeta run [CONFIG.toml]`` writes a run folder; ``evaluate`` and ``report`` read one."""
 
 from __future__ import annotations
 
@@ -6,9 +6,11 @@ import argparse
 import sys
 from collections.abc import Sequence
 from dataclasses import fields, replace
+from pathlib import Path
 
 import torch
 
+from bayesmeta.config import load_config
 from bayesmeta.errors import BayesmetaError
 from bayesmeta.experiment import RunConfig, format_table, quick, run_experiment
 
@@ -27,24 +29,51 @@ def build_parser() -> argparse.ArgumentParser:
     )
     d = RunConfig()
     run.add_argument(
-        "--learner", choices=["maml", "fomaml", "reptile", "bayesian_maml"], default=d.learner
+        "config",
+        nargs="?",
+        help="a TOML run config (see examples/configs/); options given here override it",
     )
-    run.add_argument("--data", choices=["sinusoid", "sinusoid_or_line"], default=d.data)
-    run.add_argument("--shots", type=int, default=d.shots, help="support points per task")
-    run.add_argument("--iterations", type=int, default=d.iterations, help="meta-iterations")
-    run.add_argument("--meta-batch-size", type=int, default=d.meta_batch_size)
-    run.add_argument("--inner-steps", type=int, default=d.inner_steps)
-    run.add_argument("--eval-inner-steps", type=int, default=d.eval_inner_steps)
-    run.add_argument("--inner-lr", type=float, default=d.inner_lr)
-    run.add_argument("--outer-lr", type=float, default=d.outer_lr)
-    run.add_argument("--eval-tasks", type=int, default=d.eval_tasks)
-    run.add_argument("--seed", type=int, default=d.seed)
+    # Options left out do not appear in the namespace (SUPPRESS), so that only the ones
+    # given on the command line override the config file's values.
+    hidden = argparse.SUPPRESS
+    run.add_argument(
+        "--learner",
+        choices=["maml", "fomaml", "reptile", "bayesian_maml"],
+        default=hidden,
+        help=f"(default {d.learner})",
+    )
+    run.add_argument(
+        "--data",
+        choices=["sinusoid", "sinusoid_or_line"],
+        default=hidden,
+        help=f"(default {d.data})",
+    )
+    for flag, kind, text in (
+        ("--shots", int, f"support points per task (default {d.shots})"),
+        ("--iterations", int, f"meta-iterations (default {d.iterations})"),
+        ("--meta-batch-size", int, f"(default {d.meta_batch_size})"),
+        ("--inner-steps", int, f"(default {d.inner_steps})"),
+        ("--eval-inner-steps", int, f"(default {d.eval_inner_steps})"),
+        ("--inner-lr", float, f"(default {d.inner_lr})"),
+        ("--outer-lr", float, f"(default {d.outer_lr})"),
+        ("--eval-tasks", int, f"(default {d.eval_tasks})"),
+        ("--seed", int, f"(default {d.seed})"),
+    ):
+        run.add_argument(flag, type=kind, default=hidden, help=text)
     run.add_argument("--out", default="runs", help="parent folder of the run folder")
     run.add_argument("--quick", action="store_true", help="a seconds-long smoke run")
     run.add_argument("--no-progress", action="store_true", help="hide progress bars")
     run.add_argument(
         "--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)"
     )
+    evaluate = sub.add_parser(
+        "evaluate",
+        help="re-evaluate a run folder's learner on the run's held-out tasks",
+        description="Reload RUN_DIR's learner, score it on the run's own held-out tasks, print "
+        "the metrics table and write RUN_DIR/evaluation.json.",
+    )
+    evaluate.add_argument("run_dir", help="a folder written by `bayesmeta run`")
+    evaluate.add_argument("--tasks", type=int, default=None, help="only the first N tasks")
     report = sub.add_parser(
         "report",
         help="calibration figures and a markdown summary of a run folder",
@@ -62,6 +91,21 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--quick", action="store_true", help="diagnose 20 tasks only")
     report.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     return parser
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    """``bayesmeta evaluate``: score the run's learner again and print the table."""
+    from bayesmeta.diagnostics.report import evaluate_run
+
+    try:
+        result = evaluate_run(args.run_dir, num_tasks=args.tasks)
+    except (BayesmetaError, OSError) as err:
+        print(f"bayesmeta evaluate: error: {err}", file=sys.stderr)
+        return 1
+    title = f"{args.run_dir}: {result.num_tasks} held-out tasks, mean ± 95% CI"
+    print(format_table({"learner": result.summary()}, title=title))
+    print(f"wrote {Path(args.run_dir) / 'evaluation.json'}")
+    return 0
 
 
 def _report(args: argparse.Namespace) -> int:
@@ -99,12 +143,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "report":
         return _report(args)
+    if args.command == "evaluate":
+        return _evaluate(args)
     if args.command == "run":
         names = {f.name for f in fields(RunConfig)}
         values = {k: v for k, v in vars(args).items() if k in names}
         try:
-            config = replace(RunConfig(), **values)
-        except ValueError as err:
+            base = RunConfig() if args.config is None else load_config(args.config)
+            config = replace(base, **values)
+        except ValueError as err:  # ConfigError is a ValueError
             print(f"bayesmeta run: error: {err}", file=sys.stderr)
             return 2
         if args.quick:

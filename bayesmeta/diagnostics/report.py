@@ -25,13 +25,20 @@ from bayesmeta import metrics
 from bayesmeta.calibration import coverage_curve, pit_values, regression_calibration_error
 from bayesmeta.class_prediction import ClassPrediction
 from bayesmeta.errors import BayesmetaError
-from bayesmeta.evaluation import Adaptable
+from bayesmeta.evaluation import Adaptable, Evaluation, evaluate
 from bayesmeta.experiment import EVAL_SEED, RunConfig
 from bayesmeta.io.checkpoint import load_learner
 from bayesmeta.reliability import Reliability, reliability
 from bayesmeta.tasks.source import check_count
 
-__all__ = ["REPORT_LEVELS", "RunDiagnostics", "RunFolderError", "diagnose_run", "write_report"]
+__all__ = [
+    "REPORT_LEVELS",
+    "RunDiagnostics",
+    "RunFolderError",
+    "diagnose_run",
+    "evaluate_run",
+    "write_report",
+]
 
 #: Nominal levels of the coverage figure: 0.05, 0.10, ..., 0.95 (the table shows 0.1, ..., 0.9).
 REPORT_LEVELS: tuple[float, ...] = tuple(i / 20 for i in range(1, 20))
@@ -130,6 +137,46 @@ def _load(run_dir: Path) -> tuple[RunConfig, dict[str, Any], dict[str, Any]]:
     if not isinstance(history, dict) or not isinstance(history.get("loss"), list):
         raise RunFolderError(f"{run_dir / 'history.json'} has no 'loss' list")
     return config, metrics_json, history
+
+
+def evaluate_run(run_dir: str | Path, *, num_tasks: int | None = None) -> Evaluation:
+    """Re-evaluate a run's saved learner on the run's held-out tasks; write ``evaluation.json``.
+
+    Parameters
+    ----------
+    run_dir
+        A folder written by :func:`~bayesmeta.experiment.run_experiment`.
+    num_tasks
+        Score only the first ``num_tasks`` of the run's ``eval_tasks`` held-out
+        tasks (drawn again exactly as the run drew them); all by default.
+
+    Returns
+    -------
+    Evaluation
+        The same metrics as the run's ``metrics.json`` for deterministic
+        learners (posterior sampling is seeded here, so sampled metrics can
+        differ from the run's in the last digits).
+
+    Raises
+    ------
+    RunFolderError
+        If ``run_dir`` is not a run folder.
+    CheckpointError
+        If ``model.safetensors`` cannot be loaded.
+
+    """
+    run_dir = Path(run_dir)
+    config, _, _ = _load(run_dir)
+    learner = load_learner(run_dir / "model.safetensors")
+    batch = config.source(seed=EVAL_SEED, k_query=config.eval_query).sample(config.eval_tasks)
+    if num_tasks is not None:
+        batch = batch.select(slice(0, check_count("num_tasks", num_tasks, minimum=1)))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(EVAL_SEED)
+        result = evaluate(cast(Adaptable, learner), batch)
+    out = {"num_tasks": result.num_tasks, "metrics": result.to_dict()}
+    (run_dir / "evaluation.json").write_text(json.dumps(out, indent=2) + "\n")
+    return result
 
 
 def diagnose_run(
