@@ -96,10 +96,30 @@ def test_corrupted_and_truncated_files_are_detected(tmp_path):
     assert not list(tmp_path.glob("*.tmp"))  # writes are atomic renames
 
 
-def test_variational_learner_says_it_cannot_checkpoint(tmp_path):
-    batch = bm.Sinusoid(5, 5, seed=0).sample(6)
-    with pytest.raises(NotImplementedError, match="save_learner"):
-        bm.VariationalMetaLearner((1, 4, 1)).meta_fit(batch, 2, checkpoint=tmp_path / "v")
+def test_variational_learner_resumes_with_its_tasks_posteriors(tmp_path):
+    batch = bm.Sinusoid(5, 5, seed=0).sample(8)
+
+    def fresh():
+        torch.manual_seed(0)
+        return bm.VariationalMetaLearner((1, 4, 1))
+
+    whole = fresh()
+    full = whole.meta_fit(batch, 9, 3, progress=False)
+    path = tmp_path / "v.safetensors"
+
+    def stop(it, loss):
+        if it == 5:
+            raise InterruptedRunError
+
+    with pytest.raises(InterruptedRunError):
+        fresh().meta_fit(
+            batch, 9, 3, progress=False, checkpoint=path, checkpoint_every=3, callback=stop
+        )
+    torch.manual_seed(99)
+    resumed = fresh()
+    history = resumed.meta_fit(batch, 9, 3, progress=False, checkpoint=path, checkpoint_every=3)
+    torch.testing.assert_close(torch.tensor(history.loss), torch.tensor(full.loss))
+    torch.testing.assert_close(params(resumed), params(whole), rtol=0, atol=0)
 
 
 def test_a_saved_learner_with_a_flipped_bit_is_refused(tmp_path):

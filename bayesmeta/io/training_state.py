@@ -14,21 +14,25 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
+import torch.distributed as dist
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
 from bayesmeta.io.checkpoint import CheckpointError, tensor_checksum
 from bayesmeta.learners.base import MetaLearner
+from bayesmeta.learners.distributed import is_distributed
 from bayesmeta.learners.training import History
+from bayesmeta.tasks.source import check_count
 
-__all__ = ["TRAINING_FORMAT", "load_training_state", "save_training_state"]
+__all__ = ["TRAINING_FORMAT", "load_training_state", "resume", "save_training_state"]
 
-TRAINING_FORMAT = "bayesmeta-training-1"
+TRAINING_FORMAT = "bayesmeta-training-2"
 
 
 def save_training_state(
@@ -56,14 +60,17 @@ def save_training_state(
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {f"model/{k}": v.detach().cpu().contiguous() for k, v in learner.state_dict().items()}
-    opt = learner.optimizer.state_dict()
-    scalars: dict[str, dict[str, Any]] = {}
-    for index, state in opt["state"].items():
-        for key, value in state.items():
-            if isinstance(value, Tensor):
-                tensors[f"optim/{index}/{key}"] = value.detach().cpu().contiguous()
-            else:
-                scalars.setdefault(str(index), {})[key] = value
+    groups: dict[str, Any] = {}
+    scalars: dict[str, dict[str, dict[str, Any]]] = {}
+    for name, optimizer in learner.optimizers().items():
+        opt = optimizer.state_dict()
+        groups[name] = opt["param_groups"]
+        for index, state in opt["state"].items():
+            for key, value in state.items():
+                if isinstance(value, Tensor):
+                    tensors[f"optim/{name}/{index}/{key}"] = value.detach().cpu().contiguous()
+                else:
+                    scalars.setdefault(name, {}).setdefault(str(index), {})[key] = value
     tensors["rng/torch"] = torch.get_rng_state()
     generator = getattr(source, "generator", None)
     if isinstance(generator, torch.Generator):
@@ -72,7 +79,7 @@ def save_training_state(
     meta = {
         "format": TRAINING_FORMAT,
         "config": json.dumps(learner.config()),
-        "param_groups": json.dumps(opt["param_groups"]),
+        "param_groups": json.dumps(groups),
         "optim_scalars": json.dumps(scalars),
         "iterations": str(history.iterations),
         "wall_time_s": repr(history.wall_time_s),
@@ -122,15 +129,16 @@ def load_training_state(path: str | Path, learner: MetaLearner, source: object) 
             "resume with the learner that wrote it, or start from a fresh checkpoint path"
         )
     learner.load_state_dict(model)
-    state: dict[int, dict[str, Any]] = {}
-    for key, value in tensors.items():
-        if key.startswith("optim/"):
-            _, index, name = key.split("/", 2)
-            state.setdefault(int(index), {})[name] = value  # load_state_dict moves it
-    for index, values in json.loads(meta["optim_scalars"]).items():
-        state.setdefault(int(index), {}).update(values)
-    param_groups = json.loads(meta["param_groups"])
-    learner.optimizer.load_state_dict({"state": state, "param_groups": param_groups})
+    groups, scalars = json.loads(meta["param_groups"]), json.loads(meta["optim_scalars"])
+    for name, optimizer in learner.optimizers().items():
+        state: dict[int, dict[str, Any]] = {}
+        for key, value in tensors.items():
+            if key.startswith(f"optim/{name}/"):
+                _, _, index, field = key.split("/", 3)
+                state.setdefault(int(index), {})[field] = value  # load_state_dict moves it
+        for index, values in scalars.get(name, {}).items():
+            state.setdefault(int(index), {}).update(values)
+        optimizer.load_state_dict({"state": state, "param_groups": groups[name]})
     torch.set_rng_state(tensors["rng/torch"])
     generator = getattr(source, "generator", None)
     if "rng/source" in tensors and isinstance(generator, torch.Generator):
@@ -141,3 +149,24 @@ def load_training_state(path: str | Path, learner: MetaLearner, source: object) 
         iterations=int(meta["iterations"]),
         extra={k: list(v) for k, v in json.loads(meta["extra"]).items()},
     )
+
+
+def resume(
+    checkpoint: str | Path, learner: MetaLearner, source: object, iterations: int, every: int
+) -> tuple[History | None, Callable[[History], None]]:
+    """What ``meta_fit`` needs to checkpoint: the history to resume (if any) and the writer.
+
+    Loads ``checkpoint`` into ``learner`` and ``source`` when it exists, and
+    returns the hook that writes it every ``every`` iterations and at
+    ``iterations`` (on rank 0 only, when distributed).
+    """
+    path = Path(checkpoint)
+    every = check_count("checkpoint_every", every, minimum=1)
+    history = load_training_state(path, learner, source) if path.exists() else None
+
+    def after_step(hist: History) -> None:
+        due = hist.iterations % every == 0 or hist.iterations == iterations
+        if due and (not is_distributed() or dist.get_rank() == 0):
+            save_training_state(path, learner, hist, source)
+
+    return history, after_step

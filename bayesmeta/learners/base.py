@@ -27,7 +27,7 @@ from bayesmeta.nets.conv import Conv4
 from bayesmeta.nets.functional import FunctionalNet
 from bayesmeta.nets.mlp import MLP
 from bayesmeta.tasks._checks import check_pair, fmt_shape
-from bayesmeta.tasks.source import TaskSource, check_count
+from bayesmeta.tasks.source import TaskSource
 from bayesmeta.tasks.task import TaskBatch
 
 __all__ = ["MetaLearner", "OptimizerFactory", "TargetKind", "positive"]
@@ -93,6 +93,10 @@ class MetaLearner(nn.Module):
             else:
                 self._optimizer = self._optimizer_factory(params)
         return self._optimizer
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        """The optimisers of meta-training by name (their state is in training checkpoints)."""
+        return {"outer": self.optimizer}
 
     @property
     def device(self) -> torch.device:
@@ -266,18 +270,9 @@ class MetaLearner(nn.Module):
         self.train()
         history, after_step = None, None
         if checkpoint is not None:
-            from bayesmeta.io.training_state import load_training_state, save_training_state
+            from bayesmeta.io.training_state import resume
 
-            every = check_count("checkpoint_every", checkpoint_every, minimum=1)
-            path = Path(checkpoint)
-            if path.exists():
-                history = load_training_state(path, self, source)
-
-            def after_step(hist: History) -> None:
-                due = hist.iterations % every == 0 or hist.iterations == iterations
-                if due and (not is_distributed() or dist.get_rank() == 0):
-                    save_training_state(path, self, hist, source)
-
+            history, after_step = resume(checkpoint, self, source, iterations, checkpoint_every)
         step = self.meta_step
         if is_distributed():
             sync_parameters(self)

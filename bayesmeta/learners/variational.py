@@ -418,8 +418,9 @@ class VariationalMetaLearner(MetaLearner):
             As for :meth:`~bayesmeta.learners.MetaLearner.meta_fit`.
 
         checkpoint, checkpoint_every
-            Not supported by this learner yet (``NotImplementedError`` if a
-            checkpoint is given).
+            A training checkpoint, as for :meth:`MetaLearner.meta_fit
+            <bayesmeta.learners.MetaLearner.meta_fit>`; it also holds the tasks'
+            ``q(theta_t)`` and their optimiser. Resume with the same tasks.
 
         Returns
         -------
@@ -431,20 +432,15 @@ class VariationalMetaLearner(MetaLearner):
         NonFiniteLossError
             If the ELBO turns NaN or infinite; the learner keeps the last
             finite parameters and ``err.history`` holds the losses so far.
-        NotImplementedError
-            If ``checkpoint`` is given (``checkpoint_every`` is there to match
-            the base signature): resuming is not supported for this learner.
+        CheckpointError
+            If ``checkpoint`` exists but is corrupted or was written by a
+            different learner or architecture.
         DistributedError
             Under a ``torch.distributed`` process group of several ranks: the
             per-task variational parameters live on one process, so this
             learner does not train data-parallel yet.
 
         """
-        if checkpoint is not None:
-            raise NotImplementedError(
-                "VariationalMetaLearner cannot write training checkpoints yet (its per-task "
-                "optimiser is not saved); save the learner with bayesmeta.io.save_learner"
-            )
         if is_distributed():
             raise DistributedError(
                 "VariationalMetaLearner does not train data-parallel yet (its per-task "
@@ -454,15 +450,27 @@ class VariationalMetaLearner(MetaLearner):
         check_count("meta_batch_size", meta_batch_size, minimum=1)
         self.train()
         self._bind(batch)
+        source = _Fixed(batch)
+        history, after_step = None, None
+        if checkpoint is not None:  # after _bind: the tasks' q(theta_t) exist to load into
+            from bayesmeta.io.training_state import resume
+
+            history, after_step = resume(checkpoint, self, source, iterations, checkpoint_every)
         return run_meta_fit(
             lambda b: self.meta_step(b, subsample_size=meta_batch_size),
-            _Fixed(batch),
+            source,
             iterations,
             meta_batch_size,
             progress=progress,
             description=type(self).__name__,
             callback=callback,
+            history=history,
+            after_step=after_step,
         )
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        """The global (``q(psi)``) and per-task (``q(theta_t)``) optimisers, by name."""
+        return {"outer": self.optimizer, "local": self.local_optimizer}
 
     @staticmethod
     def _as_batch(
