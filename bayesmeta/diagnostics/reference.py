@@ -29,10 +29,9 @@ from pyro.infer import MCMC, NUTS
 from pyro.infer.autoguide import init_to_value
 from torch import Tensor
 
+from bayesmeta.diagnostics._model import adaptation_model
 from bayesmeta.errors import ShapeError
 from bayesmeta.inference.gaussian_vi import pyro_model
-from bayesmeta.learners.bayesian_maml import BayesianMAML
-from bayesmeta.learners.variational import VariationalMetaLearner
 from bayesmeta.nets.functional import FunctionalNet
 from bayesmeta.posteriors.gaussian import SampledPosterior
 from bayesmeta.prediction import Prediction
@@ -258,17 +257,8 @@ def reference_posterior(
         For other learners, which have no weight prior to sample under.
 
     """
-    if isinstance(learner, BayesianMAML):
-        prior = learner.prior
-    elif isinstance(learner, VariationalMetaLearner):
-        prior = learner.learned_prior().to(learner.device)
-    else:
-        raise TypeError(
-            "reference_posterior supports BayesianMAML and VariationalMetaLearner (learners "
-            f"with a Gaussian weight prior), got {type(learner).__name__}; for another model "
-            "call nuts_posterior(fnet, prior, likelihood, support_x, support_y)"
-        )
-    return nuts_posterior(learner.fnet, prior, learner.likelihood, support_x, support_y, **kwargs)
+    fnet, prior, likelihood = adaptation_model(learner, "reference_posterior", "nuts_posterior")
+    return nuts_posterior(fnet, prior, likelihood, support_x, support_y, **kwargs)
 
 
 def compare_predictives(

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from bayesmeta.diagnostics._model import adaptation_model
 from bayesmeta.nets.functional import FunctionalNet
 from bayesmeta.posteriors.gaussian import SampledPosterior
 from bayesmeta.priors.gaussian import GaussianPrior
@@ -144,21 +145,10 @@ def learner_sbc(learner: object, design_x: Tensor, **kwargs: object) -> SBCResul
     ``learned_prior()``); other arguments are
     :func:`simulation_based_calibration`'s.
     """
-    learned = getattr(learner, "learned_prior", None)
-    prior = learned() if callable(learned) else getattr(learner, "prior", None)
-    likelihood = getattr(learner, "likelihood", None)
-    fnet = getattr(learner, "fnet", None)
-    adapt = getattr(learner, "adapt", None)
-    if not (
-        isinstance(prior, GaussianPrior)
-        and isinstance(likelihood, Likelihood)
-        and isinstance(fnet, FunctionalNet)
-        and callable(adapt)
-    ):
-        raise TypeError(
-            f"{type(learner).__name__} has no Gaussian weight prior to simulate from; "
-            "learner_sbc supports BayesianMAML and VariationalMetaLearner"
-        )
+    fnet, prior, likelihood = adaptation_model(
+        learner, "learner_sbc", "simulation_based_calibration"
+    )
+    adapt = learner.adapt  # type: ignore[attr-defined]
     return simulation_based_calibration(fnet, prior, likelihood, adapt, design_x, **kwargs)  # type: ignore[arg-type]
 
 

@@ -26,6 +26,7 @@ import torch
 from pyro.ops.stats import fit_generalized_pareto
 from torch import Tensor
 
+from bayesmeta.diagnostics._model import adaptation_model
 from bayesmeta.errors import ShapeError
 from bayesmeta.nets.functional import FunctionalNet
 from bayesmeta.posteriors.gaussian import SampledPosterior
@@ -198,13 +199,5 @@ def vi_quality(
     under ``learned_prior()`` (the hyper-posterior's mean). Other arguments are
     :func:`psis_diagnostic`'s.
     """
-    learned = getattr(learner, "learned_prior", None)
-    prior = learned() if callable(learned) else getattr(learner, "prior", None)
-    likelihood = getattr(learner, "likelihood", None)
-    if not isinstance(prior, GaussianPrior) or not isinstance(likelihood, Likelihood):
-        raise TypeError(
-            f"{type(learner).__name__} has no Gaussian weight prior and likelihood to check "
-            "against; vi_quality supports BayesianMAML and VariationalMetaLearner (or call "
-            "psis_diagnostic with the prior and likelihood)"
-        )
+    _, prior, likelihood = adaptation_model(learner, "vi_quality", "psis_diagnostic")
     return psis_diagnostic(posterior, prior, likelihood, support_x, support_y, **kwargs)  # type: ignore[arg-type]
