@@ -1,6 +1,9 @@
-"""The model a learner adapts its task posteriors under, for the diagnostics that need it."""
+"""What the diagnostics share about the model: a learner's prior and likelihood, and draws of y."""
 
 from __future__ import annotations
+
+import torch
+from torch import Tensor
 
 from bayesmeta.learners.bayesian_maml import BayesianMAML
 from bayesmeta.learners.variational import VariationalMetaLearner
@@ -33,3 +36,25 @@ def adaptation_model(
         f"weight prior), got {type(learner).__name__}; for another model call {general} "
         "with its fnet, prior and likelihood"
     )
+
+
+def draw_targets(
+    out: Tensor,
+    noise_scale: Tensor | None,
+    classification: bool,
+    generator: torch.Generator | None,
+) -> Tensor:
+    """Targets drawn from the likelihood at the network's outputs ``[..., N, O or C]``.
+
+    Regression: ``out + noise_scale * eps`` (``noise_scale`` broadcastable to
+    ``out``). Classification: labels ``[..., N]`` drawn from ``softmax(out)``
+    by inverting its CDF with one uniform per point.
+    """
+    if classification:
+        u = torch.rand(out.shape[:-1], generator=generator, dtype=out.dtype).to(out.device)
+        cdf = torch.softmax(out, -1).cumsum(-1)
+        return (cdf < u.unsqueeze(-1)).sum(-1).clamp_max(out.shape[-1] - 1)
+    if noise_scale is None:
+        raise ValueError("drawing regression targets needs a noise scale")
+    eps = torch.randn(out.shape, generator=generator, dtype=out.dtype).to(out.device)
+    return out + noise_scale.to(out) * eps

@@ -34,11 +34,13 @@ import torch
 from torch import Tensor
 
 from bayesmeta.class_prediction import ClassPrediction
+from bayesmeta.diagnostics._model import draw_targets
 from bayesmeta.errors import ShapeError
 from bayesmeta.learners.adapted import AdaptedPredictor
 from bayesmeta.nets.functional import FunctionalNet
 from bayesmeta.posteriors.gaussian import SampledPosterior
 from bayesmeta.prediction import Prediction
+from bayesmeta.priors.likelihoods import categorical_point_log_prob
 from bayesmeta.tasks._checks import check_tensor, fmt_shape
 
 __all__ = ["to_inference_data"]
@@ -215,9 +217,8 @@ def _add_predictive(
     dims["f"] = [*point, last]
     groups["constant_data"] = {"x": x.detach().cpu().numpy()}
     dims["x"] = [*point, *(f"x_dim_{i}" for i in range(x.dim() - len(point)))]
-    log_probs = torch.log_softmax(out, -1) if classification else None
-    y_rep = _replicate(out, log_probs, noise, generator)
-    if y_rep is not None:
+    if classification or noise is not None:  # without a noise model there is nothing to draw
+        y_rep = draw_targets(out, noise, classification, generator)
         groups["posterior_predictive"] = {"y": _chains(y_rep, chains)}
         dims["y"] = point if classification else [*point, "output"]
     if query_y is None:
@@ -231,24 +232,9 @@ def _add_predictive(
         )
     groups["observed_data"] = {"y": y.cpu().numpy()}
     if classification:
-        assert log_probs is not None
-        idx = y.long().expand(out.shape[:-1]).unsqueeze(-1)
-        ll = log_probs.gather(-1, idx).squeeze(-1)
+        ll = categorical_point_log_prob(out, y.long())
     elif noise is not None:
         ll = torch.distributions.Normal(out, noise.to(out)).log_prob(y).sum(-1)
     else:
         return  # no noise model: no likelihood to evaluate
     groups["log_likelihood"] = {"y": _chains(ll, chains)}
-
-
-def _replicate(
-    out: Tensor, log_probs: Tensor | None, noise: Tensor | None, generator: torch.Generator | None
-) -> Tensor | None:
-    """Targets drawn from the likelihood at each draw's outputs (``None``: no noise model)."""
-    if log_probs is not None:
-        u = torch.rand(out.shape[:-1], generator=generator).to(out.device).unsqueeze(-1)
-        return (log_probs.exp().cumsum(-1) < u).sum(-1).clamp_max(out.shape[-1] - 1)
-    if noise is None:
-        return None
-    eps = torch.randn(out.shape, generator=generator).to(out.device)
-    return out + noise.to(out) * eps

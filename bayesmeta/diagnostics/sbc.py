@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from bayesmeta.diagnostics._model import adaptation_model
+from bayesmeta.diagnostics._model import adaptation_model, draw_targets
 from bayesmeta.nets.functional import FunctionalNet
 from bayesmeta.posteriors.gaussian import SampledPosterior
 from bayesmeta.priors.gaussian import GaussianPrior
@@ -155,12 +155,9 @@ def learner_sbc(learner: object, design_x: Tensor, **kwargs: object) -> SBCResul
 def _simulate(likelihood: Likelihood, out: Tensor, generator: torch.Generator | None) -> Tensor:
     """Targets drawn from ``p(y | out)``: ``[N, K, O]`` values or ``[N, K]`` labels."""
     if isinstance(likelihood, GaussianLikelihood):
-        eps = torch.randn(out.shape, generator=generator, dtype=out.dtype).to(out.device)
-        return out + likelihood.scale.detach() * eps
+        return draw_targets(out, likelihood.scale.detach(), False, generator)
     if isinstance(likelihood, CategoricalLikelihood):
-        u = torch.rand(out.shape[:-1], generator=generator, dtype=out.dtype).to(out.device)
-        cdf = torch.softmax(out, -1).cumsum(-1)
-        return (cdf < u.unsqueeze(-1)).sum(-1).clamp_max(out.shape[-1] - 1)
+        return draw_targets(out, None, True, generator)
     raise TypeError(
         f"cannot simulate data from a {type(likelihood).__name__}: SBC needs a generative "
         "likelihood (Gaussian or categorical)"

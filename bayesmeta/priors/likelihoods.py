@@ -25,6 +25,7 @@ __all__ = [
     "Likelihood",
     "LikelihoodName",
     "MSELikelihood",
+    "categorical_point_log_prob",
     "make_likelihood",
 ]
 
@@ -173,12 +174,22 @@ class CategoricalLikelihood(Likelihood):
 
     def point_log_prob(self, out: Tensor, y: Tensor) -> Tensor:
         """``log softmax(out)[y]`` per point: ``[*B, N]``."""
-        logp = torch.log_softmax(out, dim=-1)
-        return logp.gather(-1, y.expand(out.shape[:-1]).unsqueeze(-1)).squeeze(-1)
+        return categorical_point_log_prob(out, y)
 
     def observe(self, name: str, out: Tensor, y: Tensor) -> None:
         """Observe labels ``[*B, N]`` as one event per task."""
         pyro.sample(name, pdist.Categorical(logits=out).to_event(1), obs=y)
+
+
+def categorical_point_log_prob(logits: Tensor, y: Tensor) -> Tensor:
+    """``log softmax(logits)[y]`` per point, ``[*B, N]``.
+
+    Logits are ``[*B, N, C]`` and labels ``[*B', N]``; the labels broadcast
+    over the logits' leading dimensions (e.g. over posterior samples ``S`` in
+    front of ``[T, N, C]``).
+    """
+    logp = torch.log_softmax(logits, dim=-1)
+    return logp.gather(-1, y.expand(logits.shape[:-1]).unsqueeze(-1)).squeeze(-1)
 
 
 LikelihoodName = Literal["gaussian", "mse", "categorical"]

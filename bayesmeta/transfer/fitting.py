@@ -30,6 +30,7 @@ from tqdm.auto import tqdm
 from bayesmeta.errors import NonFiniteLossError
 from bayesmeta.nets.functional import FunctionalNet
 from bayesmeta.posteriors.gaussian import standard_normal
+from bayesmeta.priors.likelihoods import categorical_point_log_prob
 
 __all__ = ["Method", "TransferFit", "fit_transfer"]
 
@@ -271,8 +272,7 @@ def point_log_lik(out: Tensor, y: Tensor, log_noise: Tensor | None) -> Tensor:
     ``None`` (``y`` holds labels ``[T, N]``).
     """
     if log_noise is None:
-        logp = torch.log_softmax(out, dim=-1)
-        return logp.gather(-1, y.expand(out.shape[:-1]).unsqueeze(-1)).squeeze(-1)
+        return categorical_point_log_prob(out, y)
     ln = log_noise.unsqueeze(-2)  # [T or 1, 1, O]
     z = (y - out) * (-ln).exp()
     return -(0.5 * z * z + ln + 0.5 * math.log(2 * math.pi)).sum(-1)
