@@ -11,6 +11,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import torch
+from matplotlib.figure import Figure
 from torch import Tensor
 
 from bayesmeta.evaluation import Adaptable
@@ -25,6 +26,15 @@ __all__ = [
     "plot_predictions",
     "plot_reliability",
 ]
+
+
+def _save(fig: Figure, path: str | Path) -> Path:
+    """Lay out ``fig``, write it to ``path`` as an image (PNG by suffix), close it."""
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
 
 
 def plot_predictions(
@@ -87,11 +97,7 @@ def plot_predictions(
         )
         ax.set_title(f"task {i}")
     axes[0][0].legend(fontsize=7)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_reliability(
@@ -144,11 +150,7 @@ def plot_reliability(
     axes[0][0].legend(fontsize=7, loc="upper left")
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def _binomial_band(n: int, p: float, level: float = 0.95) -> tuple[int, int]:
@@ -227,11 +229,7 @@ def plot_pit_histogram(
     ax.legend(fontsize=7, loc="upper center", ncol=3)
     if title:
         ax.set_title(title)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_coverage_curve(
@@ -282,11 +280,7 @@ def plot_coverage_curve(
     ax.set_xlabel("nominal coverage of the central interval")
     ax.set_ylabel("observed coverage")
     ax.legend(fontsize=7, loc="upper left")
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_loss_trace(
@@ -338,8 +332,4 @@ def plot_loss_trace(
     ax.set_xlabel("meta-iteration")
     ax.set_ylabel(ylabel)
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save(fig, path)

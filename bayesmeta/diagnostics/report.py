@@ -30,6 +30,7 @@ from bayesmeta.experiment import EVAL_SEED, RunConfig
 from bayesmeta.io.checkpoint import load_learner
 from bayesmeta.reliability import Reliability, reliability
 from bayesmeta.tasks.source import check_count
+from bayesmeta.tasks.task import TaskBatch
 
 __all__ = [
     "REPORT_LEVELS",
@@ -139,6 +140,24 @@ def _load(run_dir: Path) -> tuple[RunConfig, dict[str, Any], dict[str, Any]]:
     return config, metrics_json, history
 
 
+def _held_out(
+    run_dir: Path, num_tasks: int | None
+) -> tuple[RunConfig, dict[str, Any], dict[str, Any], Adaptable, TaskBatch]:
+    """The run's files, its learner, and the first ``num_tasks`` of its held-out tasks.
+
+    The tasks are drawn again exactly as :func:`~bayesmeta.experiment.run_experiment`
+    drew the ones behind ``metrics.json`` (all of them when ``num_tasks`` is ``None``).
+    """
+    config, metrics_json, history = _load(run_dir)
+    learner = load_learner(run_dir / "model.safetensors")
+    if not callable(getattr(learner, "adapt", None)):
+        raise RunFolderError(f"the learner in {run_dir / 'model.safetensors'} cannot adapt")
+    batch = config.source(seed=EVAL_SEED, k_query=config.eval_query).sample(config.eval_tasks)
+    if num_tasks is not None:
+        batch = batch.select(slice(0, num_tasks))
+    return config, metrics_json, history, cast(Adaptable, learner), batch
+
+
 def evaluate_run(run_dir: str | Path, *, num_tasks: int | None = None) -> Evaluation:
     """Re-evaluate a run's saved learner on the run's held-out tasks; write ``evaluation.json``.
 
@@ -166,14 +185,12 @@ def evaluate_run(run_dir: str | Path, *, num_tasks: int | None = None) -> Evalua
 
     """
     run_dir = Path(run_dir)
-    config, _, _ = _load(run_dir)
-    learner = load_learner(run_dir / "model.safetensors")
-    batch = config.source(seed=EVAL_SEED, k_query=config.eval_query).sample(config.eval_tasks)
     if num_tasks is not None:
-        batch = batch.select(slice(0, check_count("num_tasks", num_tasks, minimum=1)))
+        check_count("num_tasks", num_tasks, minimum=1)
+    _, _, _, learner, batch = _held_out(run_dir, num_tasks)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(EVAL_SEED)
-        result = evaluate(cast(Adaptable, learner), batch)
+        result = evaluate(learner, batch)
     out = {"num_tasks": result.num_tasks, "metrics": result.to_dict()}
     (run_dir / "evaluation.json").write_text(json.dumps(out, indent=2) + "\n")
     return result
@@ -210,13 +227,7 @@ def diagnose_run(
     """
     check_count("num_tasks", num_tasks, minimum=1)
     run_dir = Path(run_dir)
-    config, metrics_json, history = _load(run_dir)
-    learner = load_learner(run_dir / "model.safetensors")
-    if not callable(getattr(learner, "adapt", None)):
-        raise RunFolderError(f"the learner in {run_dir / 'model.safetensors'} cannot adapt")
-    adaptable = cast(Adaptable, learner)
-    source = config.source(seed=EVAL_SEED, k_query=config.eval_query)
-    batch = source.sample(config.eval_tasks).select(slice(0, num_tasks))
+    config, metrics_json, history, adaptable, batch = _held_out(run_dir, num_tasks)
     pits: list[Tensor] = []
     errors: list[Tensor] = []
     hits = torch.zeros(len(REPORT_LEVELS), dtype=torch.float64)
