@@ -26,7 +26,7 @@ from bayesmeta.learners.training import History, check_finite, run_meta_fit
 from bayesmeta.nets.conv import Conv4
 from bayesmeta.nets.functional import FunctionalNet
 from bayesmeta.nets.mlp import MLP
-from bayesmeta.tasks._checks import check_pair, fmt_shape
+from bayesmeta.tasks._checks import check_support, fmt_shape
 from bayesmeta.tasks.source import TaskSource
 from bayesmeta.tasks.task import TaskBatch
 
@@ -142,11 +142,7 @@ class MetaLearner(nn.Module):
         ``x`` and ``y`` come back with a leading task dimension and on the
         learner's device.
         """
-        if not isinstance(support_x, Tensor):
-            raise TypeError("support_x must be a torch.Tensor")
-        batched = support_x.dim() == self.fnet.feature_dims + 2
-        batch = tuple(support_x.shape[:1]) if batched else ()
-        x, y = check_pair("support", support_x, support_y, batch=batch, allow_empty=False)
+        x, y, batched = check_support(support_x, support_y, self.fnet.feature_dims)
         self._check_io(x, y)
         x, y = x.to(self.device), y.to(self.device)
         if not batched:

@@ -7,7 +7,7 @@ from torch import Tensor
 
 from bayesmeta.errors import ShapeError
 
-__all__ = ["check_pair", "check_tensor", "fmt_shape"]
+__all__ = ["check_pair", "check_support", "check_tensor", "fmt_shape"]
 
 
 def fmt_shape(shape: torch.Size | tuple[int, ...]) -> str:
@@ -93,3 +93,24 @@ def check_pair(
     if xt.device != yt.device:
         raise ValueError(f"{prefix}_x is on {xt.device} but {prefix}_y is on {yt.device}")
     return xt, yt
+
+
+def check_support(
+    support_x: object, support_y: object, feature_dims: int
+) -> tuple[Tensor, Tensor, bool]:
+    """Validate the support set of one task ``[K, *features]`` or a batch ``[T, K, *features]``.
+
+    Returns ``(x, y, batched)`` as given (no task dimension is added); whether
+    a batch was given is read from ``support_x``'s number of dimensions.
+    """
+    if not isinstance(support_x, Tensor):
+        raise TypeError(f"support_x must be a torch.Tensor, got {type(support_x).__name__}")
+    if support_x.dim() > feature_dims + 2:
+        raise ShapeError(
+            f"support_x must have shape [K, *features] or [T, K, *features] ({feature_dims} "
+            f"feature dimension(s)), got {fmt_shape(support_x.shape)}"
+        )
+    batched = support_x.dim() == feature_dims + 2
+    batch = tuple(support_x.shape[:1]) if batched else ()
+    x, y = check_pair("support", support_x, support_y, batch=batch, allow_empty=False)
+    return x, y, batched

@@ -29,7 +29,7 @@ from bayesmeta.posteriors.gaussian import GaussianTaskPosterior
 from bayesmeta.prediction import Prediction
 from bayesmeta.priors.gaussian import GaussianPrior
 from bayesmeta.priors.likelihoods import CategoricalLikelihood
-from bayesmeta.tasks._checks import check_pair, check_tensor, fmt_shape
+from bayesmeta.tasks._checks import check_support, check_tensor, fmt_shape
 from bayesmeta.tasks.source import check_count
 from bayesmeta.transfer import _linear_gaussian as lg
 
@@ -227,21 +227,13 @@ class BayesianLastLayer:
 
     def _support(self, support_x: Tensor, support_y: Tensor) -> tuple[Tensor, Tensor, bool]:
         """Support features ``[T, K, H+1]``, checked targets, and whether a batch was given."""
-        if not isinstance(support_x, Tensor):
-            raise TypeError(f"support_x must be a torch.Tensor, got {type(support_x).__name__}")
-        fd, batched = self.feature_dims, support_x.dim() == self.feature_dims + 2
-        if support_x.dim() not in (fd + 1, fd + 2):
-            raise ShapeError(
-                f"support_x must have shape [K, *features] or [T, K, *features] ({fd} feature "
-                f"dimension(s)), got {fmt_shape(support_x.shape)}"
-            )
-        batch = tuple(support_x.shape[:1]) if batched else ()
         if self.classification and check_tensor("support_y", support_y).is_floating_point():
             raise ShapeError(
                 f"support_y must be integer class labels, got {support_y.dtype}; "
                 "pass classification=False for regression targets"
             )
-        x, y = check_pair("support", support_x, support_y, batch=batch, allow_empty=False)
+        x, y, batched = check_support(support_x, support_y, self.feature_dims)
+        batch = tuple(x.shape[:1]) if batched else ()
         c = self.num_outputs
         if self.classification:
             bad = y[(y < 0) | (y >= c)]

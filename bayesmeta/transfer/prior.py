@@ -15,7 +15,7 @@ from bayesmeta.learners.base import positive
 from bayesmeta.nets.functional import FunctionalNet
 from bayesmeta.nets.mlp import MLP
 from bayesmeta.posteriors.gaussian import GaussianTaskPosterior
-from bayesmeta.tasks._checks import check_pair, check_tensor, fmt_shape
+from bayesmeta.tasks._checks import check_support, check_tensor, fmt_shape
 from bayesmeta.tasks.source import check_count
 from bayesmeta.transfer.fitting import TransferFit, fit_transfer
 from bayesmeta.transfer.laplace import (
@@ -409,16 +409,11 @@ class TransferLearner:
     def _data(
         self, support_x: Tensor, support_y: Tensor, *, batched_only: bool
     ) -> tuple[Tensor, Tensor, bool]:
-        if not isinstance(support_x, Tensor):
-            raise TypeError("support_x must be a torch.Tensor")
-        batched = support_x.dim() == self.fnet.feature_dims + 2
+        x, y, batched = check_support(support_x, support_y, self.fnet.feature_dims)
         if batched_only and not batched:
             raise ShapeError(
-                f"expected the data of several tasks [T, K, *features], got "
-                f"{fmt_shape(support_x.shape)}"
+                f"expected the data of several tasks [T, K, *features], got {fmt_shape(x.shape)}"
             )
-        batch = tuple(support_x.shape[:1]) if batched else ()
-        x, y = check_pair("support", support_x, support_y, batch=batch, allow_empty=False)
         if self.classification and y.is_floating_point():
             raise ShapeError("likelihood='categorical' needs integer class labels as targets")
         if not self.classification and not y.is_floating_point():
