@@ -1,6 +1,6 @@
 """Run configs in TOML: read with the standard library's ``tomllib`` and validated.
 
-A config is a flat TOML table whose keys are :class:`~bayesmeta.experiment.RunConfig`'s
+A config is a flat TOML table whose keys are :class:`~bayesmeta.run_config.RunConfig`'s
 fields, for example::
 
     learner = "bayesian_maml"
@@ -9,8 +9,9 @@ fields, for example::
     iterations = 20000
     hidden = [40, 40]
 
-Keys left out keep their defaults. An unknown key, a value of the wrong type or an
-invalid value raises :class:`ConfigError` naming the key.
+Keys left out keep their defaults. An unknown key, a value of the wrong type, an
+invalid value, or a key that the chosen learner or data source does not use (say
+``inner_lr`` for ``learner = "protonet"``) raises :class:`ConfigError` naming the key.
 """
 
 from __future__ import annotations
@@ -23,9 +24,9 @@ from pathlib import Path
 from typing import Any
 
 from bayesmeta.errors import BayesmetaError
-from bayesmeta.experiment import RunConfig
+from bayesmeta.run_config import RunConfig, applies
 
-__all__ = ["ConfigError", "load_config", "parse_config"]
+__all__ = ["ConfigError", "load_config", "parse_config", "read_config"]
 
 
 class ConfigError(BayesmetaError, ValueError):
@@ -38,21 +39,41 @@ def load_config(path: str | Path) -> RunConfig:
     Raises
     ------
     ConfigError
-        If the file is missing or not TOML, or a key is unknown or invalid.
+        If the file is missing or not TOML, or a key is unknown, invalid or
+        unused by the chosen learner and data.
 
     """
+    return parse_config(read_config(path), source=str(path))
+
+
+def read_config(path: str | Path) -> dict[str, Any]:
+    """The settings of a TOML file, unvalidated (validate with :func:`parse_config`)."""
     path = Path(path)
     try:
-        raw = tomllib.loads(path.read_text())
+        return tomllib.loads(path.read_text())
     except FileNotFoundError as err:
         raise ConfigError(f"no config file at {path}") from err
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
         raise ConfigError(f"{path} is not valid TOML: {err}") from err
-    return parse_config(raw, source=str(path))
 
 
 def parse_config(raw: dict[str, Any], *, source: str = "the config") -> RunConfig:
-    """Validate a mapping of settings (as TOML gives them) into a :class:`RunConfig`."""
+    """Validate a mapping of settings (as TOML gives them) into a :class:`RunConfig`.
+
+    Parameters
+    ----------
+    raw
+        Settings by key; keys left out keep :class:`RunConfig`'s defaults.
+    source
+        Where the settings came from, for the error messages.
+
+    Raises
+    ------
+    ConfigError
+        If a key is unknown, has a value of the wrong type or range, or has
+        no effect on the chosen learner and data.
+
+    """
     hints = typing.get_type_hints(RunConfig)
     known = [f.name for f in fields(RunConfig)]
     values: dict[str, Any] = {}
@@ -61,9 +82,17 @@ def parse_config(raw: dict[str, Any], *, source: str = "the config") -> RunConfi
             raise ConfigError(f"{source}: unknown key {key!r}; the keys are {', '.join(known)}")
         values[key] = _check_type(key, value, hints[key], source)
     try:
-        return RunConfig(**values)
+        config = RunConfig(**values)
     except (ValueError, TypeError) as err:
         raise ConfigError(f"{source}: {err}") from err
+    unused = [key for key in values if not applies(key, config.learner, config.data)]
+    if unused:
+        raise ConfigError(
+            f"{source}: {', '.join(unused)} {'has' if len(unused) == 1 else 'have'} no effect "
+            f"on learner {config.learner!r} with data {config.data!r}; remove "
+            f"{'it' if len(unused) == 1 else 'them'}"
+        )
+    return config
 
 
 def _check_type(key: str, value: Any, hint: Any, source: str) -> Any:

@@ -7,9 +7,11 @@ from typing import Protocol
 
 import torch
 from torch import Tensor
+from tqdm.auto import tqdm
 
 from bayesmeta import metrics
 from bayesmeta.class_prediction import ClassPrediction
+from bayesmeta.learners.training import show_progress
 from bayesmeta.prediction import Prediction
 from bayesmeta.reliability import ECE_BINS, Reliability, reliability
 from bayesmeta.tasks.source import TaskSource, check_count
@@ -134,6 +136,7 @@ def evaluate(
     *,
     chunk_size: int = 100,
     level: float = 0.9,
+    progress: bool | None = None,
 ) -> Evaluation:
     """Adapt to each task's support set and score the query predictions.
 
@@ -149,6 +152,8 @@ def evaluate(
         Tasks adapted at once (bounds memory).
     level
         Interval level for the coverage metric (regression).
+    progress
+        Progress bar over the tasks (``None``: only when stderr is a terminal).
 
     Returns
     -------
@@ -167,9 +172,11 @@ def evaluate(
         raise ValueError("evaluation needs tasks with query points")
     parts: dict[str, list[Tensor]] = {}
     probs: list[Tensor] = []
+    bar = tqdm(total=len(batch), desc="evaluate", disable=not show_progress(progress), leave=False)
     for start in range(0, len(batch), chunk_size):
         chunk = batch.select(slice(start, start + chunk_size))
         pred = learner.adapt(chunk.support_x, chunk.support_y).predict(chunk.query_x)
+        bar.update(len(chunk))
         y = chunk.query_y.to(pred.mean.device)
         with torch.no_grad():
             if isinstance(pred, ClassPrediction):
@@ -179,6 +186,7 @@ def evaluate(
                 values = _regression_metrics(pred, y, level)
         for key, value in values.items():
             parts.setdefault(key, []).append(value.detach().cpu())
+    bar.close()
     result = Evaluation({k: torch.cat(v) for k, v in parts.items()}, len(batch))
     if probs:
         all_probs, labels = torch.cat(probs), batch.query_y.cpu()

@@ -1,4 +1,7 @@
-"""Run a whole experiment: meta-train, fit the noise scale, evaluate, write a run folder."""
+"""Run a whole experiment: meta-train, fit the noise scale, evaluate, write a run folder.
+
+The run is defined by a :class:`~bayesmeta.run_config.RunConfig` (re-exported here).
+"""
 
 from __future__ import annotations
 
@@ -6,123 +9,28 @@ import json
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import cast
 
 import torch
 
-from bayesmeta.evaluation import Evaluation, evaluate
+from bayesmeta.evaluation import Adaptable, Evaluation, evaluate
 from bayesmeta.io.checkpoint import save_learner
-from bayesmeta.learners.bayesian_maml import BayesianMAML
+from bayesmeta.learners.base import MetaLearner
 from bayesmeta.learners.gradient import GradientMetaLearner
-from bayesmeta.learners.maml import MAML
-from bayesmeta.learners.reptile import Reptile
 from bayesmeta.learners.training import History
-from bayesmeta.tasks.regression import Sinusoid, SinusoidOrLine
-from bayesmeta.tasks.source import SeededSource, check_count
+from bayesmeta.learners.variational import VariationalMetaLearner
+from bayesmeta.run_config import RunConfig
+from bayesmeta.tasks.task import TaskBatch
 
-__all__ = ["RunConfig", "RunResult", "format_table", "run_experiment"]
-
-LearnerName = Literal["maml", "fomaml", "reptile", "bayesian_maml"]
-DataName = Literal["sinusoid", "sinusoid_or_line"]
-RunLearner = GradientMetaLearner | BayesianMAML
-
-
-@dataclass(frozen=True)
-class RunConfig:
-    """Everything that defines a run; the defaults are the built-in sinusoid job.
-
-    Attributes
-    ----------
-    learner : {"maml", "fomaml", "reptile", "bayesian_maml"}
-        Which learner to meta-train.
-    data : {"sinusoid", "sinusoid_or_line"}
-        The built-in task family.
-    shots : int
-        Support points per task ``K``.
-    query : int
-        Query points per meta-training task.
-    eval_query : int
-        Query points per held-out evaluation task.
-    eval_tasks : int
-        Number of held-out tasks scored.
-    iterations, meta_batch_size : int
-        Meta-training length and tasks per meta-iteration.
-    hidden : tuple of int
-        Hidden widths of the MLP.
-    inner_lr, inner_steps, eval_inner_steps, outer_lr, learn_inner_lr
-        Learner settings (see :class:`~bayesmeta.MAML`); by default 5 inner
-        steps in meta-training and 10 at test time (more test-time steps
-        lowered the held-out MSE in every run we made).
-    max_grad_norm : float or None
-        Meta-gradient clipping.
-    seed : int
-        Seeds the weights and the training tasks; held-out tasks use their own
-        fixed seeds, so that runs with different seeds are scored on the same
-        tasks.
-
-    """
-
-    learner: LearnerName = "maml"
-    data: DataName = "sinusoid"
-    shots: int = 5
-    query: int = 10
-    eval_query: int = 100
-    eval_tasks: int = 600
-    iterations: int = 10000
-    meta_batch_size: int = 25
-    hidden: tuple[int, ...] = (40, 40)
-    inner_lr: float = 0.01
-    inner_steps: int = 5
-    eval_inner_steps: int | None = 10
-    outer_lr: float = 1e-3
-    learn_inner_lr: bool = False
-    max_grad_norm: float | None = None
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if self.learner not in ("maml", "fomaml", "reptile", "bayesian_maml"):
-            raise ValueError(
-                "learner must be 'maml', 'fomaml', 'reptile' or 'bayesian_maml', "
-                f"got {self.learner!r}"
-            )
-        if self.data not in ("sinusoid", "sinusoid_or_line"):
-            raise ValueError(f"data must be 'sinusoid' or 'sinusoid_or_line', got {self.data!r}")
-        object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
-        check_count("shots", self.shots, minimum=1)
-        check_count("query", self.query, minimum=1)
-        check_count("eval_query", self.eval_query, minimum=1)
-        check_count("eval_tasks", self.eval_tasks, minimum=1)
-        check_count("iterations", self.iterations, minimum=0)
-        check_count("meta_batch_size", self.meta_batch_size, minimum=1)
-        if any(h < 1 for h in self.hidden):
-            raise ValueError(f"hidden widths must be >= 1, got {self.hidden}")
-
-    def source(self, *, seed: int, k_query: int) -> SeededSource:
-        """The task family with this run's shots."""
-        cls = Sinusoid if self.data == "sinusoid" else SinusoidOrLine
-        return cls(self.shots, k_query, seed=seed)
-
-    def build_learner(self) -> RunLearner:
-        """A fresh learner for this config (weights seeded by ``seed``)."""
-        torch.manual_seed(self.seed)
-        sizes = (1, *self.hidden, 1)
-        common: dict[str, Any] = {
-            "inner_lr": self.inner_lr,
-            "inner_steps": self.inner_steps,
-            "eval_inner_steps": self.eval_inner_steps,
-            "outer_lr": self.outer_lr,
-            "max_grad_norm": self.max_grad_norm,
-        }
-        if self.learner == "reptile":
-            return Reptile(sizes, **common)
-        if self.learner == "bayesian_maml":
-            return BayesianMAML(sizes, **common)
-        return MAML(
-            sizes,
-            first_order=self.learner == "fomaml",
-            learn_inner_lr=self.learn_inner_lr,
-            **common,
-        )
+__all__ = [
+    "EVAL_SEED",
+    "NOISE_FIT_SEED",
+    "RunConfig",
+    "RunResult",
+    "evaluate_held_out",
+    "format_table",
+    "run_experiment",
+]
 
 
 @dataclass
@@ -130,7 +38,7 @@ class RunResult:
     """What :func:`run_experiment` produced."""
 
     config: RunConfig
-    learner: RunLearner
+    learner: MetaLearner
     history: History
     evaluation: Evaluation
     run_dir: Path | None = None
@@ -143,17 +51,22 @@ EVAL_SEED = 2_000_003
 
 
 def run_experiment(
-    config: RunConfig = RunConfig(),
+    config: RunConfig | None = None,
     *,
     out_dir: str | Path | None = "runs",
     progress: bool | None = None,
 ) -> RunResult:
     """Meta-train, fit the noise scale on held-out tasks, evaluate, and save.
 
+    Point-estimate learners on regression data (the MAML family) get a noise
+    scale fitted on 200 tasks of their own seed, so that their predictions
+    have intervals; Bayesian and classification learners predict with their
+    own likelihood.
+
     Parameters
     ----------
     config
-        The run's settings.
+        The run's settings (``None``: the defaults, MAML on 5-shot sinusoids).
     out_dir
         Parent folder of the run folder (``None``: write nothing).
     progress
@@ -164,20 +77,33 @@ def run_experiment(
     RunResult
         The learner, its history and the evaluation; ``run_dir`` is the
         folder holding ``config.json``, ``history.json``, ``metrics.json``,
-        ``model.safetensors`` and, with matplotlib, ``predictions.png``.
+        ``model.safetensors`` and, with matplotlib, ``predictions.png``
+        (regression) or ``reliability.png`` (classification).
 
     """
+    config = RunConfig() if config is None else config
+    train = config.train_source()  # data first: a bad setting fails before training
+    held_out = config.held_out_source(EVAL_SEED)
     learner = config.build_learner()
-    train = config.source(seed=config.seed, k_query=config.query)
     t0 = time.perf_counter()
-    history = learner.meta_fit(train, config.iterations, config.meta_batch_size, progress=progress)
-    t1 = time.perf_counter()
-    if isinstance(learner, GradientMetaLearner):  # point estimates: fit a noise scale
-        learner.fit_noise_scale(
-            config.source(seed=NOISE_FIT_SEED, k_query=config.eval_query).sample(200)
+    if isinstance(learner, VariationalMetaLearner):  # a posterior per task of a fixed set
+        history = learner.meta_fit(
+            train,
+            config.iterations,
+            config.meta_batch_size,
+            num_tasks=config.train_tasks,
+            progress=progress,
         )
-    evaluation = evaluate(
-        learner, config.source(seed=EVAL_SEED, k_query=config.eval_query), config.eval_tasks
+    else:
+        history = learner.meta_fit(
+            train, config.iterations, config.meta_batch_size, progress=progress
+        )
+    t1 = time.perf_counter()
+    if isinstance(learner, GradientMetaLearner) and not config.classification:
+        # Point estimates of regression functions: fit a noise scale for predictive intervals.
+        learner.fit_noise_scale(config.held_out_source(NOISE_FIT_SEED).sample(200))
+    evaluation = evaluate_held_out(
+        cast(Adaptable, learner), held_out.sample(config.eval_tasks), progress=progress
     )
     t2 = time.perf_counter()
     result = RunResult(
@@ -186,6 +112,21 @@ def run_experiment(
     if out_dir is not None:
         result.run_dir = _write_run(result, Path(out_dir))
     return result
+
+
+def evaluate_held_out(
+    learner: Adaptable, batch: TaskBatch, *, progress: bool | None = None
+) -> Evaluation:
+    """Score ``learner`` on a run's held-out tasks, with posterior sampling seeded.
+
+    Sampling uses :data:`EVAL_SEED` inside a forked RNG, so that scoring the
+    same learner on the same tasks again gives the same metrics, and the
+    caller's random state is left as it was. ``progress`` is as for
+    :func:`~bayesmeta.evaluation.evaluate`.
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(EVAL_SEED)
+        return evaluate(learner, batch, progress=progress)
 
 
 def _write_run(result: RunResult, out_dir: Path) -> Path:
@@ -208,19 +149,23 @@ def _write_run(result: RunResult, out_dir: Path) -> Path:
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     save_learner(result.learner, run_dir / "model.safetensors")
     try:
-        from bayesmeta.plotting import plot_predictions
+        from bayesmeta.plotting import plot_predictions, plot_reliability
     except ImportError:  # matplotlib is optional
         return run_dir
-    batch = cfg.source(seed=EVAL_SEED, k_query=cfg.eval_query).sample(6)
-    plot_predictions(result.learner, batch, run_dir / "predictions.png")
+    if result.evaluation.reliability is not None:
+        plot_reliability(result.evaluation.reliability, run_dir / "reliability.png")
+    elif not cfg.classification:
+        batch = cfg.held_out_source(EVAL_SEED).sample(6)
+        plot_predictions(cast(Adaptable, result.learner), batch, run_dir / "predictions.png")
     return run_dir
 
 
-def _noise_scale(learner: RunLearner) -> list[float] | None:
+def _noise_scale(learner: MetaLearner) -> list[float] | None:
     """The noise scale its predictions use (fitted or meta-learned), if any."""
     if isinstance(learner, GradientMetaLearner):
         return [float(v) for v in learner.noise_scale.reshape(-1)]
-    scale = learner.likelihood.noise_scale()
+    likelihood = getattr(learner, "likelihood", None)
+    scale = None if likelihood is None else likelihood.noise_scale()
     return None if scale is None else [float(v) for v in scale.detach().reshape(-1)]
 
 

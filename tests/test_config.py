@@ -1,28 +1,43 @@
 """TOML run configs: the shipped ones load, bad keys and values are named, the CLI uses them."""
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from bayesmeta.cli.main import main
 from bayesmeta.config import ConfigError, load_config, parse_config
-from bayesmeta.experiment import RunConfig
+from bayesmeta.experiment import RunConfig, run_experiment
+from bayesmeta.run_config import DATA, LEARNERS
 
 CONFIGS = sorted((Path(__file__).parents[1] / "examples" / "configs").glob("*.toml"))
 
 
-def test_there_is_a_config_per_learner():
-    learners = {load_config(p).learner for p in CONFIGS}
-    assert learners == {"maml", "fomaml", "reptile", "bayesian_maml"}
-    assert {load_config(p).data for p in CONFIGS} == {"sinusoid", "sinusoid_or_line"}
+def test_there_is_a_config_per_learner_and_per_data_source():
+    assert {load_config(p).learner for p in CONFIGS} == set(LEARNERS)
+    assert {load_config(p).data for p in CONFIGS} == set(DATA)
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
-def test_shipped_configs_load(path):
+def test_shipped_configs_run(path):
+    """Each ready config runs end to end, shrunk to seconds (same learner, data and settings)."""
     config = load_config(path)
-    assert isinstance(config, RunConfig)
-    assert config.hidden == (40, 40)
+    small = replace(
+        config,
+        iterations=2,
+        meta_batch_size=2,
+        eval_tasks=3,
+        channels=4,
+        glyph_classes=40,
+        train_tasks=4,
+        adapt_steps=3,
+    )
+    result = run_experiment(small, out_dir=None, progress=False)
+    assert len(result.history.loss) == 2
+    summary = result.evaluation.summary()
+    assert ("accuracy" in summary) == config.classification
+    assert all(v[0] == v[0] for v in summary.values())  # no NaN metric
 
 
 def test_values_are_typed_and_missing_keys_keep_defaults():
@@ -41,6 +56,18 @@ def test_values_are_typed_and_missing_keys_keep_defaults():
         ({"hidden": [1.5]}, "hidden must be a list of integers"),
         ({"max_grad_norm": "big"}, "max_grad_norm must be a number or left out"),
         ({"shots": 0}, "shots must be >= 1"),
+        ({"outer_lr": 0}, "outer_lr must be positive"),
+        ({"learner": "bayesian_maml", "prior_scale": -0.1}, "prior_scale must be positive"),
+        ({"learner": "bayesian_maml", "kl_weight": -1}, "kl_weight must be >= 0"),
+        ({"learner": "protonet"}, "learner 'protonet' classifies; use it with data 'glyphs'"),
+        ({"data": "glyphs", "shots": 10}, "shots \\+ query and shots \\+ eval_query may not"),
+        (
+            {"learner": "protonet", "data": "digits", "inner_lr": 0.1},
+            "inner_lr has no effect on learner 'protonet' with data 'digits'; remove it",
+        ),
+        ({"hidden": [8], "data": "glyphs"}, "hidden has no effect"),
+        ({"n_way": 3, "channels": 8}, "n_way, channels have no effect on learner 'maml'"),
+        ({"train_tasks": 10}, "train_tasks has no effect"),
     ],
 )
 def test_bad_configs_name_the_key(raw, message):
@@ -94,5 +121,33 @@ def test_cli_reports_config_errors(tmp_path, capsys):
     config.write_text("shots = 5\nwidth = 3\n")
     assert main(["run", str(config)]) == 2
     assert "unknown key 'width'" in capsys.readouterr().err
+    config.write_text('learner = "protonet"\ndata = "digits"\n')
+    assert main(["run", str(config), "--inner-lr", "0.1"]) == 2
+    assert "inner_lr has no effect on learner 'protonet'" in capsys.readouterr().err
+    assert main(["run", str(config), "--n-way", "7", "--quick", "--out", str(tmp_path)]) == 1
+    assert "n_way=7 but only 5 classes are available" in capsys.readouterr().err
     assert main(["evaluate", str(tmp_path)]) == 1
     assert "is not a run folder" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"learner": "bayesian_protonet", "data": "digits", "channels": 8},
+        {"learner": "bayesian_maml", "hidden": [8]},
+    ],
+    ids=["bayesian_protonet", "bayesian_maml"],
+)
+def test_evaluate_reproduces_a_sampling_learners_metrics(tmp_path, capsys, settings):
+    """Posterior sampling in evaluation is seeded, so re-scoring gives the run's numbers."""
+    config = tmp_path / "run.toml"
+    config.write_text("".join(f"{k} = {json.dumps(v)}\n" for k, v in settings.items()))
+    args = ["--iterations", "3", "--eval-tasks", "12", "--out", str(tmp_path), "--no-progress"]
+    assert main(["run", str(config), *args]) == 0
+    run_dir = next(p for p in tmp_path.iterdir() if p.is_dir())
+    assert main(["evaluate", str(run_dir)]) == 0
+    again = json.loads((run_dir / "evaluation.json").read_text())["metrics"]
+    first = json.loads((run_dir / "metrics.json").read_text())["metrics"]
+    assert set(again) == set(first)
+    for name, value in first.items():
+        assert again[name]["mean"] == pytest.approx(value["mean"], rel=1e-5), name

@@ -23,6 +23,7 @@ import bayesmeta.posteriors
 import bayesmeta.prediction
 import bayesmeta.priors
 import bayesmeta.reliability
+import bayesmeta.run_config
 import bayesmeta.tasks
 import bayesmeta.transfer
 
@@ -46,6 +47,7 @@ MODULES = [
     bayesmeta.prediction,
     bayesmeta.priors,
     bayesmeta.reliability,
+    bayesmeta.run_config,
     bayesmeta.tasks,
     bayesmeta.transfer,
 ]

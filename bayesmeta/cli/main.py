@@ -5,14 +5,15 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from dataclasses import fields, replace
+from dataclasses import fields
 from pathlib import Path
 
 import torch
 
-from bayesmeta.config import load_config
+from bayesmeta.config import parse_config, read_config
 from bayesmeta.errors import BayesmetaError
-from bayesmeta.experiment import RunConfig, format_table, quick, run_experiment
+from bayesmeta.experiment import format_table, quick, run_experiment
+from bayesmeta.run_config import DATA, LEARNERS, RunConfig
 
 __all__ = ["build_parser", "main"]
 
@@ -25,7 +26,8 @@ def build_parser() -> argparse.ArgumentParser:
         "run",
         help="meta-train a learner on a built-in task family, evaluate it, write a run folder",
         description="Meta-train, evaluate on held-out tasks, print a metrics table and write "
-        "a run folder. With no options: MAML on 5-shot sinusoids.",
+        "a run folder. With no options: MAML on 5-shot sinusoids. Ready configs for every "
+        "learner and data source are in examples/configs/.",
     )
     d = RunConfig()
     run.add_argument(
@@ -38,18 +40,19 @@ def build_parser() -> argparse.ArgumentParser:
     hidden = argparse.SUPPRESS
     run.add_argument(
         "--learner",
-        choices=["maml", "fomaml", "reptile", "bayesian_maml"],
+        choices=LEARNERS,
         default=hidden,
         help=f"(default {d.learner})",
     )
     run.add_argument(
         "--data",
-        choices=["sinusoid", "sinusoid_or_line"],
+        choices=DATA,
         default=hidden,
         help=f"(default {d.data})",
     )
     for flag, kind, text in (
-        ("--shots", int, f"support points per task (default {d.shots})"),
+        ("--shots", int, f"support points per task, per class for images (default {d.shots})"),
+        ("--n-way", int, f"classes per episode, image data (default {d.n_way})"),
         ("--iterations", int, f"meta-iterations (default {d.iterations})"),
         ("--meta-batch-size", int, f"(default {d.meta_batch_size})"),
         ("--inner-steps", int, f"(default {d.inner_steps})"),
@@ -57,6 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("--inner-lr", float, f"(default {d.inner_lr})"),
         ("--outer-lr", float, f"(default {d.outer_lr})"),
         ("--eval-tasks", int, f"(default {d.eval_tasks})"),
+        ("--prior-scale", float, "initial prior scale of the Bayesian learners"),
         ("--seed", int, f"(default {d.seed})"),
     ):
         run.add_argument(flag, type=kind, default=hidden, help=text)
@@ -147,10 +151,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _evaluate(args)
     if args.command == "run":
         names = {f.name for f in fields(RunConfig)}
-        values = {k: v for k, v in vars(args).items() if k in names}
+        given = {k: v for k, v in vars(args).items() if k in names}
         try:
-            base = RunConfig() if args.config is None else load_config(args.config)
-            config = replace(base, **values)
+            raw = {} if args.config is None else read_config(args.config)
+            source = "the command line" if args.config is None else f"{args.config} with options"
+            config = parse_config({**raw, **given}, source=source)
         except ValueError as err:  # ConfigError is a ValueError
             print(f"bayesmeta run: error: {err}", file=sys.stderr)
             return 2
@@ -165,7 +170,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             result = run_experiment(
                 config, out_dir=args.out, progress=False if args.no_progress else None
             )
-        except BayesmetaError as err:
+        except (BayesmetaError, ValueError) as err:  # e.g. n_way above the classes there are
             print(f"bayesmeta run: error: {err}", file=sys.stderr)
             return 1
         title = (

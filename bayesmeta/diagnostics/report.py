@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, cast
@@ -25,9 +24,10 @@ from bayesmeta import metrics
 from bayesmeta.calibration import coverage_curve, pit_values, regression_calibration_error
 from bayesmeta.class_prediction import ClassPrediction
 from bayesmeta.errors import BayesmetaError
-from bayesmeta.evaluation import Adaptable, Evaluation, evaluate
-from bayesmeta.experiment import EVAL_SEED, RunConfig
+from bayesmeta.evaluation import Adaptable, Evaluation
+from bayesmeta.experiment import EVAL_SEED, RunConfig, evaluate_held_out
 from bayesmeta.io.checkpoint import load_learner
+from bayesmeta.learners.training import show_progress
 from bayesmeta.reliability import Reliability, reliability
 from bayesmeta.tasks.source import check_count
 from bayesmeta.tasks.task import TaskBatch
@@ -152,7 +152,7 @@ def _held_out(
     learner = load_learner(run_dir / "model.safetensors")
     if not callable(getattr(learner, "adapt", None)):
         raise RunFolderError(f"the learner in {run_dir / 'model.safetensors'} cannot adapt")
-    batch = config.source(seed=EVAL_SEED, k_query=config.eval_query).sample(config.eval_tasks)
+    batch = config.held_out_source(EVAL_SEED).sample(config.eval_tasks)
     if num_tasks is not None:
         batch = batch.select(slice(0, num_tasks))
     return config, metrics_json, history, cast(Adaptable, learner), batch
@@ -172,9 +172,9 @@ def evaluate_run(run_dir: str | Path, *, num_tasks: int | None = None) -> Evalua
     Returns
     -------
     Evaluation
-        The same metrics as the run's ``metrics.json`` for deterministic
-        learners (posterior sampling is seeded here, so sampled metrics can
-        differ from the run's in the last digits).
+        The same metrics as the run's ``metrics.json``: posterior sampling
+        is seeded as in the run (see
+        :func:`~bayesmeta.experiment.evaluate_held_out`).
 
     Raises
     ------
@@ -188,9 +188,7 @@ def evaluate_run(run_dir: str | Path, *, num_tasks: int | None = None) -> Evalua
     if num_tasks is not None:
         check_count("num_tasks", num_tasks, minimum=1)
     _, _, _, learner, batch = _held_out(run_dir, num_tasks)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(EVAL_SEED)
-        result = evaluate(learner, batch)
+    result = evaluate_held_out(learner, batch)
     out = {"num_tasks": result.num_tasks, "metrics": result.to_dict()}
     (run_dir / "evaluation.json").write_text(json.dumps(out, indent=2) + "\n")
     return result
@@ -232,7 +230,7 @@ def diagnose_run(
     errors: list[Tensor] = []
     hits = torch.zeros(len(REPORT_LEVELS), dtype=torch.float64)
     probs: list[Tensor] = []
-    show = sys.stderr.isatty() if progress is None else progress
+    show = show_progress(progress)
     starts = range(0, len(batch), _CHUNK)
     with torch.random.fork_rng(devices=[]):  # posterior sampling: reproducible, no side effect
         torch.manual_seed(EVAL_SEED)

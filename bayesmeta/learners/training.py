@@ -14,7 +14,12 @@ from bayesmeta.errors import NonFiniteLossError
 from bayesmeta.tasks.source import TaskSource, check_count
 from bayesmeta.tasks.task import TaskBatch
 
-__all__ = ["History", "check_finite", "run_meta_fit"]
+__all__ = ["History", "check_finite", "run_meta_fit", "show_progress"]
+
+
+def show_progress(progress: bool | None) -> bool:
+    """Whether to draw a progress bar: as asked, or (``None``) when stderr is a terminal."""
+    return sys.stderr.isatty() if progress is None else bool(progress)
 
 
 @dataclass
@@ -111,7 +116,7 @@ def run_meta_fit(
             f"source must have a sample(num_tasks) method returning a TaskBatch, "
             f"got {type(source).__name__}"
         )
-    show = sys.stderr.isatty() if progress is None else progress
+    show = show_progress(progress)
     history = History() if history is None else history
     done, previous = history.iterations, history.wall_time_s
     start = time.perf_counter()

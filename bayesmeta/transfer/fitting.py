@@ -19,7 +19,6 @@ enter only its own term, so one Adam run over the sum fits all tasks at once.
 from __future__ import annotations
 
 import math
-import sys
 from dataclasses import dataclass
 from typing import Literal
 
@@ -28,6 +27,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from bayesmeta.errors import NonFiniteLossError
+from bayesmeta.learners.training import show_progress
 from bayesmeta.nets.functional import FunctionalNet
 from bayesmeta.posteriors.gaussian import standard_normal
 from bayesmeta.priors.likelihoods import categorical_point_log_prob
@@ -162,7 +162,7 @@ def fit_transfer(
     opt = torch.optim.Adam(trainable, lr=lr)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(steps, 1))
     losses = torch.empty(steps)
-    show = sys.stderr.isatty() if progress is None else progress
+    show = show_progress(progress)
     for it in tqdm(range(steps), desc=f"transfer ({method})", disable=not show, leave=False):
         objective = _objective(
             fnet,

@@ -15,7 +15,6 @@ from bayesmeta.diagnostics.report import (
 from bayesmeta.errors import BayesmetaError
 from bayesmeta.experiment import RunConfig, quick, run_experiment
 from bayesmeta.io import save_learner
-from tests.learners.metric_data import Blobs
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -82,18 +81,17 @@ def test_a_run_without_iterations_has_no_loss_figure(run_dir, tmp_path):
     assert not (run / "report" / "loss.png").exists()
 
 
-def test_class_predictions_get_a_reliability_diagram(run_dir, tmp_path, monkeypatch):
-    run = _copy(run_dir, tmp_path)
-    torch.manual_seed(0)
-    save_learner(ProtoNet([2, 8, 4]), run / "model.safetensors")
-
-    def blobs(self, *, seed, k_query):
-        return Blobs(n_way=3, k_shot=2, n_query=k_query, dim=2, seed=seed)
-
-    monkeypatch.setattr(RunConfig, "source", blobs)
+def test_class_predictions_get_a_reliability_diagram(tmp_path):
+    config = RunConfig(
+        learner="protonet", data="digits", shots=1, iterations=3, eval_tasks=20, channels=8
+    )
+    run = run_experiment(config, out_dir=tmp_path, progress=False).run_dir
+    assert (run / "reliability.png").read_bytes()[:8] == PNG
     d = diagnose_run(run, num_tasks=20, progress=False)
     assert isinstance(d, RunDiagnostics) and d.pit is None and d.reliability is not None
-    assert int(d.reliability.count.sum()) == 20 * 100
+    assert int(d.reliability.count.sum()) == 20 * 5 * 15  # tasks x classes x queries per class
+    saved = json.loads((run / "metrics.json").read_text())["metrics"]["ece"]["mean"]
+    assert d.reliability.ece == pytest.approx(saved, abs=1e-6)  # the run's own held-out tasks
     with pytest.raises(ValueError, match="class predictions"):
         d.coverage_rows()
     path = write_report(d)

@@ -1,0 +1,304 @@
+"""What defines a run of ``bayesmeta run``: the learner, its network and the task data.
+
+:class:`RunConfig` names a learner and a built-in data source and builds both. Regression
+sources (sinusoids) get an MLP; image sources (glyphs, digits) get a
+:class:`~bayesmeta.nets.Conv4`, with a classification head for the gradient learners and
+as an encoder for the metric learners. Held-out tasks are drawn from their own fixed seeds
+(and, for images, from classes never seen in meta-training), so runs with different seeds
+are scored on the same tasks.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Literal, cast
+
+import torch
+
+from bayesmeta.learners.base import MetaLearner
+from bayesmeta.learners.bayesian_maml import BayesianMAML
+from bayesmeta.learners.maml import MAML
+from bayesmeta.learners.matching import MatchingNet
+from bayesmeta.learners.protonet import BayesianProtoNet, ProtoNet
+from bayesmeta.learners.reptile import Reptile
+from bayesmeta.learners.variational import VariationalMetaLearner
+from bayesmeta.nets.conv import Conv4
+from bayesmeta.tasks.regression import Sinusoid, SinusoidOrLine
+from bayesmeta.tasks.source import SeededSource, check_count
+
+__all__ = [
+    "CLASSIFICATION_DATA",
+    "DATA",
+    "LEARNERS",
+    "METRIC_LEARNERS",
+    "DataName",
+    "LearnerName",
+    "RunConfig",
+    "applies",
+]
+
+LearnerName = Literal[
+    "maml",
+    "fomaml",
+    "reptile",
+    "bayesian_maml",
+    "variational",
+    "protonet",
+    "bayesian_protonet",
+    "matching",
+]
+DataName = Literal["sinusoid", "sinusoid_or_line", "glyphs", "digits"]
+LEARNERS: tuple[str, ...] = LearnerName.__args__  # type: ignore[attr-defined]
+DATA: tuple[str, ...] = DataName.__args__  # type: ignore[attr-defined]
+METRIC_LEARNERS = ("protonet", "bayesian_protonet", "matching")
+CLASSIFICATION_DATA = ("glyphs", "digits")
+GRADIENT_LEARNERS = ("maml", "fomaml", "reptile", "bayesian_maml")
+
+# Seed of the generated glyph alphabet and its class split: part of the data's definition,
+# the same in every run, so that runs with different seeds share their held-out classes.
+DATA_SEED = 0
+GLYPH_EXAMPLES = 20  # drawings per glyph class, as in Omniglot
+
+# Which settings each learner or data source reads; a config that sets any other one is
+# refused (see `applies`), since the setting would silently do nothing.
+_ONLY_FOR: dict[str, tuple[str, ...]] = {
+    "inner_lr": GRADIENT_LEARNERS,
+    "inner_steps": GRADIENT_LEARNERS,
+    "eval_inner_steps": GRADIENT_LEARNERS,
+    "learn_inner_lr": ("maml", "fomaml"),
+    "kl_weight": ("bayesian_maml",),
+    "prior_scale": ("bayesian_maml", "variational", "bayesian_protonet"),
+    "train_tasks": ("variational",),
+    "adapt_steps": ("variational",),
+    "hidden": ("sinusoid", "sinusoid_or_line"),
+    "n_way": CLASSIFICATION_DATA,
+    "channels": CLASSIFICATION_DATA,
+    "glyph_classes": ("glyphs",),
+}
+
+
+def applies(key: str, learner: str, data: str) -> bool:
+    """Whether the setting ``key`` has an effect on a run of ``learner`` on ``data``."""
+    users = _ONLY_FOR.get(key)
+    return users is None or learner in users or data in users
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything that defines a run; the defaults are the built-in sinusoid job.
+
+    Attributes
+    ----------
+    learner : str
+        ``"maml"``, ``"fomaml"``, ``"reptile"``, ``"bayesian_maml"``,
+        ``"variational"`` (:class:`~bayesmeta.VariationalMetaLearner`),
+        ``"protonet"``, ``"bayesian_protonet"`` or ``"matching"``. The last
+        three classify only.
+    data : str
+        The built-in task family: ``"sinusoid"`` or ``"sinusoid_or_line"``
+        (regression), ``"glyphs"`` (a generated Omniglot-like alphabet,
+        28x28 images) or ``"digits"`` (scikit-learn's bundled 8x8 digits,
+        meta-trained on 0-4 and tested on 5-9).
+    n_way : int
+        Classes per episode (image data).
+    shots : int
+        Support points per task ``K`` (per class for image data).
+    query, eval_query : int or None
+        Query points per meta-training and per held-out task (per class for
+        image data); ``None``: 10 and 100 for regression, 15 and 15 for
+        images. Glyph classes have 20 drawings, so ``shots`` plus either
+        may not exceed 20.
+    eval_tasks : int
+        Number of held-out tasks scored.
+    iterations, meta_batch_size : int
+        Meta-training length and tasks per meta-iteration.
+    hidden : tuple of int
+        Hidden widths of the MLP (regression).
+    channels : int
+        Channels of each :class:`~bayesmeta.nets.Conv4` block (image data).
+    glyph_classes : int
+        Classes of the generated alphabet, split 64/16/20% into meta-train,
+        validation and meta-test classes.
+    inner_lr, inner_steps, eval_inner_steps, learn_inner_lr
+        Inner loop of the gradient learners (see :class:`~bayesmeta.MAML`);
+        by default 5 inner steps in meta-training and 10 at test time.
+    outer_lr : float
+        Adam learning rate of meta-training.
+    max_grad_norm : float or None
+        Meta-gradient clipping.
+    prior_scale : float or None
+        Initial prior scale of the Bayesian learners (``None``: the
+        learner's own default).
+    kl_weight : float
+        Weight of the KL term of Bayesian MAML's task objective.
+    train_tasks : int
+        Meta-training tasks drawn once for ``"variational"``, which fits a
+        posterior to each of a fixed set of tasks.
+    adapt_steps : int
+        SVI steps of ``"variational"``'s adaptation to a new task.
+    seed : int
+        Seeds the weights and the meta-training tasks.
+
+    """
+
+    learner: LearnerName = "maml"
+    data: DataName = "sinusoid"
+    n_way: int = 5
+    shots: int = 5
+    query: int | None = None
+    eval_query: int | None = None
+    eval_tasks: int = 600
+    iterations: int = 10000
+    meta_batch_size: int = 25
+    hidden: tuple[int, ...] = (40, 40)
+    channels: int = 32
+    glyph_classes: int = 1200
+    inner_lr: float = 0.01
+    inner_steps: int = 5
+    eval_inner_steps: int | None = 10
+    outer_lr: float = 1e-3
+    learn_inner_lr: bool = False
+    max_grad_norm: float | None = None
+    prior_scale: float | None = None
+    kl_weight: float = 1.0
+    train_tasks: int = 200
+    adapt_steps: int = 300
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.learner not in LEARNERS:
+            raise ValueError(f"learner must be one of {', '.join(LEARNERS)}; got {self.learner!r}")
+        if self.data not in DATA:
+            raise ValueError(f"data must be one of {', '.join(DATA)}; got {self.data!r}")
+        if self.learner in METRIC_LEARNERS and not self.classification:
+            raise ValueError(
+                f"learner {self.learner!r} classifies; use it with data "
+                f"{' or '.join(repr(d) for d in CLASSIFICATION_DATA)}, not {self.data!r}"
+            )
+        object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
+        for name in ("n_way", "shots", "eval_tasks", "meta_batch_size", "channels"):
+            check_count(name, getattr(self, name), minimum=1)
+        for name in ("inner_steps", "train_tasks", "adapt_steps"):
+            check_count(name, getattr(self, name), minimum=1)
+        check_count("iterations", self.iterations, minimum=0)
+        check_count("glyph_classes", self.glyph_classes, minimum=2)
+        for name in ("query", "eval_query", "eval_inner_steps"):
+            if getattr(self, name) is not None:
+                check_count(name, getattr(self, name), minimum=1)
+        if any(h < 1 for h in self.hidden):
+            raise ValueError(f"hidden widths must be >= 1, got {self.hidden}")
+        for name in ("inner_lr", "outer_lr", "max_grad_norm", "prior_scale"):
+            value = getattr(self, name)
+            if value is not None and not (math.isfinite(value) and value > 0):
+                raise ValueError(f"{name} must be positive and finite, got {value}")
+        if not (math.isfinite(self.kl_weight) and self.kl_weight >= 0):
+            raise ValueError(f"kl_weight must be >= 0 and finite, got {self.kl_weight}")
+        if self.data == "glyphs":
+            most = max(self.train_query, self.held_out_query)
+            if self.shots + most > GLYPH_EXAMPLES:
+                raise ValueError(
+                    f"glyph classes have {GLYPH_EXAMPLES} drawings, so shots + query and "
+                    f"shots + eval_query may not exceed {GLYPH_EXAMPLES}; got shots={self.shots} "
+                    f"with {most} query points"
+                )
+
+    @property
+    def classification(self) -> bool:
+        """Whether the data are image classes (else regression)."""
+        return self.data in CLASSIFICATION_DATA
+
+    @property
+    def train_query(self) -> int:
+        """Query points per meta-training task (per class for images)."""
+        if self.query is not None:
+            return self.query
+        return 15 if self.classification else 10
+
+    @property
+    def held_out_query(self) -> int:
+        """Query points per held-out task (per class for images)."""
+        if self.eval_query is not None:
+            return self.eval_query
+        return 15 if self.classification else 100
+
+    def train_source(self) -> SeededSource:
+        """The meta-training tasks, drawn from ``seed``."""
+        return self._source("train", self.seed, self.train_query)
+
+    def held_out_source(self, seed: int) -> SeededSource:
+        """Held-out tasks drawn from ``seed`` (for images, from the meta-test classes)."""
+        return self._source("test", seed, self.held_out_query)
+
+    def _source(self, split: str, seed: int, k_query: int) -> SeededSource:
+        if self.data == "sinusoid":
+            return Sinusoid(self.shots, k_query, seed=seed)
+        if self.data == "sinusoid_or_line":
+            return SinusoidOrLine(self.shots, k_query, seed=seed)
+        from bayesmeta.tasks.glyphs import glyph_episodes
+        from bayesmeta.tasks.images import digits_episodes
+
+        if self.data == "glyphs":
+            splits = glyph_episodes(
+                self.n_way,
+                self.shots,
+                k_query,
+                num_classes=self.glyph_classes,
+                examples_per_class=GLYPH_EXAMPLES,
+                seed=DATA_SEED,
+            )
+        else:
+            splits = digits_episodes(self.n_way, self.shots, k_query, seed=DATA_SEED)
+        source = splits[split]
+        source.generator.manual_seed(seed)  # the episodes drawn, apart from the data
+        source.seed = seed
+        return source
+
+    def image_shape(self) -> tuple[int, int, int]:
+        """``(channels, height, width)`` of the image data."""
+        return (1, 28, 28) if self.data == "glyphs" else (1, 8, 8)
+
+    def build_learner(self) -> MetaLearner:
+        """A fresh learner for this config (weights seeded by ``seed``)."""
+        torch.manual_seed(self.seed)
+        if self.classification:
+            size = self.image_shape()[-1]
+            head = None if self.learner in METRIC_LEARNERS else self.n_way
+            net: Any = Conv4(1, head, hidden=self.channels, image_size=size)
+            loss: Any = "cross_entropy"
+            likelihood: Any = "categorical"
+        else:
+            net = (1, *self.hidden, 1)
+            loss, likelihood = "mse", "gaussian"
+        common: dict[str, Any] = {"outer_lr": self.outer_lr, "max_grad_norm": self.max_grad_norm}
+        prior: dict[str, Any] = (
+            {} if self.prior_scale is None else {"prior_scale": self.prior_scale}
+        )
+        if self.learner in METRIC_LEARNERS:
+            cls = {"protonet": ProtoNet, "matching": MatchingNet}.get(self.learner)
+            if cls is None:
+                return BayesianProtoNet(net, **prior, **common)
+            return cast(MetaLearner, cls(net, **common))
+        if self.learner == "variational":
+            return VariationalMetaLearner(
+                net, likelihood=likelihood, adapt_steps=self.adapt_steps, **prior, **common
+            )
+        inner: dict[str, Any] = {
+            "inner_lr": self.inner_lr,
+            "inner_steps": self.inner_steps,
+            "eval_inner_steps": self.eval_inner_steps,
+        }
+        if self.learner == "reptile":
+            return Reptile(net, loss=loss, **inner, **common)
+        if self.learner == "bayesian_maml":
+            return BayesianMAML(
+                net, likelihood=likelihood, kl_weight=self.kl_weight, **prior, **inner, **common
+            )
+        return MAML(
+            net,
+            first_order=self.learner == "fomaml",
+            learn_inner_lr=self.learn_inner_lr,
+            loss=loss,
+            **inner,
+            **common,
+        )
