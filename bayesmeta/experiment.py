@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import torch
 
@@ -20,6 +20,8 @@ from bayesmeta.learners.gradient import GradientMetaLearner
 from bayesmeta.learners.training import History
 from bayesmeta.learners.variational import VariationalMetaLearner
 from bayesmeta.run_config import RunConfig
+from bayesmeta.run_folder import CHECKPOINT, RunFolderError, new_run_dir, read_run_config
+from bayesmeta.tasks.source import SeededSource
 from bayesmeta.tasks.task import TaskBatch
 
 __all__ = [
@@ -29,6 +31,7 @@ __all__ = [
     "RunResult",
     "evaluate_held_out",
     "format_table",
+    "resume_run",
     "run_experiment",
 ]
 
@@ -76,28 +79,62 @@ def run_experiment(
     -------
     RunResult
         The learner, its history and the evaluation; ``run_dir`` is the
-        folder holding ``config.json``, ``history.json``, ``metrics.json``,
-        ``model.safetensors`` and, with matplotlib, ``predictions.png``
-        (regression) or ``reliability.png`` (classification).
+        folder (see :mod:`bayesmeta.run_folder`) holding ``config.json``
+        and ``checkpoint.safetensors`` from the start, and at the end
+        ``history.json``, ``metrics.json``, ``model.safetensors`` and, with
+        matplotlib, ``predictions.png`` (regression) or ``reliability.png``
+        (classification).
 
     """
     config = RunConfig() if config is None else config
-    train = config.train_source()  # data first: a bad setting fails before training
+    train = config.train_source()  # the data first: a bad setting fails before any file
+    run_dir = None if out_dir is None else new_run_dir(config, out_dir)
+    return _run(config, run_dir, progress, train)
+
+
+def resume_run(run_dir: str | Path, *, progress: bool | None = None) -> RunResult:
+    """Finish an interrupted run from its folder's last training checkpoint.
+
+    Meta-training continues from ``checkpoint.safetensors`` (the learner,
+    its optimisers, the random states and the history), so the finished run
+    equals one that was never interrupted; then the run is evaluated and its
+    files written, as :func:`run_experiment` does.
+
+    Parameters
+    ----------
+    run_dir
+        A run folder whose run stopped before writing ``metrics.json``.
+    progress
+        Progress bars (``None``: only on a terminal).
+
+    Raises
+    ------
+    RunFolderError
+        If ``run_dir`` has no valid ``config.json`` or has already finished.
+    ~bayesmeta.io.CheckpointError
+        If the checkpoint is corrupted or was written by another learner.
+
+    """
+    run_dir = Path(run_dir)
+    config = read_run_config(run_dir)
+    if (run_dir / "metrics.json").exists():
+        raise RunFolderError(f"the run in {run_dir} has finished: it has a metrics.json")
+    return _run(config, run_dir, progress, config.train_source())
+
+
+def _run(
+    config: RunConfig, run_dir: Path | None, progress: bool | None, train: SeededSource
+) -> RunResult:
+    """Meta-train on ``train`` (checkpointing into ``run_dir``), evaluate, write the results."""
     held_out = config.held_out_source(EVAL_SEED)
     learner = config.build_learner()
-    t0 = time.perf_counter()
+    fit: dict[str, Any] = {"progress": progress}
+    if run_dir is not None:
+        fit.update(checkpoint=run_dir / CHECKPOINT, checkpoint_every=config.checkpoint_every)
     if isinstance(learner, VariationalMetaLearner):  # a posterior per task of a fixed set
-        history = learner.meta_fit(
-            train,
-            config.iterations,
-            config.meta_batch_size,
-            num_tasks=config.train_tasks,
-            progress=progress,
-        )
-    else:
-        history = learner.meta_fit(
-            train, config.iterations, config.meta_batch_size, progress=progress
-        )
+        fit["num_tasks"] = config.train_tasks
+    t0 = time.perf_counter()
+    history = learner.meta_fit(train, config.iterations, config.meta_batch_size, **fit)
     t1 = time.perf_counter()
     if isinstance(learner, GradientMetaLearner) and not config.classification:
         # Point estimates of regression functions: fit a noise scale for predictive intervals.
@@ -109,8 +146,9 @@ def run_experiment(
     result = RunResult(
         config, learner, history, evaluation, timings={"meta_fit_s": t1 - t0, "evaluate_s": t2 - t1}
     )
-    if out_dir is not None:
-        result.run_dir = _write_run(result, Path(out_dir))
+    if run_dir is not None:
+        _write_results(result, run_dir)
+        result.run_dir = run_dir
     return result
 
 
@@ -129,16 +167,9 @@ def evaluate_held_out(
         return evaluate(learner, batch, progress=progress)
 
 
-def _write_run(result: RunResult, out_dir: Path) -> Path:
+def _write_results(result: RunResult, run_dir: Path) -> None:
+    """Write a finished run's history, metrics, learner and figures into ``run_dir``."""
     cfg = result.config
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    run_dir = out_dir / f"{stamp}-{cfg.learner}-{cfg.data}-{cfg.shots}shot"
-    suffix = 1
-    while run_dir.exists():
-        suffix += 1
-        run_dir = out_dir / f"{stamp}-{cfg.learner}-{cfg.data}-{cfg.shots}shot-{suffix}"
-    run_dir.mkdir(parents=True)
-    (run_dir / "config.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
     (run_dir / "history.json").write_text(json.dumps(result.history.to_dict()) + "\n")
     metrics = {
         "num_tasks": result.evaluation.num_tasks,
@@ -151,13 +182,12 @@ def _write_run(result: RunResult, out_dir: Path) -> Path:
     try:
         from bayesmeta.plotting import plot_predictions, plot_reliability
     except ImportError:  # matplotlib is optional
-        return run_dir
+        return
     if result.evaluation.reliability is not None:
         plot_reliability(result.evaluation.reliability, run_dir / "reliability.png")
     elif not cfg.classification:
         batch = cfg.held_out_source(EVAL_SEED).sample(6)
         plot_predictions(cast(Adaptable, result.learner), batch, run_dir / "predictions.png")
-    return run_dir
 
 
 def _noise_scale(learner: MetaLearner) -> list[float] | None:

@@ -137,6 +137,9 @@ class RunConfig:
         posterior to each of a fixed set of tasks.
     adapt_steps : int
         SVI steps of ``"variational"``'s adaptation to a new task.
+    checkpoint_every : int
+        Meta-iterations between training checkpoints in the run folder
+        (``bayesmeta resume`` continues an interrupted run from the last one).
     seed : int
         Seeds the weights and the meta-training tasks.
 
@@ -164,6 +167,7 @@ class RunConfig:
     kl_weight: float = 1.0
     train_tasks: int = 200
     adapt_steps: int = 300
+    checkpoint_every: int = 500
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -179,7 +183,7 @@ class RunConfig:
         object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
         for name in ("n_way", "shots", "eval_tasks", "meta_batch_size", "channels"):
             check_count(name, getattr(self, name), minimum=1)
-        for name in ("inner_steps", "train_tasks", "adapt_steps"):
+        for name in ("inner_steps", "train_tasks", "adapt_steps", "checkpoint_every"):
             check_count(name, getattr(self, name), minimum=1)
         check_count("iterations", self.iterations, minimum=0)
         check_count("glyph_classes", self.glyph_classes, minimum=2)

@@ -1,4 +1,8 @@
-"""``bayesmeta run [CONFIG.toml]`` writes a run folder; ``evaluate`` and ``report`` read one."""
+"""The ``bayesmeta`` command: ``run``, ``resume``, ``evaluate`` and ``report`` a run folder.
+
+``bayesmeta run [CONFIG.toml]`` writes a run folder, ``resume`` finishes an interrupted one,
+and ``evaluate`` and ``report`` read a finished one.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +16,7 @@ import torch
 
 from bayesmeta.config import parse_config, read_config
 from bayesmeta.errors import BayesmetaError
-from bayesmeta.experiment import format_table, quick, run_experiment
+from bayesmeta.experiment import RunResult, format_table, quick, resume_run, run_experiment
 from bayesmeta.run_config import DATA, LEARNERS, RunConfig
 
 __all__ = ["build_parser", "main"]
@@ -61,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("--outer-lr", float, f"(default {d.outer_lr})"),
         ("--eval-tasks", int, f"(default {d.eval_tasks})"),
         ("--prior-scale", float, "initial prior scale of the Bayesian learners"),
+        ("--checkpoint-every", int, f"iterations between checkpoints ({d.checkpoint_every})"),
         ("--seed", int, f"(default {d.seed})"),
     ):
         run.add_argument(flag, type=kind, default=hidden, help=text)
@@ -70,6 +75,16 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)"
     )
+    resume = sub.add_parser(
+        "resume",
+        help="finish an interrupted run from its folder's last checkpoint",
+        description="Continue meta-training from RUN_DIR/checkpoint.safetensors with the "
+        "run's own config, then evaluate and write the run's files, exactly as if the run "
+        "had never stopped.",
+    )
+    resume.add_argument("run_dir", help="a folder written by an unfinished `bayesmeta run`")
+    resume.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    resume.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     evaluate = sub.add_parser(
         "evaluate",
         help="re-evaluate a run folder's learner on the run's held-out tasks",
@@ -142,6 +157,42 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _set_threads(command: str, threads: int | None) -> bool:
+    """Apply ``--threads``; False (after printing the error) if it is not positive."""
+    if threads is None:
+        return True
+    if threads < 1:
+        print(f"bayesmeta {command}: error: --threads must be >= 1", file=sys.stderr)
+        return False
+    torch.set_num_threads(threads)
+    return True
+
+
+def _print_run(result: RunResult) -> None:
+    """The metrics table of a finished run and where its folder is."""
+    config = result.config
+    title = (
+        f"{config.learner} on {config.data}, {config.shots}-shot: "
+        f"{result.evaluation.num_tasks} held-out tasks, mean ± 95% CI "
+        f"({config.iterations} meta-iterations in {result.timings['meta_fit_s']:.1f} s)"
+    )
+    print(format_table({config.learner: result.evaluation.summary()}, title=title))
+    print(f"run folder: {result.run_dir}")
+
+
+def _resume(args: argparse.Namespace) -> int:
+    """``bayesmeta resume``: finish an interrupted run."""
+    if not _set_threads("resume", args.threads):
+        return 2
+    try:
+        result = resume_run(args.run_dir, progress=False if args.no_progress else None)
+    except (BayesmetaError, OSError) as err:
+        print(f"bayesmeta resume: error: {err}", file=sys.stderr)
+        return 1
+    _print_run(result)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``bayesmeta`` command; returns the exit status."""
     args = build_parser().parse_args(argv)
@@ -149,6 +200,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _report(args)
     if args.command == "evaluate":
         return _evaluate(args)
+    if args.command == "resume":
+        return _resume(args)
     if args.command == "run":
         names = {f.name for f in fields(RunConfig)}
         given = {k: v for k, v in vars(args).items() if k in names}
@@ -161,11 +214,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
         if args.quick:
             config = quick(config)
-        if args.threads is not None:
-            if args.threads < 1:
-                print("bayesmeta run: error: --threads must be >= 1", file=sys.stderr)
-                return 2
-            torch.set_num_threads(args.threads)
+        if not _set_threads("run", args.threads):
+            return 2
         try:
             result = run_experiment(
                 config, out_dir=args.out, progress=False if args.no_progress else None
@@ -173,13 +223,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         except (BayesmetaError, ValueError) as err:  # e.g. n_way above the classes there are
             print(f"bayesmeta run: error: {err}", file=sys.stderr)
             return 1
-        title = (
-            f"{config.learner} on {config.data}, {config.shots}-shot: "
-            f"{result.evaluation.num_tasks} held-out tasks, mean ± 95% CI "
-            f"({config.iterations} meta-iterations in {result.timings['meta_fit_s']:.1f} s)"
-        )
-        print(format_table({config.learner: result.evaluation.summary()}, title=title))
-        print(f"run folder: {result.run_dir}")
+        _print_run(result)
     return 0
 
 

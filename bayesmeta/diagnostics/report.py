@@ -23,12 +23,18 @@ from tqdm.auto import tqdm
 from bayesmeta import metrics
 from bayesmeta.calibration import coverage_curve, pit_values, regression_calibration_error
 from bayesmeta.class_prediction import ClassPrediction
-from bayesmeta.errors import BayesmetaError
 from bayesmeta.evaluation import Adaptable, Evaluation
 from bayesmeta.experiment import EVAL_SEED, RunConfig, evaluate_held_out
 from bayesmeta.io.checkpoint import load_learner
 from bayesmeta.learners.training import show_progress
 from bayesmeta.reliability import Reliability, reliability
+from bayesmeta.run_folder import (
+    CHECKPOINT,
+    FINISHED_FILES,
+    RunFolderError,
+    read_json,
+    read_run_config,
+)
 from bayesmeta.tasks.source import check_count
 from bayesmeta.tasks.task import TaskBatch
 
@@ -43,12 +49,7 @@ __all__ = [
 
 #: Nominal levels of the coverage figure: 0.05, 0.10, ..., 0.95 (the table shows 0.1, ..., 0.9).
 REPORT_LEVELS: tuple[float, ...] = tuple(i / 20 for i in range(1, 20))
-_RUN_FILES = ("config.json", "metrics.json", "history.json", "model.safetensors")
 _CHUNK = 100  # tasks adapted at once, as in evaluate
-
-
-class RunFolderError(BayesmetaError, ValueError):
-    """A folder is not a run folder, or one of its files is unreadable."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -107,34 +108,26 @@ class RunDiagnostics:
         return [(float(a), float(b)) for a, b in zip(self.levels, self.coverage, strict=True)][1::2]
 
 
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise RunFolderError(f"cannot read {path}: {err}") from err
-
-
 def _load(run_dir: Path) -> tuple[RunConfig, dict[str, Any], dict[str, Any]]:
-    if not run_dir.is_dir():
-        raise RunFolderError(f"run_dir {run_dir} is not a folder")
-    missing = [name for name in _RUN_FILES if not (run_dir / name).is_file()]
+    config = read_run_config(run_dir)
+    missing = [name for name in FINISHED_FILES if not (run_dir / name).is_file()]
     if missing:
+        unfinished = (run_dir / CHECKPOINT).is_file()
         raise RunFolderError(
-            f"{run_dir} is not a run folder: it has no {', '.join(missing)} "
-            "(run folders are written by `bayesmeta run`)"
+            f"{run_dir} is not a finished run folder: it has no {', '.join(missing)}"
+            + (
+                " (the run was interrupted: continue it with `bayesmeta resume`)"
+                if unfinished
+                else " (run folders are written by `bayesmeta run`)"
+            )
         )
-    raw = _read_json(run_dir / "config.json")
-    try:
-        config = RunConfig(**raw)  # unknown or invalid settings raise
-    except (TypeError, ValueError) as err:
-        raise RunFolderError(f"{run_dir / 'config.json'} is not a valid RunConfig: {err}") from err
-    metrics_json = _read_json(run_dir / "metrics.json")
+    metrics_json = read_json(run_dir / "metrics.json")
     table = metrics_json.get("metrics") if isinstance(metrics_json, dict) else None
     if not isinstance(table, dict) or not all(
         isinstance(v, dict) and {"mean", "ci95"} <= set(v) for v in table.values()
     ):
         raise RunFolderError(f"{run_dir / 'metrics.json'} has no 'metrics' table of means and CIs")
-    history = _read_json(run_dir / "history.json")
+    history = read_json(run_dir / "history.json")
     if not isinstance(history, dict) or not isinstance(history.get("loss"), list):
         raise RunFolderError(f"{run_dir / 'history.json'} has no 'loss' list")
     return config, metrics_json, history
