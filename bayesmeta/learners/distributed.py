@@ -32,6 +32,9 @@ from bayesmeta.tasks.task import TaskBatch
 
 __all__ = [
     "DistributedError",
+    "all_reduce_gradients",
+    "broadcast_seed",
+    "check_same_batch",
     "distributed_meta_gradients",
     "init_from_env",
     "is_distributed",
@@ -102,8 +105,22 @@ def sync_parameters(module: torch.nn.Module) -> None:
             dist.broadcast(tensor.data, src=0)
 
 
-def _check_same_batch(batch: TaskBatch) -> None:
-    """Raise unless every rank drew the same tasks (compared by a cheap fingerprint)."""
+def broadcast_seed(seed: int) -> int:
+    """Rank 0's ``seed`` on every rank (for generators that must agree across ranks)."""
+    value = torch.tensor([seed], dtype=torch.int64, device=_device())
+    dist.broadcast(value, src=0)
+    return int(value)
+
+
+def check_same_batch(batch: TaskBatch) -> None:
+    """Raise unless every rank holds the same tasks (compared by a cheap fingerprint).
+
+    Raises
+    ------
+    DistributedError
+        If the ranks' batches differ.
+
+    """
     parts = [batch.support_x, batch.support_y, batch.query_x, batch.query_y]
     mine = torch.stack([p.double().sum() for p in parts] + [torch.tensor(float(len(batch)))])
     mine = mine.to(_device())
@@ -133,11 +150,28 @@ def distributed_meta_gradients(learner: object, batch: TaskBatch, *, check: bool
     """
     world, rank = dist.get_world_size(), dist.get_rank()
     if check:
-        _check_same_batch(batch)
+        check_same_batch(batch)
     part = shard(batch, rank, world)
     value = learner.meta_gradients(part)  # type: ignore[attr-defined]
-    weight = len(part) / len(batch)
     params: list[Tensor] = [p for p in learner.parameters() if p.requires_grad]  # type: ignore[attr-defined]
+    return all_reduce_gradients(params, value, len(part) / len(batch))
+
+
+def all_reduce_gradients(params: list[Tensor], value: float, weight: float) -> float:
+    """Replace each ``.grad`` by the sum over ranks of ``weight * grad``; return the summed loss.
+
+    Parameters
+    ----------
+    params
+        The parameters, in the same order on every rank; a missing ``.grad``
+        counts as zero, and a parameter that no rank gave a gradient keeps none
+        (optimisers then skip it, as they would in one process).
+    value
+        This rank's loss, summed over the ranks with the same weights.
+    weight
+        This rank's share of the meta-batch, ``T_r / T``.
+
+    """
     dtype, device = params[0].dtype, params[0].device
     has = [p.grad is not None for p in params]
     flat = torch.cat(

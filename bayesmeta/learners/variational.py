@@ -29,12 +29,20 @@ from typing import Any, Literal
 import pyro
 import pyro.distributions as pdist
 import torch
+import torch.distributed as dist
 from pyro.infer import TraceMeanField_ELBO
 from torch import Tensor, nn
 
 from bayesmeta.inference.task_svi import INIT_SCALE_RATIO, task_posterior_svi
 from bayesmeta.learners.base import MetaLearner, OptimizerFactory, positive
-from bayesmeta.learners.distributed import DistributedError, is_distributed
+from bayesmeta.learners.distributed import (
+    DistributedError,
+    all_reduce_gradients,
+    broadcast_seed,
+    check_same_batch,
+    is_distributed,
+    sync_parameters,
+)
 from bayesmeta.learners.training import History, check_finite, run_meta_fit
 from bayesmeta.posteriors.gaussian import GaussianTaskPosterior
 from bayesmeta.posteriors.lowrank import LowRankTaskPosterior
@@ -242,20 +250,20 @@ class VariationalMetaLearner(MetaLearner):
 
     # -- meta-training -------------------------------------------------------------
 
-    def _model(self, x: Tensor, y: Tensor, subsample_size: int | None) -> None:
+    def _model(self, x: Tensor, y: Tensor, subsample: Tensor | None) -> None:
         with pyro.poutine.scale(scale=self.hyper_kl_weight):
             prior = self.prior.sample_prior()
-        with pyro.plate("tasks", x.shape[0], subsample_size=subsample_size, dim=-1) as idx:
+        with pyro.plate("tasks", x.shape[0], subsample=subsample, dim=-1) as idx:
             theta = pyro.sample("theta", prior)
-            if subsample_size is not None:
+            if subsample is not None:
                 x, y = x[idx], y[idx]
             self.likelihood.observe("y", self.fnet(theta, x), y)
 
-    def _guide(self, x: Tensor, y: Tensor, subsample_size: int | None) -> None:
+    def _guide(self, x: Tensor, y: Tensor, subsample: Tensor | None) -> None:
         with pyro.poutine.scale(scale=self.hyper_kl_weight):
             for name, q in self._q_psi().distributions().items():
                 pyro.sample(name, q)
-        with pyro.plate("tasks", x.shape[0], subsample_size=subsample_size, dim=-1) as idx:
+        with pyro.plate("tasks", x.shape[0], subsample=subsample, dim=-1) as idx:
             assert idx is not None
             loc = nn.functional.embedding(idx, self.task_loc, sparse=True)
             log_scale = nn.functional.embedding(idx, self.task_log_scale, sparse=True)
@@ -292,7 +300,14 @@ class VariationalMetaLearner(MetaLearner):
             self._data = (x, y)
         return x, y
 
-    def meta_loss(self, batch: TaskBatch, *, subsample_size: int | None = None) -> Tensor:
+    def meta_loss(
+        self,
+        batch: TaskBatch,
+        *,
+        subsample_size: int | None = None,
+        subsample: Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
         """Pyro's negative ELBO of the hierarchical model, on ``subsample_size`` tasks.
 
         Parameters
@@ -302,7 +317,12 @@ class VariationalMetaLearner(MetaLearner):
             used). The first call with a batch creates its ``q(theta_t)``;
             later calls with the same batch object continue with them.
         subsample_size
-            Tasks ``T`` in this estimate (``None`` or ``>= N``: all of them).
+            Tasks ``T`` in this estimate, drawn without replacement from
+            ``generator`` (``None`` or ``>= N``: all of them).
+        subsample
+            Or the indices of the tasks ``[T]`` (long), given instead.
+        generator
+            Draws the subsample (``None``: torch's global generator).
 
         Returns
         -------
@@ -312,10 +332,17 @@ class VariationalMetaLearner(MetaLearner):
 
         """
         x, y = self._bind(batch)
-        t = None
-        if subsample_size is not None:
-            t = check_count("subsample_size", subsample_size, minimum=1)
-            t = None if t >= x.shape[0] else t
+        if subsample is None:
+            subsample = self._subsample(x.shape[0], subsample_size, generator)
+        elif subsample_size is not None:
+            raise ValueError("give subsample_size or subsample, not both")
+        elif subsample.dtype != torch.long or subsample.dim() != 1 or len(subsample) == 0:
+            raise ValueError(
+                f"subsample must be a non-empty 1-D long tensor of task indices, got "
+                f"{subsample.dtype} of shape {tuple(subsample.shape)}"
+            )
+        elif int(subsample.min()) < 0 or int(subsample.max()) >= x.shape[0]:
+            raise ValueError(f"subsample indices must lie in [0, {x.shape[0]})")
         elbo = TraceMeanField_ELBO(
             num_particles=self.num_particles,
             vectorize_particles=self.num_particles > 1,
@@ -325,13 +352,29 @@ class VariationalMetaLearner(MetaLearner):
         # later, NaN parameters reach the loss (NonFiniteLossError) and steps are ~10 % faster.
         validate, self._check_sites = self._check_sites, False
         with pyro.validation_enabled(validate):
-            return elbo.differentiable_loss(self._model, self._guide, x, y, t)
+            return elbo.differentiable_loss(self._model, self._guide, x, y, subsample)
 
-    def meta_step(self, batch: TaskBatch, *, subsample_size: int | None = None) -> float:
+    def _subsample(
+        self, n: int, size: int | None, generator: torch.Generator | None
+    ) -> Tensor | None:
+        """``size`` of ``n`` task indices without replacement, or ``None`` for all of them."""
+        if size is None or check_count("subsample_size", size, minimum=1) >= n:
+            return None
+        return torch.randperm(n, generator=generator)[:size].to(self.device)
+
+    def meta_step(
+        self,
+        batch: TaskBatch,
+        *,
+        subsample_size: int | None = None,
+        generator: torch.Generator | None = None,
+    ) -> float:
         """One step of both optimisers on :meth:`meta_loss`; returns the loss before it.
 
         ``max_grad_norm`` clips the global parameters' gradient (``q(psi)`` and
-        the likelihood), not the tasks' ``q(theta_t)``.
+        the likelihood), not the tasks' ``q(theta_t)``. Under a
+        ``torch.distributed`` process group the step's tasks are split over the
+        ranks and the gradients summed (see :meth:`meta_fit`).
 
         Raises
         ------
@@ -340,12 +383,15 @@ class VariationalMetaLearner(MetaLearner):
             updated).
 
         """
-        loss = self.meta_loss(batch, subsample_size=subsample_size)
         optimizers = (self.optimizer, self.local_optimizer)
         for opt in optimizers:
             opt.zero_grad(set_to_none=True)
-        value = check_finite(float(loss.detach()), "the negative ELBO")
-        loss.backward()
+        if is_distributed():
+            value = self._distributed_gradients(batch, subsample_size, generator)
+        else:
+            loss = self.meta_loss(batch, subsample_size=subsample_size, generator=generator)
+            value = check_finite(float(loss.detach()), "the negative ELBO")
+            loss.backward()
         if self.max_grad_norm is not None:
             params = [p for group in self.optimizer.param_groups for p in group["params"]]
             norm = torch.nn.utils.clip_grad_norm_(params, self.max_grad_norm)
@@ -354,6 +400,50 @@ class VariationalMetaLearner(MetaLearner):
             opt.step()
             opt.zero_grad(set_to_none=True)
         return value
+
+    def _distributed_gradients(
+        self, batch: TaskBatch, subsample_size: int | None, generator: torch.Generator | None
+    ) -> float:
+        """The step's summed gradient on every rank, each rank computing its share of tasks.
+
+        Every rank draws the same subsample (``generator`` is seeded alike), takes its
+        contiguous share, and weights its loss by its share: the local terms are then
+        scaled by ``N / T`` overall and the global (``q(psi)``) terms counted once, as in
+        one process. The tasks' sparse ``q(theta_t)`` gradients travel as dense rows of
+        the drawn tasks.
+        """
+        x, _ = self._bind(batch)
+        n = x.shape[0]
+        idx = self._subsample(n, subsample_size, generator)
+        idx = torch.arange(n, device=self.device) if idx is None else idx
+        world, rank = dist.get_world_size(), dist.get_rank()
+        if len(idx) < world:
+            raise DistributedError(
+                f"{len(idx)} tasks per step cannot be split over {world} ranks; use "
+                f"meta_batch_size >= {world}"
+            )
+        lo, hi = rank * len(idx) // world, (rank + 1) * len(idx) // world
+        weight = (hi - lo) / len(idx)
+        loss = self.meta_loss(batch, subsample=idx[lo:hi])
+        check_finite(float(loss.detach()), "the negative ELBO")
+        loss.backward()
+        rows: list[Tensor] = []  # this rank's weighted rows of the drawn tasks, others zero
+        for param in (self.task_loc, self.task_log_scale):
+            grad = param.grad
+            dense = torch.zeros_like(param) if grad is None else grad.to_dense()
+            rows.append(dense[idx] * weight)
+            param.grad = None
+        value = all_reduce_gradients(  # weights the global gradients and sums them
+            [p for group in self.optimizer.param_groups for p in group["params"]],
+            float(loss.detach()),
+            weight,
+        )
+        for param, part in zip((self.task_loc, self.task_log_scale), rows, strict=True):
+            dist.all_reduce(part)
+            param.grad = torch.sparse_coo_tensor(
+                idx.unsqueeze(0), part, param.shape, check_invariants=True
+            )
+        return check_finite(value, "the negative ELBO")
 
     @property
     def optimizer(self) -> torch.optim.Optimizer:
@@ -436,28 +526,40 @@ class VariationalMetaLearner(MetaLearner):
             If ``checkpoint`` exists but is corrupted or was written by a
             different learner or architecture.
         DistributedError
-            Under a ``torch.distributed`` process group of several ranks: the
-            per-task variational parameters live on one process, so this
-            learner does not train data-parallel yet.
+            Under a ``torch.distributed`` process group: if the ranks hold
+            different tasks, or a step's tasks are fewer than the ranks.
+
+        Notes
+        -----
+        Under a ``torch.distributed`` process group of several ranks (see
+        :mod:`bayesmeta.learners.distributed`) every rank holds all ``N`` tasks
+        and their ``q(theta_t)``; each step's subsample is the same on every
+        rank, each rank computes the ELBO terms of its share of it, and the
+        gradients are summed, so every rank applies the same update. As with
+        :class:`~bayesmeta.BayesianMAML`, the Monte Carlo draws differ from a
+        single process's, so the result matches one process in distribution
+        (and to float tolerance when the guide's scales are tiny).
 
         """
-        if is_distributed():
-            raise DistributedError(
-                "VariationalMetaLearner does not train data-parallel yet (its per-task "
-                "parameters live on one process); run it in a single process"
-            )
         batch = self._as_batch(tasks, num_tasks)
         check_count("meta_batch_size", meta_batch_size, minimum=1)
         self.train()
         self._bind(batch)
-        source = _Fixed(batch)
+        # Each step's subsample comes from the source's own generator (saved in training
+        # checkpoints), seeded from torch's global one so that a seeded run repeats.
+        seed = int(torch.randint(0, 2**62, ()))
+        if is_distributed():
+            check_same_batch(batch)
+            sync_parameters(self)
+            seed = broadcast_seed(seed)
+        source = _Fixed(batch, seed)
         history, after_step = None, None
         if checkpoint is not None:  # after _bind: the tasks' q(theta_t) exist to load into
             from bayesmeta.io.training_state import resume
 
             history, after_step = resume(checkpoint, self, source, iterations, checkpoint_every)
         return run_meta_fit(
-            lambda b: self.meta_step(b, subsample_size=meta_batch_size),
+            lambda b: self.meta_step(b, subsample_size=meta_batch_size, generator=source.generator),
             source,
             iterations,
             meta_batch_size,
@@ -626,10 +728,11 @@ class VariationalMetaLearner(MetaLearner):
 
 
 class _Fixed:
-    """A task source that returns the same (fixed) tasks every time."""
+    """The same (fixed) tasks every time, and the generator of each step's subsample."""
 
-    def __init__(self, batch: TaskBatch) -> None:
+    def __init__(self, batch: TaskBatch, seed: int) -> None:
         self.batch = batch
+        self.generator = torch.Generator().manual_seed(seed)
 
     def sample(self, num_tasks: int, *, generator: torch.Generator | None = None) -> TaskBatch:
         return self.batch

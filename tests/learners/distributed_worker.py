@@ -8,6 +8,7 @@ and the loss history, or the error it raised.
 """
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -28,11 +29,40 @@ def build(name: str, seed: int):
         return bm.Reptile(
             (1, 16, 1), inner_steps=2, optimizer=lambda ps: torch.optim.SGD(ps, lr=0.1)
         )
-    if name == "variational":
+    if name.startswith("variational"):
         return bm.VariationalMetaLearner((1, 16, 1))
     if name == "bayesian_maml":
         return bm.BayesianMAML((1, 16, 1), inner_steps=2)
     raise ValueError(name)
+
+
+def fit(learner, name: str, seed: int):
+    """Meta-train for 6 iterations of 5 tasks; the variational learner on 10 fixed tasks."""
+    source = bm.Sinusoid(5, 5, seed=seed)
+    if name != "variational":
+        return learner.meta_fit(source, iterations=6, meta_batch_size=5, progress=False)
+    return learner.meta_fit(source.sample(10), iterations=6, meta_batch_size=5, progress=False)
+
+
+def variational_gradient(learner, seed: int, step) -> list[float]:
+    """One step's gradient of every parameter, dense and flat, with tiny guide scales.
+
+    Tiny scales make the ELBO deterministic given the subsample (Monte Carlo draws differ
+    between a split over ranks and one process); ``step(tasks, generator)`` computes it.
+    """
+    tasks = bm.Sinusoid(5, 5, seed=seed).sample(10)
+    learner.meta_loss(tasks)  # creates q(theta_t)
+    with torch.no_grad():
+        for p in (learner.task_log_scale, learner.hyper_loc_log_std):
+            p.fill_(-12.0)
+        if learner.hyper_log_scale_log_std is not None:
+            learner.hyper_log_scale_log_std.fill_(-12.0)
+    learner.zero_grad(set_to_none=True)
+    step(tasks, torch.Generator().manual_seed(7))
+    grads = [
+        torch.zeros_like(p) if p.grad is None else p.grad.to_dense() for p in learner.parameters()
+    ]
+    return torch.cat([g.reshape(-1) for g in grads]).tolist()
 
 
 def main() -> None:
@@ -46,16 +76,26 @@ def main() -> None:
     seed = 3 if mode == "same" else 3 + rank
     result: dict = {}
     try:
-        source = bm.Sinusoid(5, 5, seed=seed)
-        tasks = source.sample(10) if name == "variational" else source
-        history = learner.meta_fit(tasks, iterations=6, meta_batch_size=5, progress=False)
-        params = torch.cat([p.detach().reshape(-1) for p in learner.parameters()])
-        result = {"params": params.tolist(), "loss": history.loss}
+        if name == "variational_gradient":
+            learner.load_state_dict(build(name, seed=0).state_dict())  # the same start
+            grad = variational_gradient(
+                learner, seed, lambda tasks, g: learner._distributed_gradients(tasks, 5, g)
+            )
+            result = {"grad": grad}
+        else:
+            history = fit(learner, name, seed)
+            params = torch.cat([p.detach().reshape(-1) for p in learner.parameters()])
+            result = {"params": params.tolist(), "loss": history.loss}
     except bm.BayesmetaError as err:
         result = {"error": type(err).__name__, "message": str(err)}
     (out / f"rank{rank}.json").write_text(json.dumps(result))
     dist.barrier()
     dist.destroy_process_group()
+    # Skip interpreter teardown: gloo's worker threads can still hold tensors then, and
+    # about 1 exit in 20 aborts ("terminate called without an active exception"; see
+    # pytorch/pytorch#179291). The results are written and the group is destroyed.
+    sys.stdout.flush()
+    os._exit(0)
 
 
 if __name__ == "__main__":

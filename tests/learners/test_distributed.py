@@ -37,12 +37,10 @@ def torchrun(tmp_path: Path, *args: str) -> list[dict]:
 
 def single_process(name: str) -> tuple[torch.Tensor, list[float]]:
     sys.path.insert(0, str(WORKER.parent))
-    from distributed_worker import build
+    from distributed_worker import build, fit
 
     learner = build(name, seed=0)
-    history = learner.meta_fit(
-        bm.Sinusoid(5, 5, seed=3), iterations=6, meta_batch_size=5, progress=False
-    )
+    history = fit(learner, name, seed=3)
     return torch.cat([p.detach().reshape(-1) for p in learner.parameters()]), history.loss
 
 
@@ -61,22 +59,38 @@ def test_two_ranks_match_one_process(tmp_path, name):
         )
 
 
-def test_stochastic_learner_stays_in_sync(tmp_path):
-    a, b = torchrun(tmp_path, "bayesian_maml")
+@pytest.mark.parametrize("name", ["bayesian_maml", "variational"])
+def test_stochastic_learner_stays_in_sync(tmp_path, name):
+    a, b = torchrun(tmp_path, name)
     assert a["params"] == b["params"]  # the same update on every rank
     assert all(torch.isfinite(torch.tensor(a["loss"])))
+    want, _ = single_process(name)
+    assert len(a["params"]) == len(want)
+    moved = (torch.tensor(a["params"]) - want).abs().max()
+    assert 0 < moved < 0.1  # the same fit as one process, but its own Monte Carlo draws
+
+
+def test_variational_gradient_split_over_ranks_equals_one_process(tmp_path):
+    """The summed gradient of every parameter, q(theta_t)'s sparse rows included."""
+    sys.path.insert(0, str(WORKER.parent))
+    from distributed_worker import build, variational_gradient
+
+    learner = build("variational_gradient", seed=0)
+
+    def one_process(tasks, generator):
+        learner.meta_loss(tasks, subsample_size=5, generator=generator).backward()
+
+    want = torch.tensor(variational_gradient(learner, 3, one_process))
+    for result in torchrun(tmp_path, "variational_gradient"):
+        got = torch.tensor(result["grad"])
+        assert int((want != 0).sum()) > 300  # the drawn tasks' rows and the globals
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-3 * float(want.abs().max()))
 
 
 def test_ranks_drawing_different_tasks_are_refused(tmp_path):
     for result in torchrun(tmp_path, "maml", "mismatch"):
         assert result["error"] == "DistributedError"
         assert "seed the task source identically" in result["message"]
-
-
-def test_variational_learner_refuses_to_train_data_parallel(tmp_path):
-    for result in torchrun(tmp_path, "variational"):
-        assert result["error"] == "DistributedError"
-        assert "single process" in result["message"]
 
 
 def test_shard_splits_tasks_contiguously():
