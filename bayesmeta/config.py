@@ -47,14 +47,22 @@ def load_config(path: str | Path) -> RunConfig:
 
 
 def read_config(path: str | Path) -> dict[str, Any]:
-    """The settings of a TOML file, unvalidated (validate with :func:`parse_config`)."""
+    """The settings of a TOML file, unvalidated (validate with :func:`parse_config`).
+
+    A relative ``path`` (a data file) is resolved against the config file's folder.
+    """
     path = Path(path)
     try:
-        return tomllib.loads(path.read_text())
+        raw = tomllib.loads(path.read_text())
     except FileNotFoundError as err:
         raise ConfigError(f"no config file at {path}") from err
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
         raise ConfigError(f"{path} is not valid TOML: {err}") from err
+    data_path = raw.get("path")
+    if isinstance(data_path, str) and not Path(data_path).is_absolute():
+        # a data file named relative to the config file, so that a config works from anywhere
+        raw["path"] = str((path.parent / data_path).resolve())
+    return raw
 
 
 def parse_config(raw: dict[str, Any], *, source: str = "the config") -> RunConfig:
@@ -104,8 +112,12 @@ def _check_type(key: str, value: Any, hint: Any, source: str) -> Any:
         origin = typing.get_origin(option)
         if origin is typing.Literal and value in typing.get_args(option):
             return value
-        if origin is tuple and isinstance(value, list) and all(_is_int(v) for v in value):
-            return tuple(value)
+        if origin is tuple and isinstance(value, list):
+            item = typing.get_args(option)[0]
+            if all(_is_int(v) if item is int else isinstance(v, item) for v in value):
+                return tuple(value)
+        if option is str and isinstance(value, str):
+            return value
         if option is bool and isinstance(value, bool):
             return value
         if option is int and _is_int(value):
@@ -128,9 +140,11 @@ def _describe(option: Any) -> str:
     if typing.get_origin(option) is typing.Literal:
         return "one of " + ", ".join(repr(a) for a in typing.get_args(option))
     if typing.get_origin(option) is tuple:
-        return "a list of integers"
+        item = typing.get_args(option)[0]
+        return "a list of integers" if item is int else "a list of strings"
     return {
         int: "an integer",
+        str: "a string",
         float: "a number",
         bool: "true or false",
         type(None): "left out",

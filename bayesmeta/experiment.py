@@ -126,7 +126,7 @@ def _run(
     config: RunConfig, run_dir: Path | None, progress: bool | None, train: SeededSource
 ) -> RunResult:
     """Meta-train on ``train`` (checkpointing into ``run_dir``), evaluate, write the results."""
-    held_out = config.held_out_source(EVAL_SEED)
+    held_out = config.held_out_tasks(EVAL_SEED)
     learner = config.build_learner()
     fit: dict[str, Any] = {"progress": progress}
     if run_dir is not None:
@@ -138,10 +138,8 @@ def _run(
     t1 = time.perf_counter()
     if isinstance(learner, GradientMetaLearner) and not config.classification:
         # Point estimates of regression functions: fit a noise scale for predictive intervals.
-        learner.fit_noise_scale(config.held_out_source(NOISE_FIT_SEED).sample(200))
-    evaluation = evaluate_held_out(
-        cast(Adaptable, learner), held_out.sample(config.eval_tasks), progress=progress
-    )
+        learner.fit_noise_scale(config.noise_fit_tasks(NOISE_FIT_SEED))
+    evaluation = evaluate_held_out(cast(Adaptable, learner), held_out, progress=progress)
     t2 = time.perf_counter()
     result = RunResult(
         config, learner, history, evaluation, timings={"meta_fit_s": t1 - t0, "evaluate_s": t2 - t1}
@@ -185,8 +183,8 @@ def _write_results(result: RunResult, run_dir: Path) -> None:
         return
     if result.evaluation.reliability is not None:
         plot_reliability(result.evaluation.reliability, run_dir / "reliability.png")
-    elif not cfg.classification:
-        batch = cfg.held_out_source(EVAL_SEED).sample(6)
+    elif not cfg.classification and (cfg.data != "table" or len(cfg.x) == 1):  # 1-D inputs
+        batch = cfg.held_out_tasks(EVAL_SEED).select(slice(0, 6))
         plot_predictions(cast(Adaptable, result.learner), batch, run_dir / "predictions.png")
 
 

@@ -14,6 +14,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Literal, cast
 
+import numpy as np
 import torch
 
 from bayesmeta.learners.base import MetaLearner
@@ -26,6 +27,8 @@ from bayesmeta.learners.variational import VariationalMetaLearner
 from bayesmeta.nets.conv import Conv4
 from bayesmeta.tasks.regression import Sinusoid, SinusoidOrLine
 from bayesmeta.tasks.source import SeededSource, check_count
+from bayesmeta.tasks.tables import GroupedTasks, from_dataframe, read_csv
+from bayesmeta.tasks.task import TaskBatch
 
 __all__ = [
     "CLASSIFICATION_DATA",
@@ -48,7 +51,7 @@ LearnerName = Literal[
     "bayesian_protonet",
     "matching",
 ]
-DataName = Literal["sinusoid", "sinusoid_or_line", "glyphs", "digits"]
+DataName = Literal["sinusoid", "sinusoid_or_line", "table", "glyphs", "digits"]
 LEARNERS: tuple[str, ...] = LearnerName.__args__  # type: ignore[attr-defined]
 DATA: tuple[str, ...] = DataName.__args__  # type: ignore[attr-defined]
 METRIC_LEARNERS = ("protonet", "bayesian_protonet", "matching")
@@ -71,7 +74,13 @@ _ONLY_FOR: dict[str, tuple[str, ...]] = {
     "prior_scale": ("bayesian_maml", "variational", "bayesian_protonet"),
     "train_tasks": ("variational",),
     "adapt_steps": ("variational",),
-    "hidden": ("sinusoid", "sinusoid_or_line"),
+    "hidden": ("sinusoid", "sinusoid_or_line", "table"),
+    "path": ("table",),
+    "group": ("table",),
+    "x": ("table",),
+    "y": ("table",),
+    "order_by": ("table",),
+    "test_fraction": ("table",),
     "n_way": CLASSIFICATION_DATA,
     "channels": CLASSIFICATION_DATA,
     "glyph_classes": ("glyphs",),
@@ -96,18 +105,29 @@ class RunConfig:
         ``"protonet"``, ``"bayesian_protonet"`` or ``"matching"``. The last
         three classify only.
     data : str
-        The built-in task family: ``"sinusoid"`` or ``"sinusoid_or_line"``
-        (regression), ``"glyphs"`` (a generated Omniglot-like alphabet,
-        28x28 images) or ``"digits"`` (scikit-learn's bundled 8x8 digits,
-        meta-trained on 0-4 and tested on 5-9).
+        The task family: ``"sinusoid"`` or ``"sinusoid_or_line"``
+        (regression), ``"table"`` (your own CSV file, one regression task
+        per group of rows), ``"glyphs"`` (a generated Omniglot-like
+        alphabet, 28x28 images) or ``"digits"`` (scikit-learn's bundled 8x8
+        digits, meta-trained on 0-4 and tested on 5-9).
+    path, group, x, y, order_by : str, str, tuple of str, str, str or None
+        For ``"table"``: the CSV file (with a header row), the column whose
+        values name the tasks, the input columns, the target column, and an
+        optional column to order each group's rows by (then the first
+        ``shots`` rows are the support set, as for a time series; otherwise
+        a random ``shots``).
+    test_fraction : float
+        For ``"table"``: the share of groups held out for evaluation, drawn
+        once with a fixed seed; meta-training never sees their rows.
     n_way : int
         Classes per episode (image data).
     shots : int
         Support points per task ``K`` (per class for image data).
     query, eval_query : int or None
         Query points per meta-training and per held-out task (per class for
-        image data); ``None``: 10 and 100 for regression, 15 and 15 for
-        images. Glyph classes have 20 drawings, so ``shots`` plus either
+        image data); ``None``: 10 and 100 for the sinusoids, 15 and 15 for
+        images, and for tables every row of the smallest group after the
+        support set. Glyph classes have 20 drawings, so ``shots`` plus either
         may not exceed 20.
     eval_tasks : int
         Number of held-out tasks scored.
@@ -147,6 +167,12 @@ class RunConfig:
 
     learner: LearnerName = "maml"
     data: DataName = "sinusoid"
+    path: str | None = None
+    group: str | None = None
+    x: tuple[str, ...] = ()
+    y: str | None = None
+    order_by: str | None = None
+    test_fraction: float = 0.2
     n_way: int = 5
     shots: int = 5
     query: int | None = None
@@ -181,6 +207,17 @@ class RunConfig:
                 f"{' or '.join(repr(d) for d in CLASSIFICATION_DATA)}, not {self.data!r}"
             )
         object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
+        object.__setattr__(self, "x", tuple(str(c) for c in self.x))
+        if self.data == "table":
+            missing = [k for k in ("path", "group", "y") if getattr(self, k) is None]
+            missing += [] if self.x else ["x"]
+            if missing:
+                raise ValueError(
+                    f"data 'table' needs {', '.join(missing)} (the CSV file and "
+                    "its group, input and target columns)"
+                )
+            if not 0 < self.test_fraction < 1:
+                raise ValueError(f"test_fraction must lie in (0, 1), got {self.test_fraction}")
         for name in ("n_way", "shots", "eval_tasks", "meta_batch_size", "channels"):
             check_count(name, getattr(self, name), minimum=1)
         for name in ("inner_steps", "train_tasks", "adapt_steps", "checkpoint_every"):
@@ -199,7 +236,7 @@ class RunConfig:
         if not (math.isfinite(self.kl_weight) and self.kl_weight >= 0):
             raise ValueError(f"kl_weight must be >= 0 and finite, got {self.kl_weight}")
         if self.data == "glyphs":
-            most = max(self.train_query, self.held_out_query)
+            most = max(self.train_query or 0, self.held_out_query or 0)
             if self.shots + most > GLYPH_EXAMPLES:
                 raise ValueError(
                     f"glyph classes have {GLYPH_EXAMPLES} drawings, so shots + query and "
@@ -213,16 +250,16 @@ class RunConfig:
         return self.data in CLASSIFICATION_DATA
 
     @property
-    def train_query(self) -> int:
-        """Query points per meta-training task (per class for images)."""
-        if self.query is not None:
+    def train_query(self) -> int | None:
+        """Query points per meta-training task (per class for images; tables: ``None``)."""
+        if self.query is not None or self.data == "table":
             return self.query
         return 15 if self.classification else 10
 
     @property
-    def held_out_query(self) -> int:
-        """Query points per held-out task (per class for images)."""
-        if self.eval_query is not None:
+    def held_out_query(self) -> int | None:
+        """Query points per held-out task (per class for images; tables: ``None``)."""
+        if self.eval_query is not None or self.data == "table":
             return self.eval_query
         return 15 if self.classification else 100
 
@@ -231,10 +268,30 @@ class RunConfig:
         return self._source("train", self.seed, self.train_query)
 
     def held_out_source(self, seed: int) -> SeededSource:
-        """Held-out tasks drawn from ``seed`` (for images, from the meta-test classes)."""
+        """Held-out tasks drawn from ``seed``: new functions, or unseen classes or groups."""
         return self._source("test", seed, self.held_out_query)
 
-    def _source(self, split: str, seed: int, k_query: int) -> SeededSource:
+    def held_out_tasks(self, seed: int) -> TaskBatch:
+        """The ``eval_tasks`` held-out tasks (for tables, each held-out group at most once)."""
+        source = self.held_out_source(seed)
+        count = self.eval_tasks
+        if isinstance(source, GroupedTasks):
+            count = min(count, len(source))
+        return source.sample(count)
+
+    def noise_fit_tasks(self, seed: int) -> TaskBatch:
+        """200 tasks to fit a point-estimate learner's noise scale on, apart from the test.
+
+        For the built-in families they are new tasks of their own seed; for tables, the
+        meta-training groups (the held-out groups are kept for evaluation).
+        """
+        return self._source("train" if self.data == "table" else "test", seed, None).sample(200)
+
+    def _source(self, split: str, seed: int, k_query: int | None) -> SeededSource:
+        if self.data == "table":
+            return self._table(split, seed, k_query)
+        k_query = self.held_out_query if k_query is None else k_query
+        assert k_query is not None
         if self.data == "sinusoid":
             return Sinusoid(self.shots, k_query, seed=seed)
         if self.data == "sinusoid_or_line":
@@ -258,6 +315,36 @@ class RunConfig:
         source.seed = seed
         return source
 
+    def _table(self, split: str, seed: int, k_query: int | None) -> GroupedTasks:
+        """The training or held-out groups of the CSV file as a task source."""
+        assert self.path is not None and self.group is not None and self.y is not None
+        columns = read_csv(self.path)
+        if self.group not in columns:
+            raise ValueError(f"{self.path} has no column {self.group!r}; it has {list(columns)}")
+        keys = columns[self.group]
+        _, first = np.unique(keys, return_index=True)
+        names = keys[np.sort(first)].tolist()  # in order of first appearance
+        if len(names) < 2:
+            raise ValueError(
+                f"{self.path} has {len(names)} group(s) in column {self.group!r}; a run needs "
+                "at least 2, some to meta-train on and some to hold out"
+            )
+        held_out = min(max(1, round(self.test_fraction * len(names))), len(names) - 1)
+        order = torch.randperm(len(names), generator=torch.Generator().manual_seed(DATA_SEED))
+        chosen = order[:held_out] if split == "test" else order[held_out:]
+        return from_dataframe(
+            columns,
+            group=self.group,
+            x=list(self.x),
+            y=self.y,
+            k_support=self.shots,
+            k_query=k_query,
+            split="random" if self.order_by is None else "first",
+            order_by=self.order_by,
+            groups=[names[int(i)] for i in sorted(chosen.tolist())],
+            seed=seed,
+        )
+
     def image_shape(self) -> tuple[int, int, int]:
         """``(channels, height, width)`` of the image data."""
         return (1, 28, 28) if self.data == "glyphs" else (1, 8, 8)
@@ -272,7 +359,7 @@ class RunConfig:
             loss: Any = "cross_entropy"
             likelihood: Any = "categorical"
         else:
-            net = (1, *self.hidden, 1)
+            net = (len(self.x) if self.data == "table" else 1, *self.hidden, 1)
             loss, likelihood = "mse", "gaussian"
         common: dict[str, Any] = {"outer_lr": self.outer_lr, "max_grad_norm": self.max_grad_norm}
         prior: dict[str, Any] = (

@@ -5,6 +5,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+import torch
 
 from bayesmeta.cli.main import main
 from bayesmeta.config import ConfigError, load_config, parse_config
@@ -151,3 +152,58 @@ def test_evaluate_reproduces_a_sampling_learners_metrics(tmp_path, capsys, setti
     assert set(again) == set(first)
     for name, value in first.items():
         assert again[name]["mean"] == pytest.approx(value["mean"], rel=1e-5), name
+
+
+def _table(tmp_path, groups=10, rows=6):
+    """A CSV of ``groups`` lines y = a_g x + b_g, ``rows`` points each."""
+    lines = ["site,x,y,t"]
+    for g in range(groups):
+        lines += [f"s{g},{i / rows},{(g % 3) * i / rows + 0.1 * g},{rows - i}" for i in range(rows)]
+    path = tmp_path / "sites.csv"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_a_table_config_holds_groups_out_and_reads_paths_relative_to_the_file(tmp_path):
+    _table(tmp_path)
+    folder = tmp_path / "configs"
+    folder.mkdir()
+    file = folder / "table.toml"
+    file.write_text(
+        'data = "table"\npath = "../sites.csv"\ngroup = "site"\nx = ["x"]\ny = "y"\n'
+        'order_by = "t"\nshots = 2\nhidden = [8]\ntest_fraction = 0.3\n'
+    )
+    config = load_config(file)
+    assert Path(config.path) == (tmp_path / "sites.csv").resolve() and config.x == ("x",)
+    train, test = config.train_source(), config.held_out_source(0)
+    assert len(test.group_names) == 3 and len(train.group_names) == 7
+    assert not set(train.group_names) & set(test.group_names)
+    held_out = config.held_out_tasks(0)
+    assert len(held_out) == 3  # each held-out group once, though eval_tasks is 600
+    # order_by: the support set is the rows with the smallest t, i.e. the largest x
+    assert torch.all(held_out.support_x.min(dim=1).values > held_out.query_x.max(dim=1).values)
+    result = run_experiment(replace(config, iterations=3), out_dir=tmp_path, progress=False)
+    assert result.evaluation.num_tasks == 3 and (result.run_dir / "predictions.png").exists()
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ({"data": "table", "group": "site"}, "data 'table' needs path, y, x"),
+        ({"data": "table", "path": "p", "group": "g", "x": "x", "y": "y"}, "x must be a list"),
+        ({"data": "table", "path": "p", "group": "g", "x": [1], "y": "y"}, "list of strings"),
+        ({"path": "p.csv"}, "path has no effect on learner 'maml' with data 'sinusoid'"),
+    ],
+)
+def test_bad_table_configs_are_named(raw, message):
+    with pytest.raises(ConfigError, match=message):
+        parse_config(raw)
+
+
+def test_a_table_with_one_group_or_a_missing_column_is_refused(tmp_path):
+    path = _table(tmp_path, groups=1)
+    config = RunConfig(data="table", path=str(path), group="site", x=("x",), y="y", shots=2)
+    with pytest.raises(ValueError, match="1 group\\(s\\) in column 'site'; a run needs at least 2"):
+        config.train_source()
+    with pytest.raises(ValueError, match="has no column 'plot'"):
+        replace(config, group="plot").train_source()

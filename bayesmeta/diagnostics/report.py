@@ -145,7 +145,7 @@ def _held_out(
     learner = load_learner(run_dir / "model.safetensors")
     if not callable(getattr(learner, "adapt", None)):
         raise RunFolderError(f"the learner in {run_dir / 'model.safetensors'} cannot adapt")
-    batch = config.held_out_source(EVAL_SEED).sample(config.eval_tasks)
+    batch = config.held_out_tasks(EVAL_SEED)
     if num_tasks is not None:
         batch = batch.select(slice(0, num_tasks))
     return config, metrics_json, history, cast(Adaptable, learner), batch

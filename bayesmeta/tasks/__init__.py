@@ -7,7 +7,7 @@ from bayesmeta.tasks.images import digits_episodes, load_digits, load_image_fold
 from bayesmeta.tasks.pacoh import PacohCauchy, PacohSinusoid
 from bayesmeta.tasks.regression import Sinusoid, SinusoidOrLine
 from bayesmeta.tasks.source import SeededSource, TaskSource
-from bayesmeta.tasks.tables import GroupedTasks, from_dataframe
+from bayesmeta.tasks.tables import GroupedTasks, from_dataframe, read_csv
 from bayesmeta.tasks.task import Task, TaskBatch
 
 __all__ = [
@@ -29,5 +29,6 @@ __all__ = [
     "load_digits",
     "load_image_folder",
     "make_glyphs",
+    "read_csv",
     "split_classes",
 ]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import os
 from collections.abc import Hashable, Mapping, Sequence
 from typing import Any, Literal
 
@@ -13,7 +15,7 @@ from bayesmeta.errors import ShapeError
 from bayesmeta.tasks.source import SeededSource, check_count
 from bayesmeta.tasks.task import Task, TaskBatch
 
-__all__ = ["GroupedTasks", "SplitRule", "from_dataframe"]
+__all__ = ["GroupedTasks", "SplitRule", "from_dataframe", "read_csv"]
 
 SplitRule = Literal["first", "random"]
 
@@ -269,3 +271,58 @@ def from_dataframe(
         seed=seed,
         dtype=dtype,
     )
+
+
+def read_csv(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
+    r"""Read a CSV file with a header row into columns, numbers where every value is one.
+
+    No pandas needed: the result is a mapping of column name to a 1-D array,
+    ``float64`` for a column whose every value parses as a number and strings
+    otherwise, ready for :func:`from_dataframe`.
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``path`` does not exist.
+    ValueError
+        If the file has no header, no rows, a repeated column name, or a row
+        with more or fewer fields than the header (the message names the line).
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "growth.csv"
+    >>> _ = path.write_text("chick,day,weight\na,0,42\na,2,51\nb,0,40\n")
+    >>> table = read_csv(path)
+    >>> table["chick"].tolist(), table["weight"].tolist()
+    (['a', 'a', 'b'], [42.0, 51.0, 40.0])
+
+    """
+    with open(path, newline="") as handle:
+        reader = csv.reader(handle)
+        header = next(reader, None)
+        if not header:
+            raise ValueError(f"{path} has no header row")
+        names = [h.strip() for h in header]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ValueError(f"{path}: column names {repeated} appear more than once")
+        rows = []
+        for line, row in enumerate(reader, start=2):
+            if not row:
+                continue  # a blank line
+            if len(row) != len(names):
+                raise ValueError(
+                    f"{path}, line {line}: {len(row)} fields, but the header has {len(names)}"
+                )
+            rows.append(row)
+    if not rows:
+        raise ValueError(f"{path} has a header but no rows")
+    columns: dict[str, np.ndarray] = {}
+    for i, name in enumerate(names):
+        values = [row[i].strip() for row in rows]
+        try:
+            columns[name] = np.asarray([float(v) for v in values], dtype=np.float64)
+        except ValueError:
+            columns[name] = np.asarray(values)
+    return columns
