@@ -17,8 +17,10 @@ from torch import Tensor
 
 from bayesmeta.calibration import PACOH_LEVELS, calibration_curve, regression_calibration_error
 from bayesmeta.class_prediction import ClassPrediction
+from bayesmeta.errors import ShapeError
 from bayesmeta.prediction import Prediction
 from bayesmeta.reliability import ECE_BINS, Reliability, expected_calibration_error, reliability
+from bayesmeta.tasks._checks import check_tensor, fmt_shape
 
 __all__ = [
     "ECE_BINS",
@@ -40,8 +42,15 @@ __all__ = [
 
 def mse(prediction: Prediction | Tensor, y: Tensor) -> Tensor:
     """Mean squared error of the predictive mean, per task ``[*B]``."""
-    mean = prediction.mean if isinstance(prediction, Prediction) else prediction
-    return (mean - y).pow(2).mean(dim=(-1, -2))
+    if isinstance(prediction, Prediction):
+        return (prediction.mean - prediction.check_targets(y)).pow(2).mean(dim=(-1, -2))
+    mean = check_tensor("prediction", prediction)
+    yt = check_tensor("y", y)
+    if yt.shape != mean.shape:
+        raise ShapeError(
+            f"y must have the prediction's shape {fmt_shape(mean.shape)}, got {fmt_shape(yt.shape)}"
+        )
+    return (mean - yt).pow(2).mean(dim=(-1, -2))
 
 
 def nll(prediction: Prediction | ClassPrediction, y: Tensor) -> Tensor:
@@ -69,6 +78,7 @@ def brier(prediction: ClassPrediction, y: Tensor) -> Tensor:
 def coverage(prediction: Prediction, y: Tensor, level: float = 0.9) -> Tensor:
     """Fraction of targets inside the central ``level`` interval, per task ``[*B]``."""
     lower, upper = prediction.interval(level)
+    y = prediction.check_targets(y)
     inside = (y >= lower) & (y <= upper)
     return inside.to(y.dtype).mean(dim=(-1, -2))
 
@@ -80,6 +90,7 @@ def crps(prediction: Prediction, y: Tensor) -> Tensor:
     for a mixture of ``S`` Gaussians, the closed form of Grimit et al. (2006)
     ``E|X - y| - E|X - X'| / 2`` with pairwise terms over the ``S`` components.
     """
+    y = prediction.check_targets(y)
     f = prediction.function_samples
     if prediction.noise_scale is None:
         # Empirical CRPS of the function samples (a sum of point masses).
@@ -112,6 +123,8 @@ def mean_ci(values: Tensor, level: float = 0.95) -> tuple[float, float]:
         ``(mean, half_width)``; the half-width is 0 for a single value.
 
     """
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"level must lie in (0, 1), got {level}")
     v = values.detach().double().reshape(-1)
     if v.numel() == 0:
         raise ValueError("mean_ci needs at least one value")

@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from bayesmeta.errors import ShapeError
-from bayesmeta.tasks._checks import fmt_shape
+from bayesmeta.tasks._checks import check_tensor, fmt_shape
 
 __all__ = ["Prediction"]
 
@@ -120,13 +120,24 @@ class Prediction:
             )
         return self.noise_scale
 
-    def _check_y(self, y: Tensor) -> Tensor:
-        if y.shape[-2:] != self.mean.shape[-2:]:
+    def check_targets(self, y: Tensor) -> Tensor:
+        """Validate targets ``[*B, N, O]``; return them in the prediction's dtype and device.
+
+        Raises
+        ------
+        ShapeError
+            If ``y`` does not have the prediction's shape.
+        ValueError
+            If ``y`` holds NaN or infinite values.
+
+        """
+        yt = check_tensor("y", y)
+        if yt.shape != self.mean.shape:
             raise ShapeError(
-                f"targets must have shape [*B, N, O] = {fmt_shape(self.mean.shape)}, "
-                f"got {fmt_shape(y.shape)}"
+                f"y (the targets) must have the prediction's shape [*B, N, O] = "
+                f"{fmt_shape(self.mean.shape)}, got {fmt_shape(yt.shape)}"
             )
-        return y.to(self.mean.dtype)
+        return yt.to(self.mean.device, self.mean.dtype)
 
     def log_prob(self, y: Tensor) -> Tensor:
         """Log predictive density of each query point.
@@ -142,14 +153,14 @@ class Prediction:
             ``[*B, N]``: ``log (1/S) sum_s prod_o Normal(y_o | f_s, sigma)``.
 
         """
-        y = self._check_y(y)
+        y = self.check_targets(y)
         dist = torch.distributions.Normal(self.function_samples, self._noise())
         per_sample = dist.log_prob(y).sum(-1)
         return torch.logsumexp(per_sample, dim=0) - math.log(self.num_samples)
 
     def cdf(self, y: Tensor) -> Tensor:
         """Predictive CDF at ``y`` ``[*B, N, O]``, per output (for PIT and calibration)."""
-        y = self._check_y(y)
+        y = self.check_targets(y)
         if self.noise_scale is None:
             return (self.function_samples <= y).to(y.dtype).mean(0)
         dist = torch.distributions.Normal(self.function_samples, self.noise_scale)

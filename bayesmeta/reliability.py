@@ -73,6 +73,9 @@ def _probs_and_labels(prediction: ClassPrediction | Tensor, y: Tensor) -> tuple[
             f"labels must be an integer tensor of shape {fmt_shape(probs.shape[:-1])}, got "
             f"{fmt_shape(getattr(y, 'shape', ()))}"
         )
+    c = probs.shape[-1]
+    if y.numel() and (int(y.min()) < 0 or int(y.max()) >= c):
+        raise ValueError(f"labels must lie in 0..{c - 1}, got {int(y.min())}..{int(y.max())}")
     return probs.detach().reshape(-1, probs.shape[-1]), y.reshape(-1).to(probs.device)
 
 

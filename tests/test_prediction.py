@@ -57,7 +57,7 @@ def test_validation():
         Prediction.point(torch.zeros(3, 1), torch.tensor(0.0))
     with pytest.raises(ShapeError, match="does not broadcast"):
         Prediction.point(torch.zeros(3, 1), torch.ones(2))
-    with pytest.raises(ShapeError, match="targets must have shape"):
+    with pytest.raises(ShapeError, match=r"y \(the targets\) must have the prediction's shape"):
         Prediction.point(torch.zeros(3, 1), torch.tensor(1.0)).log_prob(torch.zeros(4, 1))
     with pytest.raises(ValueError, match="level"):
         Prediction.point(torch.zeros(3, 1), torch.tensor(1.0)).interval(1.0)

@@ -95,6 +95,10 @@ def save_learner(learner: MetaLearner, path: str | Path) -> Path:
         The written file.
 
     """
+    if not isinstance(learner, MetaLearner):
+        raise TypeError(
+            f"learner must be a bayesmeta learner (a MetaLearner), got {type(learner).__name__}"
+        )
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in learner.state_dict().items()}

@@ -55,7 +55,9 @@ class AdaptedPredictor:
             ``[*B, Q, C]``.
 
         """
-        x = self.fnet.check_inputs("query_x", query_x, self.batch_shape)
+        x = self.fnet.check_inputs(
+            "query_x", query_x, self.batch_shape, like=self.params[0], owner="the adapted weights"
+        )
         device = self.params[0].device
         with torch.no_grad():
             mean = self.fnet(self.params, x.to(device))

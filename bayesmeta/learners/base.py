@@ -16,7 +16,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from bayesmeta.errors import ShapeError
+from bayesmeta.errors import NonFiniteLossError, ShapeError
 from bayesmeta.learners.distributed import (
     distributed_meta_gradients,
     is_distributed,
@@ -26,7 +26,7 @@ from bayesmeta.learners.training import History, check_finite, run_meta_fit
 from bayesmeta.nets.conv import Conv4
 from bayesmeta.nets.functional import FunctionalNet
 from bayesmeta.nets.mlp import MLP
-from bayesmeta.tasks._checks import check_support, fmt_shape
+from bayesmeta.tasks._checks import check_like, check_support, fmt_shape
 from bayesmeta.tasks.source import TaskSource
 from bayesmeta.tasks.task import TaskBatch
 
@@ -60,6 +60,14 @@ class MetaLearner(nn.Module):
     max_grad_norm
         Clip the meta-gradient to this norm (``None``: no clipping).
 
+    Notes
+    -----
+    Data given to ``meta_fit``, ``adapt`` and ``predict`` may be on the CPU
+    (task sources draw there; it is moved to the learner's device) or on the
+    learner's device. Data on any other device, and floating data of another
+    dtype than the learner's weights, is refused with an error that names the
+    argument, both devices or both dtypes.
+
     """
 
     def __init__(
@@ -77,11 +85,19 @@ class MetaLearner(nn.Module):
         self.max_grad_norm = (
             None if max_grad_norm is None else positive("max_grad_norm", max_grad_norm)
         )
+        if optimizer is not None and not callable(optimizer):
+            raise TypeError(
+                "optimizer must be a factory params -> torch.optim.Optimizer (e.g. "
+                f"functools.partial(torch.optim.SGD, lr=0.1)), got {type(optimizer).__name__}"
+            )
         self._optimizer_factory = optimizer
         self._optimizer: torch.optim.Optimizer | None = None
 
     #: Which targets the learner accepts; set by subclasses.
     target_kind: TargetKind = "any"
+    #: Whether the network's outputs are the targets' scores, one per class for labels
+    #: (``False`` for metric learners, whose network gives embeddings).
+    net_gives_scores: bool = True
 
     @property
     def optimizer(self) -> torch.optim.Optimizer:
@@ -110,21 +126,11 @@ class MetaLearner(nn.Module):
             raise TypeError(f"expected a TaskBatch, got {type(batch).__name__}")
         if need_query and batch.query_x.shape[1] == 0:
             raise ValueError("the tasks have empty query sets; meta-training needs query points")
+        check_like("the tasks' support_x", batch.support_x, self.fnet.params()[0])
         self._check_io(batch.support_x, batch.support_y)
         return batch.to(self.device)
 
     def _check_io(self, x: Tensor, y: Tensor) -> None:
-        if isinstance(self.net, MLP):
-            if x.shape[-1] != self.net.in_features:
-                raise ShapeError(
-                    f"the network takes {self.net.in_features} input feature(s) but the "
-                    f"inputs have shape {fmt_shape(x.shape)}"
-                )
-            if y.is_floating_point() and y.shape[-1] != self.net.out_features:
-                raise ShapeError(
-                    f"the network has {self.net.out_features} output(s) but the targets have "
-                    f"shape {fmt_shape(y.shape)}"
-                )
         if self.target_kind == "regression" and not y.is_floating_point():
             raise ShapeError(
                 f"{self._objective_name()} needs floating regression targets, got {y.dtype}; "
@@ -132,6 +138,26 @@ class MetaLearner(nn.Module):
             )
         if self.target_kind == "classification" and y.is_floating_point():
             raise ShapeError(f"{self._objective_name()} needs integer class labels as targets")
+        if isinstance(self.net, MLP):
+            if x.shape[-1] != self.net.in_features:
+                raise ShapeError(
+                    f"the network takes {self.net.in_features} input feature(s) but support_x "
+                    f"has shape {fmt_shape(x.shape)}"
+                )
+            if y.is_floating_point() and y.shape[-1] != self.net.out_features:
+                raise ShapeError(
+                    f"the network has {self.net.out_features} output(s) but support_y has "
+                    f"shape {fmt_shape(y.shape)}"
+                )
+            scores = self.target_kind == "classification" and self.net_gives_scores
+            if scores and y.numel():
+                low, high, c = int(y.min()), int(y.max()), self.net.out_features
+                if low < 0 or high >= c:
+                    raise ValueError(
+                        f"support_y holds class labels {low}..{high} but the network has {c} "
+                        f"output(s) (classes 0..{c - 1}); relabel the classes or widen the "
+                        "network's last layer"
+                    )
 
     def _objective_name(self) -> str:
         return type(self).__name__
@@ -140,14 +166,31 @@ class MetaLearner(nn.Module):
         """Validate support data of one task or a batch; return ``(x, y, batched)``.
 
         ``x`` and ``y`` come back with a leading task dimension and on the
-        learner's device.
+        learner's device (data on the CPU is moved there; data on another
+        device, or of another floating dtype than the weights, is refused).
         """
-        x, y, batched = check_support(support_x, support_y, self.fnet.feature_dims)
+        x, y, batched = check_support(
+            support_x, support_y, self.fnet.feature_dims, like=self.fnet.params()[0]
+        )
         self._check_io(x, y)
         x, y = x.to(self.device), y.to(self.device)
         if not batched:
             x, y = x.unsqueeze(0), y.unsqueeze(0)
         return x, y, batched
+
+    def _check_adapted(self, weights: Sequence[Tensor]) -> None:
+        """Raise if test-time adaptation left NaN or infinite weights (each ``[T, ...]``)."""
+        bad = torch.zeros(weights[0].shape[0], dtype=torch.bool, device=weights[0].device)
+        for w in weights:
+            bad |= ~torch.isfinite(w.reshape(w.shape[0], -1)).all(-1)
+        if bool(bad.any()):
+            tasks = bad.nonzero().flatten().tolist()
+            clip = ", or set inner_grad_clip" if hasattr(self, "inner_grad_clip") else ""
+            raise NonFiniteLossError(
+                f"{type(self).__name__}.adapt diverged: the adapted weights of task(s) "
+                f"{tasks[:10]} are NaN or infinite. Lower inner_lr or steps{clip}, or check "
+                "the support data for extreme values"
+            )
 
     # -- meta-training -----------------------------------------------------------
 

@@ -270,6 +270,14 @@ class BayesianMAML(MetaLearner):
             :class:`~bayesmeta.Prediction` with epistemic and aleatoric parts),
             or, for ``posterior="delta"``, the adapted point estimate.
 
+        Raises
+        ------
+        ValueError
+            If the support data has the wrong shape, dtype or device, or holds
+            NaN or infinite values (the message names the argument).
+        NonFiniteLossError
+            If the inner loop diverged: some task's posterior is NaN or infinite.
+
         """
         steps = self.eval_inner_steps if steps is None else check_count("steps", steps, minimum=0)
         x, y, batched = self._support(support_x, support_y)
@@ -277,6 +285,7 @@ class BayesianMAML(MetaLearner):
         noise = None if noise is None else noise.detach()
         if self.posterior == "delta":
             params = self._delta_steps(x, y, steps=steps, differentiable=False)
+            self._check_adapted(params)
             if not batched:
                 params = tuple(p[0] for p in params)
             return AdaptedPredictor(
@@ -297,6 +306,7 @@ class BayesianMAML(MetaLearner):
             differentiable=False,
             generator=generator,
         )
+        self._check_adapted((loc, log_scale))
         if not batched:
             loc, log_scale = loc[0], log_scale[0]
         return GaussianTaskPosterior(

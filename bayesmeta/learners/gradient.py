@@ -150,10 +150,20 @@ class GradientMetaLearner(MetaLearner):
             Detached adapted weights; ``predict(query_x)`` gives a
             :class:`~bayesmeta.Prediction`.
 
+        Raises
+        ------
+        ValueError
+            If the support data has the wrong shape, dtype or device, or holds
+            NaN or infinite values (the message names the argument).
+        NonFiniteLossError
+            If the inner loop diverged: some task's adapted weights are NaN or
+            infinite.
+
         """
         steps = self.eval_inner_steps if steps is None else check_count("steps", steps, minimum=0)
         xb, yb, batched = self._support(support_x, support_y)
         params = self._adapted(xb, yb, steps=steps, first_order=True, differentiable=False)
+        self._check_adapted(params)
         if not batched:
             params = tuple(p[0] for p in params)
         noise = self.noise_scale.detach() if self.noise_scale.numel() else None

@@ -150,6 +150,7 @@ class MetricLearner(MetaLearner, Generic[C]):
     """
 
     target_kind = "classification"
+    net_gives_scores = False
 
     def __init__(
         self,
@@ -384,7 +385,13 @@ class MetricPredictor(Generic[C]):
     def _query(self, query_x: Tensor) -> tuple[C, Tensor]:
         """Check ``query_x``; return the context and query embeddings ``[T, Q, E]``."""
         learner = self.learner
-        x = learner.fnet.check_inputs("query_x", query_x, self.batch_shape)
+        x = learner.fnet.check_inputs(
+            "query_x",
+            query_x,
+            self.batch_shape,
+            like=learner.fnet.params()[0],
+            owner="the learner's parameters",
+        )
         x = x.to(learner.device)
         if not self.batched:
             x = x.unsqueeze(0)

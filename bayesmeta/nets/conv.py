@@ -104,6 +104,8 @@ class Conv4(nn.Module):
             raise ValueError(
                 f"Conv4 takes images [N, {self.in_channels}, H, W], got {tuple(x.shape)}"
             )
+        if not x.is_floating_point():
+            raise ValueError(f"Conv4 takes floating images, got {x.dtype}")
         if x.shape[-2:] != (self.image_size, self.image_size):
             raise ValueError(
                 f"Conv4 was built for {self.image_size}x{self.image_size} images, got "

@@ -18,7 +18,7 @@ from torch.func import functional_call, vmap
 
 from bayesmeta.errors import ShapeError
 from bayesmeta.losses import OUTPUT_GRADS, TaskLoss
-from bayesmeta.tasks._checks import check_tensor, fmt_shape
+from bayesmeta.tasks._checks import check_like, check_tensor, fmt_shape
 
 __all__ = ["BatchedForward", "FunctionalNet"]
 
@@ -105,21 +105,44 @@ class FunctionalNet:
                 )
         return batch
 
-    def check_inputs(self, name: str, x: object, batch: Sequence[int]) -> Tensor:
+    def check_inputs(
+        self,
+        name: str,
+        x: object,
+        batch: Sequence[int],
+        *,
+        like: Tensor | None = None,
+        owner: str = "the weights",
+    ) -> Tensor:
         """Check that ``x`` is finite inputs ``[*batch, N, *features]`` for this network.
+
+        Vector inputs must have as many features as the module's
+        ``in_features`` (when it has one). With ``like`` (a weight tensor),
+        ``x`` must also meet its device and dtype (see
+        :func:`~bayesmeta.tasks._checks.check_like`).
 
         Raises
         ------
         ValueError
-            Naming ``name`` and the expected shape.
+            Naming ``name`` and the expected shape, dtype or device.
 
         """
+        if like is not None and isinstance(x, Tensor):
+            check_like(name, x, like, owner)
         xt = check_tensor(name, x)
         want = len(batch) + 1 + self.feature_dims
         if xt.dim() != want or tuple(xt.shape[: len(batch)]) != tuple(batch):
             raise ShapeError(
                 f"{name} must have shape [{''.join(f'{b}, ' for b in batch)}N, *features] "
                 f"({self.feature_dims} feature dimension(s)), got {fmt_shape(xt.shape)}"
+            )
+        if not xt.is_floating_point():
+            raise ShapeError(f"{name} must be a floating tensor, got {xt.dtype}")
+        width = getattr(self.module, "in_features", None)
+        if self.feature_dims == 1 and isinstance(width, int) and xt.shape[-1] != width:
+            raise ShapeError(
+                f"{name} has {xt.shape[-1]} feature(s) (shape {fmt_shape(xt.shape)}) but the "
+                f"network takes {width} input feature(s)"
             )
         return xt
 

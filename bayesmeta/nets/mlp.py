@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import itertools
+import operator
 from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor, nn
+
+from bayesmeta.errors import ShapeError
+from bayesmeta.tasks._checks import fmt_shape
 
 __all__ = ["ACTIVATIONS", "MLP"]
 
@@ -59,7 +63,12 @@ class MLP(nn.Module):
         self, sizes: Sequence[int], activation: str | Callable[[Tensor], Tensor] = "relu"
     ) -> None:
         super().__init__()
-        sizes = tuple(int(s) for s in sizes)
+        try:
+            sizes = tuple(operator.index(s) for s in sizes)
+        except TypeError as err:
+            raise TypeError(
+                f"sizes must be a sequence of ints (layer widths), got {sizes!r}"
+            ) from err
         if len(sizes) < 2 or any(s < 1 for s in sizes):
             raise ValueError(
                 f"sizes must list at least an input and an output width, all >= 1, got {sizes}"
@@ -92,6 +101,11 @@ class MLP(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """Evaluate the network on ``x`` ``[..., D]``; returns ``[..., O]``."""
+        if x.dim() == 0 or x.shape[-1] != self.in_features:
+            raise ShapeError(
+                f"x must have shape [..., D] with the network's {self.in_features} input "
+                f"feature(s), got {fmt_shape(x.shape)}"
+            )
         h = x
         last = len(self.layers) - 1
         for i, layer in enumerate(self.layers):

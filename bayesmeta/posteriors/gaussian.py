@@ -80,7 +80,9 @@ class SampledPosterior:
             (mutual information) parts.
 
         """
-        x = self.fnet.check_inputs("query_x", query_x, self.batch_shape)
+        x = self.fnet.check_inputs(
+            "query_x", query_x, self.batch_shape, like=self.loc, owner="the posterior's weights"
+        )
         with torch.no_grad():
             theta = self.sample(num_samples, generator=generator)
             f = self.fnet(theta, x.to(self.loc.device))

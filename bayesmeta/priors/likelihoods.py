@@ -88,7 +88,7 @@ class GaussianLikelihood(Likelihood):
     ) -> None:
         super().__init__()
         if not (math.isfinite(scale) and scale > 0):
-            raise ValueError(f"the noise scale must be positive and finite, got {scale}")
+            raise ValueError(f"noise_scale must be positive and finite, got {scale}")
         if num_outputs < 1:
             raise ValueError(f"num_outputs must be >= 1, got {num_outputs}")
         self.log_scale = nn.Parameter(

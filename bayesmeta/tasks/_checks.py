@@ -7,7 +7,10 @@ from torch import Tensor
 
 from bayesmeta.errors import ShapeError
 
-__all__ = ["check_pair", "check_support", "check_tensor", "fmt_shape"]
+__all__ = ["check_like", "check_pair", "check_support", "check_tensor", "fmt_shape"]
+
+#: Who owns the weights that data is checked against, in messages.
+_PARAMS = "the learner's parameters"
 
 
 def fmt_shape(shape: torch.Size | tuple[int, ...]) -> str:
@@ -22,6 +25,8 @@ def check_tensor(name: str, value: object) -> Tensor:
             f"{name} must be a torch.Tensor, got {type(value).__name__}; "
             "use bayesmeta.tasks.from_arrays to convert NumPy arrays or lists"
         )
+    if value.device.type == "meta":
+        raise ValueError(f"{name} is on meta, a device without data; pass a tensor with values")
     if value.is_floating_point():
         if not bool(torch.isfinite(value).all()):
             bad = int((~torch.isfinite(value)).sum())
@@ -95,16 +100,55 @@ def check_pair(
     return xt, yt
 
 
+def check_like(name: str, value: Tensor, like: Tensor, owner: str = _PARAMS) -> None:
+    """Check that data ``value`` can meet the weights ``like``: device and floating dtype.
+
+    Data on the CPU is accepted for weights on any real device (the caller
+    moves it: task sources draw on the CPU); data on another device, or weights
+    on ``meta``, are refused. A floating ``value`` must have the weights' dtype.
+
+    Raises
+    ------
+    ValueError
+        If the devices cannot meet; the message names ``name`` and both devices.
+    ShapeError
+        If the floating dtypes differ.
+
+    """
+    here, there = value.device, like.device
+    if here != there and (here.type != "cpu" or there.type == "meta"):
+        raise ValueError(
+            f"{name} is on {here} but {owner} are on {there}; move the data or the "
+            f"learner with .to(device) so that both are on one device"
+        )
+    if value.is_floating_point() and like.is_floating_point() and value.dtype != like.dtype:
+        raise ShapeError(
+            f"{name} is {value.dtype} but {owner} are {like.dtype}; convert the data with "
+            f".to({like.dtype}) or the learner with .to({value.dtype})"
+        )
+
+
 def check_support(
-    support_x: object, support_y: object, feature_dims: int
+    support_x: object,
+    support_y: object,
+    feature_dims: int,
+    *,
+    like: Tensor | None = None,
+    owner: str = _PARAMS,
 ) -> tuple[Tensor, Tensor, bool]:
     """Validate the support set of one task ``[K, *features]`` or a batch ``[T, K, *features]``.
 
     Returns ``(x, y, batched)`` as given (no task dimension is added); whether
-    a batch was given is read from ``support_x``'s number of dimensions.
+    a batch was given is read from ``support_x``'s number of dimensions. With
+    ``like`` (a weight tensor), the data must also meet the weights' device
+    and floating dtype (see :func:`check_like`).
     """
     if not isinstance(support_x, Tensor):
         raise TypeError(f"support_x must be a torch.Tensor, got {type(support_x).__name__}")
+    if like is not None:
+        for name, value in (("support_x", support_x), ("support_y", support_y)):
+            if isinstance(value, Tensor):
+                check_like(name, value, like, owner)
     if support_x.dim() > feature_dims + 2:
         raise ShapeError(
             f"support_x must have shape [K, *features] or [T, K, *features] ({feature_dims} "

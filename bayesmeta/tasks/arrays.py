@@ -157,6 +157,10 @@ class TaskPool(SeededSource):
     def __init__(
         self, tasks: TaskBatch | list[Task] | tuple[Task, ...], *, seed: int | None = None
     ) -> None:
+        if not isinstance(tasks, TaskBatch | list | tuple):
+            raise TypeError(
+                f"tasks must be a TaskBatch or a list of Task, got {type(tasks).__name__}"
+            )
         batch = tasks if isinstance(tasks, TaskBatch) else TaskBatch.stack(list(tasks))
         super().__init__(seed=seed, dtype=batch.support_x.dtype)
         self.tasks = batch

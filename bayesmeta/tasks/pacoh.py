@@ -25,7 +25,7 @@ from typing import ClassVar, Self
 import torch
 from torch import Tensor
 
-from bayesmeta.tasks.source import SeededSource, check_count, check_noise_std
+from bayesmeta.tasks.source import SeededSource, check_count, check_noise_std, check_seed
 from bayesmeta.tasks.task import TaskBatch
 
 __all__ = ["PacohCauchy", "PacohSinusoid"]
@@ -35,10 +35,9 @@ _MAX_JITTER_TRIES = 6
 
 def _stream_seed(seed: int | None, env: str, stream: str) -> int | None:
     """A seed for one named random stream of an environment, derived from ``seed``."""
+    seed = check_seed(seed)
     if seed is None:
         return None
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise TypeError(f"seed must be an int or None, got {type(seed).__name__}")
     digest = hashlib.sha256(f"bayesmeta.pacoh/{env}/{stream}/{seed}".encode()).digest()
     return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
 

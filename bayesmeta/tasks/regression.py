@@ -13,7 +13,10 @@ __all__ = ["Sinusoid", "SinusoidOrLine"]
 
 
 def _check_range(name: str, value: tuple[float, float]) -> tuple[float, float]:
-    low, high = (float(v) for v in value)
+    try:
+        low, high = (float(v) for v in value)
+    except (TypeError, ValueError) as err:
+        raise TypeError(f"{name} must be a (low, high) pair of numbers, got {value!r}") from err
     if not (math.isfinite(low) and math.isfinite(high) and low <= high):
         raise ValueError(f"{name} must be a finite (low, high) pair with low <= high, got {value}")
     return low, high

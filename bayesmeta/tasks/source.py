@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Protocol, runtime_checkable
 
 import torch
 
+from bayesmeta.errors import ShapeError
 from bayesmeta.tasks.task import TaskBatch
 
-__all__ = ["SeededSource", "TaskSource", "check_count", "check_noise_std"]
+__all__ = ["SeededSource", "TaskSource", "check_count", "check_noise_std", "check_seed"]
 
 
 @runtime_checkable
@@ -32,6 +34,15 @@ def check_count(name: str, value: int, *, minimum: int) -> int:
     if value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value}")
     return value
+
+
+def check_seed(seed: int | None) -> int | None:
+    """Return ``seed`` as an int (or ``None``) if it is a whole number, else raise ``TypeError``."""
+    if seed is None:
+        return None
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        raise TypeError(f"seed must be an int or None, got {type(seed).__name__}")
+    return int(seed)
 
 
 def check_noise_std(noise_std: float) -> float:
@@ -57,12 +68,15 @@ class SeededSource:
 
     def __init__(self, *, seed: int | None = None, dtype: torch.dtype | None = None) -> None:
         self.generator = torch.Generator()
-        if seed is None:
+        checked = check_seed(seed)
+        if checked is None:
             self.generator.seed()
         else:
-            self.generator.manual_seed(int(seed))
+            self.generator.manual_seed(checked)
         self.seed = seed
         self.dtype = dtype or torch.get_default_dtype()
+        if not isinstance(self.dtype, torch.dtype) or not self.dtype.is_floating_point:
+            raise ShapeError(f"dtype must be a floating torch.dtype, got {dtype!r}")
 
     def sample(self, num_tasks: int, *, generator: torch.Generator | None = None) -> TaskBatch:
         """Draw ``num_tasks`` tasks (implemented by each source)."""

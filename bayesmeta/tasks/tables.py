@@ -172,7 +172,8 @@ class GroupedTasks(SeededSource):
         sizes = [len(r) for r in self._rows]
         smallest = int(np.argmin(sizes))
         if k_query is None:
-            k_query = sizes[smallest] - self.k_support
+            # at least 0, so that a group too small for k_support is named below
+            k_query = max(sizes[smallest] - self.k_support, 0)
         self.k_query = check_count("k_query", k_query, minimum=0)
         need = self.k_support + self.k_query
         for name, size in zip(self.group_names, sizes, strict=True):

@@ -185,6 +185,9 @@ class TaskBatch:
         """
         if len(tasks) == 0:
             raise ValueError("TaskBatch.stack needs at least one task")
+        for i, task in enumerate(tasks):
+            if not isinstance(task, Task):
+                raise TypeError(f"tasks[{i}] must be a Task, got {type(task).__name__}")
         first = tasks[0]
         for i, task in enumerate(tasks):
             for name in ("support_x", "support_y", "query_x", "query_y"):

@@ -217,7 +217,9 @@ class LaplacePosterior:
             query points and outputs ``[*B, Q O, Q O]`` (noise not included).
 
         """
-        x = self.fnet.check_inputs("query_x", query_x, self.batch_shape).to(self.loc.device)
+        x = self.fnet.check_inputs(
+            "query_x", query_x, self.batch_shape, like=self.loc, owner="the posterior's weights"
+        ).to(self.loc.device)
         loc, prior_sd, noise, sx, sy = self._batched()
         xq = x if self.loc.dim() == 2 else x.unsqueeze(0)
         var = prior_sd.double().pow(2)

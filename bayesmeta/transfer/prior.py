@@ -409,7 +409,9 @@ class TransferLearner:
     def _data(
         self, support_x: Tensor, support_y: Tensor, *, batched_only: bool
     ) -> tuple[Tensor, Tensor, bool]:
-        x, y, batched = check_support(support_x, support_y, self.fnet.feature_dims)
+        x, y, batched = check_support(
+            support_x, support_y, self.fnet.feature_dims, like=self.centre, owner="the weights"
+        )
         if batched_only and not batched:
             raise ShapeError(
                 f"expected the data of several tasks [T, K, *features], got {fmt_shape(x.shape)}"

@@ -32,6 +32,11 @@ def load_source(source: nn.Module | Mapping[str, Tensor], net: nn.Module | None)
         with different shapes.
 
     """
+    if not isinstance(source, nn.Module | Mapping):
+        raise TypeError(
+            "source must be a torch.nn.Module or its state_dict (a mapping of name to tensor), "
+            f"got {type(source).__name__}; load a saved file with torch.load first"
+        )
     if net is None:
         if not isinstance(source, nn.Module):
             raise TypeError("pass the target network as net= when source is a state dict")

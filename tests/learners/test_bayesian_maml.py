@@ -122,7 +122,7 @@ def test_delta_adapt_returns_point_predictor():
 def test_bad_input_and_nan_training_raise():
     with pytest.raises(ValueError, match="prior_scale must be positive"):
         BayesianMAML((1, 4, 1), prior_scale=0.0)
-    with pytest.raises(ValueError, match="noise scale must be positive"):
+    with pytest.raises(ValueError, match="noise_scale must be positive"):
         BayesianMAML((1, 4, 1), noise_scale=-1.0)
     with pytest.raises(ValueError, match="posterior"):
         BayesianMAML((1, 4, 1), posterior="mixture")

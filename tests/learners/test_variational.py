@@ -288,7 +288,7 @@ def test_bad_input_is_refused():
         VariationalMetaLearner((1, 4, 1), hyper_loc_std=-1.0)
     with pytest.raises(ValueError, match="hyper_log_scale_std must be positive"):
         VariationalMetaLearner((1, 4, 1), hyper_log_scale_std=0.0)
-    with pytest.raises(ValueError, match="noise scale must be positive"):
+    with pytest.raises(ValueError, match="noise_scale must be positive"):
         VariationalMetaLearner((1, 4, 1), noise_scale=0.0)
     with pytest.raises(ValueError, match="guide must be 'normal' or 'lowrank'"):
         VariationalMetaLearner((1, 4, 1), guide="full")

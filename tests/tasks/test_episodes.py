@@ -227,6 +227,33 @@ def test_sampler_property(counts, n, k, q, t, seed):
     check_batch(src.sample(t), src, t, n, k, q)
 
 
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    num_classes=st.integers(2, 9),
+    n=st.integers(1, 4),
+    k=st.integers(1, 3),
+    q=st.integers(0, 3),
+    t=st.integers(1, 4),
+    seed=st.integers(0, 2**31),
+)
+def test_episodes_draw_only_the_classes_of_their_split(num_classes, n, k, q, t, seed):
+    """Episodes built on one split of split_classes never show a class of another split."""
+    x, y = make_data([k + q + 1] * num_classes, labels=[5 * i for i in range(num_classes)])
+    train, test = split_classes(y, (num_classes - 1, 1), seed=seed)
+    if n > len(train):
+        with pytest.raises(ValueError, match=f"n_way={n} but only {len(train)} classes"):
+            Episodes(x, y, n, k, q, classes=train, seed=seed)
+        return
+    src = Episodes(x, y, n, k, q, classes=train, seed=seed)
+    assert set(src.classes.tolist()) == set(train.tolist())
+    batch = src.sample(t)
+    check_batch(batch, src, t, n, k, q)
+    drawn = set(batch.info["classes"].reshape(-1).tolist())
+    assert drawn <= set(train.tolist()) and not drawn & set(test.tolist())
+    shown = torch.cat([batch.info["support_index"], batch.info["query_index"]], 1)
+    assert not set(y[shown].reshape(-1).tolist()) & set(test.tolist())
+
+
 def test_split_classes_fractions_counts_and_seed():
     labels = torch.arange(1000) % 50 * 2  # 50 classes: 0, 2, ..., 98
     train, val, test = split_classes(labels, seed=0)

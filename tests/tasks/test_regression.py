@@ -2,6 +2,8 @@ import math
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bayesmeta.tasks import Sinusoid, SinusoidOrLine, TaskSource
 
@@ -74,3 +76,100 @@ def test_sinusoid_or_line_mixes_both_kinds_with_noise():
     assert abs(float(resid.mean())) < 0.02
     slopes = batch.info["slope"][~is_sine]
     assert float(slopes.min()) >= -3.0 and float(slopes.max()) <= 3.0
+
+
+# -- properties of the samplers (hypothesis) -------------------------------------------
+
+
+@st.composite
+def ranges(draw, low=-10.0, high=10.0, min_width=0.01):
+    """A ``(low, high)`` pair with ``high - low >= min_width``."""
+    a = draw(st.floats(low, high - min_width, allow_nan=False))
+    b = draw(st.floats(a + min_width, high, allow_nan=False))
+    return a, b
+
+
+def within(values, bounds):
+    lo, hi = bounds
+    eps = 1e-5 * max(1.0, abs(lo), abs(hi))  # float32 rounding of low + u * (high - low)
+    return float(values.min()) >= lo - eps and float(values.max()) <= hi + eps
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    k=st.integers(1, 6),
+    q=st.integers(0, 6),
+    t=st.integers(1, 5),
+    amplitude=ranges(0.0, 5.0),
+    phase=ranges(0.0, 4.0),
+    x_range=ranges(),
+    seed=st.integers(0, 2**31),
+)
+def test_sinusoid_property(k, q, t, amplitude, phase, x_range, seed):
+    def make(s):
+        return Sinusoid(k, q, amplitude=amplitude, phase=phase, x_range=x_range, seed=s)
+
+    batch = make(seed).sample(t)
+    assert batch.support_x.shape == (t, k, 1) and batch.support_y.shape == (t, k, 1)
+    assert batch.query_x.shape == (t, q, 1) and batch.query_y.shape == (t, q, 1)
+    amp, ph = batch.info["amplitude"], batch.info["phase"]
+    assert amp.shape == (t,) and ph.shape == (t,)
+    assert within(amp, amplitude) and within(ph, phase)
+    x = torch.cat([batch.support_x, batch.query_x], 1)
+    y = torch.cat([batch.support_y, batch.query_y], 1)
+    assert within(x, x_range)
+    torch.testing.assert_close(y, amp[:, None, None] * torch.sin(x - ph[:, None, None]))
+    # the same seed draws the same tasks; another seed draws other inputs
+    again = make(seed).sample(t)
+    assert torch.equal(batch.support_x, again.support_x)
+    assert torch.equal(batch.query_y, again.query_y) and torch.equal(amp, again.info["amplitude"])
+    other = make(seed + 1).sample(t)
+    assert not torch.equal(x, torch.cat([other.support_x, other.query_x], 1))
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    k=st.integers(1, 6),
+    q=st.integers(0, 6),
+    t=st.integers(1, 6),
+    p_sine=st.sampled_from([0.0, 0.3, 1.0]),
+    slope=ranges(-3.0, 3.0),
+    intercept=ranges(-3.0, 3.0),
+    amplitude=ranges(0.1, 5.0),
+    x_range=ranges(),
+    seed=st.integers(0, 2**31),
+)
+def test_sinusoid_or_line_property(k, q, t, p_sine, slope, intercept, amplitude, x_range, seed):
+    def make(s):
+        return SinusoidOrLine(
+            k,
+            q,
+            p_sine=p_sine,
+            noise_std=0.0,
+            slope=slope,
+            intercept=intercept,
+            amplitude=amplitude,
+            x_range=x_range,
+            seed=s,
+        )
+
+    batch = make(seed).sample(t)
+    info = batch.info
+    assert batch.support_x.shape == (t, k, 1) and batch.query_y.shape == (t, q, 1)
+    assert set(info["is_sine"].tolist()) <= {0.0, 1.0}
+    if p_sine in (0.0, 1.0):  # the kind is certain
+        assert bool((info["is_sine"] == p_sine).all())
+    assert within(info["slope"], slope) and within(info["intercept"], intercept)
+    assert within(info["amplitude"], amplitude) and within(info["phase"], (0.0, math.pi))
+    x = torch.cat([batch.support_x, batch.query_x], 1)
+    assert within(x, x_range)
+    sine = info["amplitude"][:, None, None] * torch.sin(x - info["phase"][:, None, None])
+    line = info["slope"][:, None, None] * x + info["intercept"][:, None, None]
+    clean = torch.where(info["is_sine"][:, None, None] > 0, sine, line)
+    torch.testing.assert_close(torch.cat([batch.support_y, batch.query_y], 1), clean)
+    again = make(seed).sample(t)
+    assert torch.equal(batch.support_y, again.support_y) and torch.equal(
+        info["slope"], again.info["slope"]
+    )
+    other = make(seed + 1).sample(t)
+    assert not torch.equal(x, torch.cat([other.support_x, other.query_x], 1))

@@ -1,6 +1,8 @@
 import pandas as pd
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import bayesmeta as bm
 from bayesmeta.tasks import GroupedTasks, TaskSource, from_dataframe
@@ -109,3 +111,72 @@ def test_errors_name_the_column_or_the_group():
         from_dataframe([1, 2], group="a", x="b", y="c", k_support=1)
     with pytest.raises(KeyError, match="no group"):
         from_dataframe(df, group="subject", x="time", y="weight", k_support=2).task("s9")
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    k=st.integers(1, 4),
+    q=st.integers(0, 3) | st.none(),
+    t=st.integers(1, 8),
+    split=st.sampled_from(["random", "first"]),
+    seed=st.integers(0, 2**31),
+    data=st.data(),
+)
+def test_grouped_tasks_property(k, q, t, split, seed, data):
+    """Each task holds rows of one group only, and its support and query rows are disjoint."""
+    least = k + (q or 0)
+    sizes = data.draw(st.lists(st.integers(least, least + 4), min_size=1, max_size=6))
+    group = [10 * g for g, n in enumerate(sizes) for _ in range(n)]
+    rows = list(range(len(group)))
+    order = torch.randperm(len(rows), generator=torch.Generator().manual_seed(seed)).tolist()
+    # rows shuffled; "row" identifies a row, "home" its group, y a function of the row
+    table = {
+        "grp": [group[i] for i in order],
+        "row": [float(i) for i in order],
+        "home": [float(group[i]) for i in order],
+        "y": [2.0 * i + 1.0 for i in order],
+    }
+
+    def make():
+        return GroupedTasks(
+            table,
+            group="grp",
+            x=["row", "home"],
+            y="y",
+            k_support=k,
+            k_query=q,
+            split=split,
+            order_by="row",
+            seed=seed,
+        )
+
+    src = make()
+    assert sorted(src.group_names) == [10 * g for g in range(len(sizes))]
+    batch = src.sample(t)
+    kq = min(sizes) - k if q is None else q
+    assert batch.support_x.shape == (t, k, 2) and batch.query_x.shape == (t, kq, 2)
+    idx = batch.info["group_index"]
+    assert idx.shape == (t,)
+    if t <= len(sizes):  # without replacement while there are enough groups
+        assert len(set(idx.tolist())) == t
+    for i in range(t):
+        name = src.group_names[int(idx[i])]
+        members = {r for r in rows if group[r] == name}
+        s_rows = batch.support_x[i, :, 0].long().tolist()
+        q_rows = batch.query_x[i, :, 0].long().tolist()
+        assert set(s_rows) <= members and set(q_rows) <= members
+        assert bool((batch.support_x[i, :, 1] == name).all())
+        assert len(set(s_rows + q_rows)) == k + kq  # distinct: support and query disjoint
+        assert batch.support_y[i, :, 0].tolist() == [2.0 * r + 1.0 for r in s_rows]
+        if split == "first":  # the earliest rows by order_by are the support set
+            assert s_rows == sorted(members)[:k]
+    # one group's task: its support rows, and every other row of the group as query
+    name = src.group_names[0]
+    task = src.task(name)
+    members = {r for r in rows if group[r] == name}
+    s_rows = task.support_x[:, 0].long().tolist()
+    q_rows = task.query_x[:, 0].long().tolist()
+    assert len(s_rows) == k and not set(s_rows) & set(q_rows)
+    assert set(s_rows) | set(q_rows) == members
+    # the same seed draws the same tasks
+    assert torch.equal(make().sample(t).support_x, batch.support_x)
