@@ -5,7 +5,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import bayesmeta as bm
-from bayesmeta.tasks import GroupedTasks, TaskSource, from_dataframe
+from bayesmeta.tasks import GroupedTasks, TaskSource, from_dataframe, read_csv
 
 
 def growth_table():
@@ -180,3 +180,37 @@ def test_grouped_tasks_property(k, q, t, split, seed, data):
     assert set(s_rows) | set(q_rows) == members
     # the same seed draws the same tasks
     assert torch.equal(make().sample(t).support_x, batch.support_x)
+
+
+def test_read_csv_gives_numbers_where_a_column_is_all_numbers(tmp_path):
+    path = tmp_path / "t.csv"
+    path.write_text("site, x ,y\na,1,0.5\nb,2e1,-3\n\nc,3,nan\n")
+    table = read_csv(path)
+    assert list(table) == ["site", "x", "y"]  # names stripped
+    assert table["site"].tolist() == ["a", "b", "c"]
+    assert table["x"].dtype.kind == "f" and table["x"].tolist() == [1.0, 20.0, 3.0]
+    # 'nan' parses as a number: from_dataframe then names the row that is not finite
+    with pytest.raises(ValueError, match="column 'y' holds a missing or non-finite value"):
+        from_dataframe(table, group="site", x="x", y="y", k_support=1)
+    tasks = from_dataframe(
+        {k: v[:2] for k, v in table.items()}, group="site", x="x", y="y", k_support=1
+    )
+    assert tasks.group_names == ["a", "b"]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", "has no header row"),
+        ("a,b\n", "has a header but no rows"),
+        ("a,a\n1,2\n", "column names \\['a'\\] appear more than once"),
+        ("a,b\n1,2\n3\n", "line 3: 1 fields, but the header has 2"),
+    ],
+)
+def test_read_csv_refuses_malformed_files(tmp_path, text, message):
+    path = tmp_path / "bad.csv"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=message):
+        read_csv(path)
+    with pytest.raises(FileNotFoundError):
+        read_csv(tmp_path / "missing.csv")
