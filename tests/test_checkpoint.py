@@ -1,8 +1,10 @@
 import pytest
 import torch
+from torch import nn
 
-from bayesmeta import MAML, Reptile, Sinusoid
+from bayesmeta import MAML, Reptile, Sinusoid, TransferLearner
 from bayesmeta.io import CheckpointError, load_learner, save_learner
+from bayesmeta.nets import MLP
 
 
 @pytest.mark.parametrize(
@@ -67,3 +69,50 @@ def test_variational_meta_learner_round_trip(tmp_path):
     for a, b in zip(learner.hyper_posterior(), loaded.hyper_posterior(), strict=True):
         torch.testing.assert_close(a, b)
     torch.testing.assert_close(loaded.task_loc, learner.task_loc)
+
+
+def _source_net():
+    """A 1-8-1 network 'trained' on a source domain (random weights stand in)."""
+    torch.manual_seed(3)
+    return MLP((1, 8, 1))
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        # learned prior and noise scales (fit_prior), the Laplace posterior
+        lambda: TransferLearner(_source_net(), method="laplace", steps=50, freeze=["layers.0"]),
+        # the zero-centred baseline: its centre is zero and its fits start at `init`
+        lambda: TransferLearner.from_scratch(_source_net(), method="map", steps=50),
+    ],
+    ids=["laplace_fit_prior", "from_scratch"],
+)
+def test_transfer_learner_round_trip(tmp_path, make):
+    learner = make()
+    related = Sinusoid(6, 4, seed=0).sample(4)
+    if learner.method == "laplace":
+        learner.fit_prior(related.support_x, related.support_y)
+        assert learner.prior_scale_ is not None
+    path = save_learner(learner, tmp_path / "t.safetensors")
+    loaded = load_learner(path)
+    assert isinstance(loaded, TransferLearner) and loaded.config() == learner.config()
+    for name in ("centre", "init", "prior_scale_", "noise_scale_"):
+        mine, theirs = getattr(learner, name), getattr(loaded, name)
+        assert (mine is None) == (theirs is None), name
+        if mine is not None:
+            assert torch.equal(mine, theirs), name
+    assert torch.equal(loaded.free, learner.free)  # the frozen layers came back
+    task = Sinusoid(5, 20, seed=2).sample(1)[0]
+    means = []
+    for each in (learner, loaded):
+        torch.manual_seed(0)  # the Laplace predictive is a mean over joint draws
+        means.append(each.adapt(task.support_x, task.support_y).predict(task.query_x).mean)
+    torch.testing.assert_close(means[0], means[1])
+
+
+def test_a_transfer_learner_on_a_custom_network_saves_but_asks_to_be_rebuilt(tmp_path):
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(1, 4), nn.Tanh(), nn.Linear(4, 1))
+    path = save_learner(TransferLearner(net, steps=5), tmp_path / "t.safetensors")
+    with pytest.raises(CheckpointError, match="only an MLP or a Conv4 rebuilds itself"):
+        load_learner(path)

@@ -18,6 +18,7 @@ import bayesmeta.learners.distributed
 import bayesmeta.losses
 import bayesmeta.metrics
 import bayesmeta.nets
+import bayesmeta.nets.spec
 import bayesmeta.plotting
 import bayesmeta.posteriors
 import bayesmeta.prediction
@@ -43,6 +44,7 @@ MODULES = [
     bayesmeta.losses,
     bayesmeta.metrics,
     bayesmeta.nets,
+    bayesmeta.nets.spec,
     bayesmeta.plotting,
     bayesmeta.posteriors,
     bayesmeta.prediction,

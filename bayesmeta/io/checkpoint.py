@@ -25,6 +25,8 @@ from bayesmeta.learners.matching import MatchingNet
 from bayesmeta.learners.protonet import BayesianProtoNet, ProtoNet
 from bayesmeta.learners.reptile import Reptile
 from bayesmeta.learners.variational import VariationalMetaLearner
+from bayesmeta.nets.spec import build_net
+from bayesmeta.transfer.prior import TransferLearner
 
 __all__ = [
     "CheckpointError",
@@ -35,13 +37,14 @@ __all__ = [
 ]
 
 FORMAT = "bayesmeta-checkpoint-1"
-_LEARNERS: dict[str, type[MetaLearner]] = {
+_LEARNERS: dict[str, type[MetaLearner] | type[TransferLearner]] = {
     "BayesianMAML": BayesianMAML,
     "BayesianProtoNet": BayesianProtoNet,
     "MAML": MAML,
     "MatchingNet": MatchingNet,
     "ProtoNet": ProtoNet,
     "Reptile": Reptile,
+    "TransferLearner": TransferLearner,
     "VariationalMetaLearner": VariationalMetaLearner,
 }
 
@@ -60,34 +63,31 @@ class CheckpointError(BayesmetaError, ValueError):
     """A checkpoint is missing, corrupted, or does not fit the learner."""
 
 
-def build_learner(config: dict[str, Any]) -> MetaLearner:
-    """Rebuild a learner (with fresh weights) from its ``config()`` dictionary."""
+def build_learner(
+    config: dict[str, Any], *, device: str | torch.device = "cpu"
+) -> MetaLearner | TransferLearner:
+    """Rebuild a learner (with fresh weights) from its ``config()`` dictionary, on ``device``."""
     cfg = dict(config)
     name = cfg.pop("learner", None)
     if name not in _LEARNERS:
         raise CheckpointError(f"unknown learner {name!r}; known: {sorted(_LEARNERS)}")
-    net = cfg.pop("net", None)
-    if not isinstance(net, dict) or not ("sizes" in net or "conv4" in net):
-        raise CheckpointError(
-            "the checkpoint does not describe its network (only learners on an MLP or Conv4 "
-            "rebuild themselves); build the learner yourself and call load_state_dict"
-        )
     if cfg.get("likelihood") == "custom":
         raise CheckpointError(
             "the checkpoint's learner used a custom Likelihood object, which a config cannot "
             "rebuild; build the learner yourself and call load_state_dict"
         )
-    from bayesmeta.nets.conv import Conv4
-    from bayesmeta.nets.mlp import MLP
-
-    cls = _LEARNERS[name]
-    if "conv4" in net:
-        return cls(Conv4(**net["conv4"]), **cfg)
-    return cls(MLP(net["sizes"], net.get("activation", "relu")), **cfg)
+    try:
+        net = build_net(cfg.pop("net", None)).to(device)
+    except ValueError as err:
+        raise CheckpointError(str(err)) from err
+    return _LEARNERS[name](net, **cfg)
 
 
-def save_learner(learner: MetaLearner, path: str | Path) -> Path:
+def save_learner(learner: MetaLearner | TransferLearner, path: str | Path) -> Path:
     """Write ``learner``'s state and config to ``path`` (a ``.safetensors`` file).
+
+    ``learner`` is any meta-learner or a :class:`~bayesmeta.TransferLearner`
+    (its source-centred prior and any scales learned by ``fit_prior``).
 
     Returns
     -------
@@ -95,9 +95,10 @@ def save_learner(learner: MetaLearner, path: str | Path) -> Path:
         The written file.
 
     """
-    if not isinstance(learner, MetaLearner):
+    if not isinstance(learner, MetaLearner | TransferLearner):
         raise TypeError(
-            f"learner must be a bayesmeta learner (a MetaLearner), got {type(learner).__name__}"
+            "learner must be a bayesmeta learner (a MetaLearner or a TransferLearner), got "
+            f"{type(learner).__name__}"
         )
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -111,7 +112,9 @@ def save_learner(learner: MetaLearner, path: str | Path) -> Path:
     return path
 
 
-def load_learner(path: str | Path, *, map_location: str | torch.device = "cpu") -> MetaLearner:
+def load_learner(
+    path: str | Path, *, map_location: str | torch.device = "cpu"
+) -> MetaLearner | TransferLearner:
     """Rebuild a learner saved by :func:`save_learner`.
 
     Raises
@@ -136,9 +139,9 @@ def load_learner(path: str | Path, *, map_location: str | torch.device = "cpu") 
         raise CheckpointError(f"{path} was not written by bayesmeta.io.save_learner")
     if "sha256" in meta and tensor_checksum(state) != meta["sha256"]:
         raise CheckpointError(f"{path} is corrupted: its tensors do not match their checksum")
-    learner = build_learner(json.loads(meta["config"]))
+    learner = build_learner(json.loads(meta["config"]), device=map_location)
     try:
         learner.load_state_dict(state)
     except RuntimeError as err:
         raise CheckpointError(f"{path} does not match its own config: {err}") from err
-    return learner.to(map_location)
+    return learner

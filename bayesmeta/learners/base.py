@@ -23,9 +23,9 @@ from bayesmeta.learners.distributed import (
     sync_parameters,
 )
 from bayesmeta.learners.training import History, check_finite, run_meta_fit
-from bayesmeta.nets.conv import Conv4
 from bayesmeta.nets.functional import FunctionalNet
 from bayesmeta.nets.mlp import MLP
+from bayesmeta.nets.spec import net_spec
 from bayesmeta.tasks._checks import check_like, check_support, fmt_shape
 from bayesmeta.tasks.source import TaskSource
 from bayesmeta.tasks.task import TaskBatch
@@ -343,8 +343,7 @@ class MetaLearner(nn.Module):
             "outer_lr": self.outer_lr,
             "max_grad_norm": self.max_grad_norm,
         }
-        if isinstance(self.net, MLP):
-            cfg["net"] = {"sizes": list(self.net.sizes), "activation": self.net.activation_name}
-        elif isinstance(self.net, Conv4):
-            cfg["net"] = {"conv4": self.net.config()}
+        spec = net_spec(self.net)
+        if spec is not None:
+            cfg["net"] = spec
         return cfg

@@ -14,6 +14,7 @@ from bayesmeta.learners.adapted import AdaptedPredictor
 from bayesmeta.learners.base import positive
 from bayesmeta.nets.functional import FunctionalNet
 from bayesmeta.nets.mlp import MLP
+from bayesmeta.nets.spec import net_spec
 from bayesmeta.posteriors.gaussian import GaussianTaskPosterior
 from bayesmeta.tasks._checks import check_support, check_tensor, fmt_shape
 from bayesmeta.tasks.source import check_count
@@ -169,6 +170,7 @@ class TransferLearner:
         self.num_samples = check_count("num_samples", num_samples, minimum=1)
         self.seed = seed
         self.progress = progress
+        self.freeze = tuple(freeze)
         self.free = free_mask(self.fnet, freeze)
         with torch.no_grad():
             self.centre = self.fnet.flatten([p.detach() for p in self.fnet.params()]).clone()
@@ -177,6 +179,63 @@ class TransferLearner:
         self.prior_scale_: Tensor | None = None
         self.noise_scale_: Tensor | None = None
         self.last_fit_: TransferFit | None = None
+
+    # -- checkpoints (bayesmeta.io.save_learner / load_learner) --------------------------
+
+    def config(self) -> dict[str, object]:
+        """The constructor arguments needed to rebuild this learner (JSON-ready)."""
+        return {
+            "learner": type(self).__name__,
+            "net": net_spec(self.net),
+            "method": self.method,
+            "prior_scale": self.prior_scale,
+            "scale_per": self.scale_per,
+            "likelihood": self.likelihood,
+            "noise_scale": self.noise_scale,
+            "learn_noise": self.learn_noise,
+            "freeze": list(self.freeze),
+            "init_prior_scale": self.init_prior_scale,
+            "laplace_rounds": self.laplace_rounds,
+            "steps": self.steps,
+            "lr": self.lr,
+            "num_samples": self.num_samples,
+            "seed": self.seed,
+        }
+
+    def state_dict(self) -> dict[str, Tensor]:
+        """The learner's tensors, by name.
+
+        The network, the prior's centre, the starting weights of a fit
+        (:meth:`from_scratch`) and :meth:`fit_prior`'s scales.
+        """
+        state = {f"net.{k}": v.detach() for k, v in self.net.state_dict().items()}
+        state["centre"] = self.centre.detach()
+        optional = {
+            "init": self.init,
+            "prior_scale_": self.prior_scale_,
+            "noise_scale_": self.noise_scale_,
+        }
+        state.update({k: v.detach() for k, v in optional.items() if v is not None})
+        return state
+
+    def load_state_dict(self, state: Mapping[str, Tensor]) -> None:
+        """Restore :meth:`state_dict`'s tensors (the network must have the same shapes).
+
+        Raises
+        ------
+        RuntimeError
+            If a tensor is missing or has the wrong shape.
+
+        """
+        net = {k[4:]: v for k, v in state.items() if k.startswith("net.")}
+        self.net.load_state_dict(net)
+        if "centre" not in state or state["centre"].shape != self.centre.shape:
+            raise RuntimeError(f"centre must be a tensor of shape {tuple(self.centre.shape)}")
+        with torch.no_grad():
+            self.centre = state["centre"].to(self.centre).clone()
+        self.init = state.get("init")
+        self.prior_scale_ = state.get("prior_scale_")
+        self.noise_scale_ = state.get("noise_scale_")
 
     @classmethod
     def from_scratch(
