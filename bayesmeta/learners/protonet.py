@@ -369,10 +369,15 @@ class PrototypePredictor(MetricPredictor[PrototypePosterior]):
             (``S = 1``, no epistemic part). An int ``S``: draw ``S`` sets of
             class means from their posterior and return each draw's class
             probabilities ``softmax_c(-||z - mu_c^s||^2 / (2 sigma^2))``; their
-            average approximates the predictive (it ignores what the query
-            point itself says about the class means, so it differs slightly
-            from the closed form at few shots) and their disagreement is the
-            epistemic part (mutual information) of the uncertainty.
+            average approximates the predictive and their disagreement is the
+            epistemic part (mutual information) of the uncertainty. The
+            average is not the closed form: it ignores what the query point
+            itself says about the class means, and each draw's squared
+            distances carry noise that grows with the embedding dimension, so
+            it is less confident, markedly so at few shots and wide
+            embeddings (1-shot glyphs, 32-dimensional embedding: ECE 0.12
+            against the closed form's 0.008 at the same accuracy). Report the
+            closed form; use the draws for the entropy split.
         generator
             Random generator for the draws.
 
