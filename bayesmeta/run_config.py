@@ -25,6 +25,7 @@ from bayesmeta.learners.protonet import BayesianProtoNet, ProtoNet
 from bayesmeta.learners.reptile import Reptile
 from bayesmeta.learners.variational import VariationalMetaLearner
 from bayesmeta.nets.conv import Conv4
+from bayesmeta.tasks.episodes import Episodes, split_classes
 from bayesmeta.tasks.regression import Sinusoid, SinusoidOrLine
 from bayesmeta.tasks.source import SeededSource, check_count
 from bayesmeta.tasks.tables import GroupedTasks, from_dataframe, read_csv
@@ -51,11 +52,11 @@ LearnerName = Literal[
     "bayesian_protonet",
     "matching",
 ]
-DataName = Literal["sinusoid", "sinusoid_or_line", "table", "glyphs", "digits"]
+DataName = Literal["sinusoid", "sinusoid_or_line", "table", "glyphs", "digits", "image_folder"]
 LEARNERS: tuple[str, ...] = LearnerName.__args__  # type: ignore[attr-defined]
 DATA: tuple[str, ...] = DataName.__args__  # type: ignore[attr-defined]
 METRIC_LEARNERS = ("protonet", "bayesian_protonet", "matching")
-CLASSIFICATION_DATA = ("glyphs", "digits")
+CLASSIFICATION_DATA = ("glyphs", "digits", "image_folder")
 GRADIENT_LEARNERS = ("maml", "fomaml", "reptile", "bayesian_maml")
 
 # Seed of the generated glyph alphabet and its class split: part of the data's definition,
@@ -75,12 +76,15 @@ _ONLY_FOR: dict[str, tuple[str, ...]] = {
     "train_tasks": ("variational",),
     "adapt_steps": ("variational",),
     "hidden": ("sinusoid", "sinusoid_or_line", "table"),
-    "path": ("table",),
+    "path": ("table", "image_folder"),
+    "image_size": ("image_folder",),
+    "layout": ("image_folder",),
+    "invert": ("image_folder",),
     "group": ("table",),
     "x": ("table",),
     "y": ("table",),
     "order_by": ("table",),
-    "test_fraction": ("table",),
+    "test_fraction": ("table", "image_folder"),
     "n_way": CLASSIFICATION_DATA,
     "channels": CLASSIFICATION_DATA,
     "glyph_classes": ("glyphs",),
@@ -108,8 +112,9 @@ class RunConfig:
         The task family: ``"sinusoid"`` or ``"sinusoid_or_line"``
         (regression), ``"table"`` (your own CSV file, one regression task
         per group of rows), ``"glyphs"`` (a generated Omniglot-like
-        alphabet, 28x28 images) or ``"digits"`` (scikit-learn's bundled 8x8
-        digits, meta-trained on 0-4 and tested on 5-9).
+        alphabet, 28x28 images), ``"digits"`` (scikit-learn's bundled 8x8
+        digits, meta-trained on 0-4 and tested on 5-9) or ``"image_folder"``
+        (your own images, one folder per class).
     path, group, x, y, order_by : str, str, tuple of str, str, str or None
         For ``"table"``: the CSV file (with a header row), the column whose
         values name the tasks, the input columns, the target column, and an
@@ -117,8 +122,15 @@ class RunConfig:
         ``shots`` rows are the support set, as for a time series; otherwise
         a random ``shots``).
     test_fraction : float
-        For ``"table"``: the share of groups held out for evaluation, drawn
-        once with a fixed seed; meta-training never sees their rows.
+        For ``"table"`` and ``"image_folder"``: the share of groups (classes)
+        held out for evaluation, drawn once with a fixed seed; meta-training
+        never sees their rows (images).
+    image_size, layout, invert : int, str, bool
+        For ``"image_folder"`` (your own images, ``path`` the folder; see
+        :func:`~bayesmeta.tasks.load_image_folder`): the side the greyscale
+        images are resized to, ``"class"`` (``path/class/*.png``) or
+        ``"alphabet/character"`` (Omniglot's layout), and whether to map dark
+        strokes on white to 1 on 0.
     n_way : int
         Classes per episode (image data).
     shots : int
@@ -173,6 +185,9 @@ class RunConfig:
     y: str | None = None
     order_by: str | None = None
     test_fraction: float = 0.2
+    image_size: int = 28
+    layout: Literal["alphabet/character", "class"] = "class"
+    invert: bool = False
     n_way: int = 5
     shots: int = 5
     query: int | None = None
@@ -208,6 +223,13 @@ class RunConfig:
             )
         object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
         object.__setattr__(self, "x", tuple(str(c) for c in self.x))
+        if self.data == "image_folder" and self.path is None:
+            raise ValueError("data 'image_folder' needs path (the folder of class folders)")
+        check_count("image_size", self.image_size, minimum=1)
+        if self.layout not in ("alphabet/character", "class"):
+            raise ValueError(f"layout must be 'alphabet/character' or 'class', got {self.layout!r}")
+        if self.data in ("table", "image_folder") and not 0 < self.test_fraction < 1:
+            raise ValueError(f"test_fraction must lie in (0, 1), got {self.test_fraction}")
         if self.data == "table":
             missing = [k for k in ("path", "group", "y") if getattr(self, k) is None]
             missing += [] if self.x else ["x"]
@@ -299,18 +321,20 @@ class RunConfig:
         from bayesmeta.tasks.glyphs import glyph_episodes
         from bayesmeta.tasks.images import digits_episodes
 
-        if self.data == "glyphs":
-            splits = glyph_episodes(
+        source: Episodes
+        if self.data == "image_folder":
+            source = self._image_folder(split, k_query)
+        elif self.data == "glyphs":
+            source = glyph_episodes(
                 self.n_way,
                 self.shots,
                 k_query,
                 num_classes=self.glyph_classes,
                 examples_per_class=GLYPH_EXAMPLES,
                 seed=DATA_SEED,
-            )
+            )[split]
         else:
-            splits = digits_episodes(self.n_way, self.shots, k_query, seed=DATA_SEED)
-        source = splits[split]
+            source = digits_episodes(self.n_way, self.shots, k_query, seed=DATA_SEED)[split]
         source.generator.manual_seed(seed)  # the episodes drawn, apart from the data
         source.seed = seed
         return source
@@ -345,8 +369,27 @@ class RunConfig:
             seed=seed,
         )
 
+    def _image_folder(self, split: str, k_query: int) -> Episodes:
+        """Episodes over the training or held-out classes of the image folder."""
+        from bayesmeta.tasks.images import load_image_folder
+
+        assert self.path is not None
+        x, labels, _ = load_image_folder(
+            self.path,
+            image_size=self.image_size,
+            rotations=(0,),
+            invert=self.invert,
+            layout=self.layout,
+        )
+        fractions = (1 - self.test_fraction, self.test_fraction)
+        train, test = split_classes(labels, fractions, seed=DATA_SEED)
+        classes = test if split == "test" else train
+        return Episodes(x, labels, self.n_way, self.shots, k_query, classes=classes, seed=0)
+
     def image_shape(self) -> tuple[int, int, int]:
         """``(channels, height, width)`` of the image data."""
+        if self.data == "image_folder":
+            return (1, self.image_size, self.image_size)
         return (1, 28, 28) if self.data == "glyphs" else (1, 8, 8)
 
     def build_learner(self) -> MetaLearner:

@@ -4,8 +4,10 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from bayesmeta.cli.main import main
 from bayesmeta.config import ConfigError, load_config, parse_config
@@ -20,10 +22,25 @@ def test_there_is_a_config_per_learner_and_per_data_source():
     assert {load_config(p).data for p in CONFIGS} == set(DATA)
 
 
+def image_folder(root, classes=8, per_class=8, size=12):
+    """``root/class<i>/<j>.png``: a random pattern per class, each drawing with flipped pixels."""
+    rng = np.random.default_rng(0)
+    for c in range(classes):
+        folder = root / f"class{c}"
+        folder.mkdir(parents=True)
+        pattern = rng.random((size, size)) > 0.6
+        for j in range(per_class):
+            noisy = pattern ^ (rng.random((size, size)) > 0.9)
+            Image.fromarray(noisy.astype(np.uint8) * 255).save(folder / f"{j}.png")
+    return root
+
+
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
-def test_shipped_configs_run(path):
+def test_shipped_configs_run(path, tmp_path):
     """Each ready config runs end to end, shrunk to seconds (same learner, data and settings)."""
     config = load_config(path)
+    if config.data == "image_folder":  # your own images: generated ones stand in
+        config = replace(config, path=str(image_folder(tmp_path / "images", classes=30)))
     small = replace(
         config,
         iterations=2,
@@ -207,3 +224,35 @@ def test_a_table_with_one_group_or_a_missing_column_is_refused(tmp_path):
         config.train_source()
     with pytest.raises(ValueError, match="has no column 'plot'"):
         replace(config, group="plot").train_source()
+
+
+def test_an_image_folder_run_holds_classes_out(tmp_path):
+    root = image_folder(tmp_path / "images", classes=10)
+    config = parse_config(
+        {
+            "learner": "bayesian_protonet",
+            "data": "image_folder",
+            "path": str(root),
+            "image_size": 12,
+            "n_way": 2,
+            "shots": 2,
+            "query": 3,
+            "eval_query": 3,
+            "channels": 4,
+            "test_fraction": 0.3,
+            "iterations": 3,
+            "eval_tasks": 6,
+        }
+    )
+    train, test = config.train_source(), config.held_out_source(0)
+    assert len(train.classes) == 7 and len(test.classes) == 3
+    assert not set(train.classes.tolist()) & set(test.classes.tolist())
+    assert config.held_out_tasks(0).support_x.shape == (6, 4, 1, 12, 12)
+    result = run_experiment(config, out_dir=tmp_path, progress=False)
+    assert "accuracy" in result.evaluation.summary()
+    with pytest.raises(ConfigError, match="data 'image_folder' needs path"):
+        parse_config({"data": "image_folder"})
+    with pytest.raises(ConfigError, match="image_size has no effect on learner 'maml'"):
+        parse_config({"image_size": 16})
+    with pytest.raises(ConfigError, match="layout must be one of 'alphabet/character', 'class'"):
+        parse_config({"data": "image_folder", "path": str(root), "layout": "flat"})

@@ -65,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("--outer-lr", float, f"(default {d.outer_lr})"),
         ("--eval-tasks", int, f"(default {d.eval_tasks})"),
         ("--prior-scale", float, "initial prior scale of the Bayesian learners"),
+        ("--path", str, "the CSV file (data table) or image folder (data image_folder)"),
         ("--checkpoint-every", int, f"iterations between checkpoints ({d.checkpoint_every})"),
         ("--seed", int, f"(default {d.seed})"),
     ):

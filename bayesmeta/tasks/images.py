@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
@@ -117,6 +118,27 @@ def _images(folder: Path) -> list[Path]:
     )
 
 
+def _find_classes(root: Path) -> list[tuple[str, list[Path]]]:
+    """List ``(class, image paths)`` of a ``root/class/*.png`` folder, checking the layout."""
+    layout = "expected root/class/*.png (layout='class')"
+    if _images(root):
+        raise ValueError(f"{root} holds image files directly; {layout}")
+    found: list[tuple[str, list[Path]]] = []
+    for folder in _subdirs(root):
+        if _subdirs(folder):
+            raise ValueError(
+                f"{folder} holds sub-folders; {layout}, with images at the second level "
+                "(layout='alphabet/character' reads Omniglot's two levels)"
+            )
+        images = _images(folder)
+        if not images:
+            raise ValueError(f"{folder} holds no images; {layout}")
+        found.append((folder.name, images))
+    if not found:
+        raise ValueError(f"no images found under {root}; {layout}")
+    return found
+
+
 def _find_characters(root: Path) -> list[tuple[str, list[Path]]]:
     """List ``(alphabet/character, image paths)`` under ``root``, checking the layout."""
     layout = "expected root/alphabet/character/*.png (Omniglot's layout)"
@@ -127,7 +149,8 @@ def _find_characters(root: Path) -> list[tuple[str, list[Path]]]:
         if _images(alphabet):
             raise ValueError(
                 f"{alphabet} holds image files directly, so root looks like one alphabet; "
-                f"pass its parent folder as root ({layout})"
+                f"pass its parent folder as root ({layout}), or layout='class' if each "
+                "sub-folder of root is one class"
             )
         for character in _subdirs(alphabet):
             if _subdirs(character):
@@ -149,12 +172,14 @@ def load_image_folder(
     image_size: int = 28,
     rotations: Sequence[int] = (0, 90, 180, 270),
     invert: bool = True,
+    layout: Literal["alphabet/character", "class"] = "alphabet/character",
     dtype: torch.dtype | None = None,
 ) -> tuple[Tensor, Tensor, list[str]]:
-    """Read an Omniglot-layout image folder into tensors.
+    """Read a folder of images, one sub-folder per class, into tensors.
 
-    The layout is ``root/alphabet/character/*.png`` (any of PNG, JPEG, BMP,
-    GIF, TIFF). Images are converted to greyscale and resized to
+    The layout is ``root/alphabet/character/*.png`` (Omniglot's) or, with
+    ``layout="class"``, ``root/class/*.png`` (any of PNG, JPEG, BMP, GIF,
+    TIFF). Images are converted to greyscale and resized to
     ``image_size`` with Pillow's Lanczos filter. Each (character, rotation)
     pair is its own class, as in Santoro et al. (2016) and Finn et al. (2017);
     rotations are applied with ``torch.rot90`` (counter-clockwise).
@@ -173,6 +198,9 @@ def load_image_folder(
         Distinct multiples of 90 degrees; ``(0,)`` for no rotated classes.
     invert
         Map dark strokes on a white background (Omniglot) to strokes 1 on 0.
+    layout
+        ``"alphabet/character"`` (two folder levels, each character a class)
+        or ``"class"`` (one folder per class).
     dtype
         Floating dtype of the images (default: torch's default dtype).
 
@@ -185,7 +213,7 @@ def load_image_folder(
         class ``i * len(rotations) + j``, so ``labels // len(rotations)`` is
         the character (use it to keep a character's rotations in one split).
     class_names : list of str
-        ``"alphabet/character"``, with ``"/rot90"`` etc. appended when
+        ``"alphabet/character"`` (or the class folder's name), with ``"/rot90"`` etc. appended when
         ``rotations`` is not ``(0,)``; ``class_names[label]`` names a class.
 
     Raises
@@ -214,7 +242,9 @@ def load_image_folder(
     folder = Path(root)
     if not folder.is_dir():
         raise FileNotFoundError(f"root {folder} does not exist or is not a folder")
-    characters = _find_characters(folder)
+    if layout not in ("alphabet/character", "class"):
+        raise ValueError(f"layout must be 'alphabet/character' or 'class', got {layout!r}")
+    characters = _find_classes(folder) if layout == "class" else _find_characters(folder)
     arrays: list[np.ndarray] = []
     char_index: list[int] = []
     for i, (_, paths) in enumerate(characters):

@@ -158,3 +158,22 @@ def test_folder_errors_bad_files_and_nesting(tmp_path):
     (root / "Beta" / "c1" / "deeper").mkdir()
     with pytest.raises(ValueError, match="holds sub-folders"):
         load_image_folder(root)
+
+
+def test_load_image_folder_with_one_folder_per_class(tmp_path):
+    root = tmp_path / "mine"
+    for i, name in enumerate(["cat", "dog", "owl"]):
+        (root / name).mkdir(parents=True)
+        for j in range(3):
+            Image.fromarray(draw(i, j)).save(root / name / f"{j}.jpg")
+    x, labels, names = load_image_folder(root, layout="class", rotations=(0,), image_size=16)
+    assert names == ["cat", "dog", "owl"] and x.shape == (9, 1, 16, 16)
+    assert labels.tolist() == [0, 0, 0, 1, 1, 1, 2, 2, 2]
+    # the two layouts are not guessed: each says what it expected
+    with pytest.raises(ValueError, match="or layout='class' if each sub-folder of root"):
+        load_image_folder(root)
+    with pytest.raises(ValueError, match="layout must be 'alphabet/character' or 'class'"):
+        load_image_folder(root, layout="flat")
+    (root / "owl" / "young").mkdir()
+    with pytest.raises(ValueError, match="owl holds sub-folders; expected root/class"):
+        load_image_folder(root, layout="class")
