@@ -14,7 +14,6 @@ import math
 from dataclasses import dataclass
 from typing import Any, Literal, cast
 
-import numpy as np
 import torch
 
 from bayesmeta.learners.base import MetaLearner
@@ -25,10 +24,9 @@ from bayesmeta.learners.protonet import BayesianProtoNet, ProtoNet
 from bayesmeta.learners.reptile import Reptile
 from bayesmeta.learners.variational import VariationalMetaLearner
 from bayesmeta.nets.conv import Conv4
-from bayesmeta.tasks.episodes import Episodes, split_classes
-from bayesmeta.tasks.regression import Sinusoid, SinusoidOrLine
+from bayesmeta.run_data import GLYPH_EXAMPLES, run_source
 from bayesmeta.tasks.source import SeededSource, check_count
-from bayesmeta.tasks.tables import GroupedTasks, from_dataframe, read_csv
+from bayesmeta.tasks.tables import GroupedTasks
 from bayesmeta.tasks.task import TaskBatch
 
 __all__ = [
@@ -59,10 +57,6 @@ METRIC_LEARNERS = ("protonet", "bayesian_protonet", "matching")
 CLASSIFICATION_DATA = ("glyphs", "digits", "image_folder")
 GRADIENT_LEARNERS = ("maml", "fomaml", "reptile", "bayesian_maml")
 
-# Seed of the generated glyph alphabet and its class split: part of the data's definition,
-# the same in every run, so that runs with different seeds share their held-out classes.
-DATA_SEED = 0
-GLYPH_EXAMPLES = 20  # drawings per glyph class, as in Omniglot
 
 # Which settings each learner or data source reads; a config that sets any other one is
 # refused (see `applies`), since the setting would silently do nothing.
@@ -287,11 +281,11 @@ class RunConfig:
 
     def train_source(self) -> SeededSource:
         """The meta-training tasks, drawn from ``seed``."""
-        return self._source("train", self.seed, self.train_query)
+        return run_source(self, "train", self.seed, self.train_query)
 
     def held_out_source(self, seed: int) -> SeededSource:
         """Held-out tasks drawn from ``seed``: new functions, or unseen classes or groups."""
-        return self._source("test", seed, self.held_out_query)
+        return run_source(self, "test", seed, self.held_out_query)
 
     def held_out_tasks(self, seed: int) -> TaskBatch:
         """The ``eval_tasks`` held-out tasks (for tables, each held-out group at most once)."""
@@ -307,84 +301,8 @@ class RunConfig:
         For the built-in families they are new tasks of their own seed; for tables, the
         meta-training groups (the held-out groups are kept for evaluation).
         """
-        return self._source("train" if self.data == "table" else "test", seed, None).sample(200)
-
-    def _source(self, split: str, seed: int, k_query: int | None) -> SeededSource:
-        if self.data == "table":
-            return self._table(split, seed, k_query)
-        k_query = self.held_out_query if k_query is None else k_query
-        assert k_query is not None
-        if self.data == "sinusoid":
-            return Sinusoid(self.shots, k_query, seed=seed)
-        if self.data == "sinusoid_or_line":
-            return SinusoidOrLine(self.shots, k_query, seed=seed)
-        from bayesmeta.tasks.glyphs import glyph_episodes
-        from bayesmeta.tasks.images import digits_episodes
-
-        source: Episodes
-        if self.data == "image_folder":
-            source = self._image_folder(split, k_query)
-        elif self.data == "glyphs":
-            source = glyph_episodes(
-                self.n_way,
-                self.shots,
-                k_query,
-                num_classes=self.glyph_classes,
-                examples_per_class=GLYPH_EXAMPLES,
-                seed=DATA_SEED,
-            )[split]
-        else:
-            source = digits_episodes(self.n_way, self.shots, k_query, seed=DATA_SEED)[split]
-        source.generator.manual_seed(seed)  # the episodes drawn, apart from the data
-        source.seed = seed
-        return source
-
-    def _table(self, split: str, seed: int, k_query: int | None) -> GroupedTasks:
-        """The training or held-out groups of the CSV file as a task source."""
-        assert self.path is not None and self.group is not None and self.y is not None
-        columns = read_csv(self.path)
-        if self.group not in columns:
-            raise ValueError(f"{self.path} has no column {self.group!r}; it has {list(columns)}")
-        keys = columns[self.group]
-        _, first = np.unique(keys, return_index=True)
-        names = keys[np.sort(first)].tolist()  # in order of first appearance
-        if len(names) < 2:
-            raise ValueError(
-                f"{self.path} has {len(names)} group(s) in column {self.group!r}; a run needs "
-                "at least 2, some to meta-train on and some to hold out"
-            )
-        held_out = min(max(1, round(self.test_fraction * len(names))), len(names) - 1)
-        order = torch.randperm(len(names), generator=torch.Generator().manual_seed(DATA_SEED))
-        chosen = order[:held_out] if split == "test" else order[held_out:]
-        return from_dataframe(
-            columns,
-            group=self.group,
-            x=list(self.x),
-            y=self.y,
-            k_support=self.shots,
-            k_query=k_query,
-            split="random" if self.order_by is None else "first",
-            order_by=self.order_by,
-            groups=[names[int(i)] for i in sorted(chosen.tolist())],
-            seed=seed,
-        )
-
-    def _image_folder(self, split: str, k_query: int) -> Episodes:
-        """Episodes over the training or held-out classes of the image folder."""
-        from bayesmeta.tasks.images import load_image_folder
-
-        assert self.path is not None
-        x, labels, _ = load_image_folder(
-            self.path,
-            image_size=self.image_size,
-            rotations=(0,),
-            invert=self.invert,
-            layout=self.layout,
-        )
-        fractions = (1 - self.test_fraction, self.test_fraction)
-        train, test = split_classes(labels, fractions, seed=DATA_SEED)
-        classes = test if split == "test" else train
-        return Episodes(x, labels, self.n_way, self.shots, k_query, classes=classes, seed=0)
+        split = "train" if self.data == "table" else "test"
+        return run_source(self, split, seed, None).sample(200)
 
     def image_shape(self) -> tuple[int, int, int]:
         """``(channels, height, width)`` of the image data."""

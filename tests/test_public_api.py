@@ -25,6 +25,7 @@ import bayesmeta.prediction
 import bayesmeta.priors
 import bayesmeta.reliability
 import bayesmeta.run_config
+import bayesmeta.run_data
 import bayesmeta.run_folder
 import bayesmeta.tasks
 import bayesmeta.transfer
@@ -51,6 +52,7 @@ MODULES = [
     bayesmeta.priors,
     bayesmeta.reliability,
     bayesmeta.run_config,
+    bayesmeta.run_data,
     bayesmeta.run_folder,
     bayesmeta.tasks,
     bayesmeta.transfer,
