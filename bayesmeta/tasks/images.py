@@ -118,49 +118,42 @@ def _images(folder: Path) -> list[Path]:
     )
 
 
-def _find_classes(root: Path) -> list[tuple[str, list[Path]]]:
-    """List ``(class, image paths)`` of a ``root/class/*.png`` folder, checking the layout."""
-    layout = "expected root/class/*.png (layout='class')"
+def _class_images(folder: Path, layout: str, level: str) -> list[Path]:
+    """The images of one class folder, which must hold images and no sub-folders."""
+    if _subdirs(folder):
+        raise ValueError(f"{folder} holds sub-folders; {layout}, with images at the {level} level")
+    images = _images(folder)
+    if not images:
+        raise ValueError(f"{folder} holds no images; {layout}")
+    return images
+
+
+def _find_classes(root: Path, *, two_levels: bool) -> list[tuple[str, list[Path]]]:
+    """List ``(class name, image paths)`` under ``root``, checking the layout.
+
+    ``two_levels``: Omniglot's ``root/alphabet/character/*.png``, each character a class
+    named ``alphabet/character``; else ``root/class/*.png``.
+    """
+    if two_levels:
+        layout = "expected root/alphabet/character/*.png (Omniglot's layout)"
+    else:
+        layout = "expected root/class/*.png (layout='class')"
     if _images(root):
         raise ValueError(f"{root} holds image files directly; {layout}")
     found: list[tuple[str, list[Path]]] = []
-    for folder in _subdirs(root):
-        if _subdirs(folder):
+    for top in _subdirs(root):
+        if not two_levels:
+            found.append((top.name, _class_images(top, layout, "second")))
+            continue
+        if _images(top):
             raise ValueError(
-                f"{folder} holds sub-folders; {layout}, with images at the second level "
-                "(layout='alphabet/character' reads Omniglot's two levels)"
-            )
-        images = _images(folder)
-        if not images:
-            raise ValueError(f"{folder} holds no images; {layout}")
-        found.append((folder.name, images))
-    if not found:
-        raise ValueError(f"no images found under {root}; {layout}")
-    return found
-
-
-def _find_characters(root: Path) -> list[tuple[str, list[Path]]]:
-    """List ``(alphabet/character, image paths)`` under ``root``, checking the layout."""
-    layout = "expected root/alphabet/character/*.png (Omniglot's layout)"
-    if _images(root):
-        raise ValueError(f"{root} holds image files directly; {layout}")
-    found: list[tuple[str, list[Path]]] = []
-    for alphabet in _subdirs(root):
-        if _images(alphabet):
-            raise ValueError(
-                f"{alphabet} holds image files directly, so root looks like one alphabet; "
+                f"{top} holds image files directly, so root looks like one alphabet; "
                 f"pass its parent folder as root ({layout}), or layout='class' if each "
                 "sub-folder of root is one class"
             )
-        for character in _subdirs(alphabet):
-            if _subdirs(character):
-                raise ValueError(
-                    f"{character} holds sub-folders; {layout}, with images at the third level"
-                )
-            images = _images(character)
-            if not images:
-                raise ValueError(f"{character} holds no images; {layout}")
-            found.append((f"{alphabet.name}/{character.name}", images))
+        for character in _subdirs(top):
+            images = _class_images(character, layout, "third")
+            found.append((f"{top.name}/{character.name}", images))
     if not found:
         raise ValueError(f"no images found under {root}; {layout}")
     return found
@@ -244,7 +237,7 @@ def load_image_folder(
         raise FileNotFoundError(f"root {folder} does not exist or is not a folder")
     if layout not in ("alphabet/character", "class"):
         raise ValueError(f"layout must be 'alphabet/character' or 'class', got {layout!r}")
-    characters = _find_classes(folder) if layout == "class" else _find_characters(folder)
+    characters = _find_classes(folder, two_levels=layout == "alphabet/character")
     arrays: list[np.ndarray] = []
     char_index: list[int] = []
     for i, (_, paths) in enumerate(characters):
