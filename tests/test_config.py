@@ -226,7 +226,7 @@ def test_a_table_with_one_group_or_a_missing_column_is_refused(tmp_path):
         replace(config, group="plot").train_source()
 
 
-def test_an_image_folder_run_holds_classes_out(tmp_path):
+def test_an_image_folder_run_holds_classes_out(tmp_path, monkeypatch):
     root = image_folder(tmp_path / "images", classes=10)
     config = parse_config(
         {
@@ -250,6 +250,14 @@ def test_an_image_folder_run_holds_classes_out(tmp_path):
     assert config.held_out_tasks(0).support_x.shape == (6, 4, 1, 12, 12)
     result = run_experiment(config, out_dir=tmp_path, progress=False)
     assert "accuracy" in result.evaluation.summary()
+    # on the command line a relative path is the working directory's, saved absolute
+    monkeypatch.chdir(tmp_path)
+    root = image_folder(tmp_path / "more", classes=10, per_class=20)  # 5 shots + 15 queries
+    args = ["run", "--learner", "protonet", "--data", "image_folder", "--path", "more"]
+    code = main([*args, "--n-way", "2", "--iterations", "2", "--eval-tasks", "2", "--out", "r"])
+    assert code == 0
+    (run_dir,) = (tmp_path / "r").iterdir()
+    assert json.loads((run_dir / "config.json").read_text())["path"] == str(root.resolve())
     with pytest.raises(ConfigError, match="data 'image_folder' needs path"):
         parse_config({"data": "image_folder"})
     with pytest.raises(ConfigError, match="image_size has no effect on learner 'maml'"):

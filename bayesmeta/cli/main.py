@@ -206,6 +206,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "run":
         names = {f.name for f in fields(RunConfig)}
         given = {k: v for k, v in vars(args).items() if k in names}
+        if "path" in given:  # absolute in config.json, so that resume and report work anywhere
+            given["path"] = str(Path(given["path"]).resolve())
         try:
             raw = {} if args.config is None else read_config(args.config)
             source = "the command line" if args.config is None else f"{args.config} with options"
