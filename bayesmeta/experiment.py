@@ -139,7 +139,9 @@ def _run(
     if isinstance(learner, GradientMetaLearner) and not config.classification:
         # Point estimates of regression functions: fit a noise scale for predictive intervals.
         learner.fit_noise_scale(config.noise_fit_tasks(NOISE_FIT_SEED))
-    evaluation = evaluate_held_out(cast(Adaptable, learner), held_out, progress=progress)
+    evaluation = evaluate_held_out(
+        cast(Adaptable, learner), held_out, progress=progress, chunk_size=config.eval_chunk_size
+    )
     t2 = time.perf_counter()
     result = RunResult(
         config, learner, history, evaluation, timings={"meta_fit_s": t1 - t0, "evaluate_s": t2 - t1}
@@ -151,18 +153,23 @@ def _run(
 
 
 def evaluate_held_out(
-    learner: Adaptable, batch: TaskBatch, *, progress: bool | None = None
+    learner: Adaptable,
+    batch: TaskBatch,
+    *,
+    progress: bool | None = None,
+    chunk_size: int = 100,
 ) -> Evaluation:
     """Score ``learner`` on a run's held-out tasks, with posterior sampling seeded.
 
     Sampling uses :data:`EVAL_SEED` inside a forked RNG, so that scoring the
     same learner on the same tasks again gives the same metrics, and the
-    caller's random state is left as it was. ``progress`` is as for
-    :func:`~bayesmeta.evaluation.evaluate`.
+    caller's random state is left as it was. ``progress`` and ``chunk_size``
+    are as for :func:`~bayesmeta.evaluation.evaluate`; the draws depend on
+    the chunks, so score a run again with its config's ``eval_chunk_size``.
     """
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(EVAL_SEED)
-        return evaluate(learner, batch, progress=progress)
+        return evaluate(learner, batch, progress=progress, chunk_size=chunk_size)
 
 
 def _write_results(result: RunResult, run_dir: Path) -> None:

@@ -49,7 +49,6 @@ __all__ = [
 
 #: Nominal levels of the coverage figure: 0.05, 0.10, ..., 0.95 (the table shows 0.1, ..., 0.9).
 REPORT_LEVELS: tuple[float, ...] = tuple(i / 20 for i in range(1, 20))
-_CHUNK = 100  # tasks adapted at once, as in evaluate
 
 
 @dataclass(frozen=True, eq=False)
@@ -180,8 +179,8 @@ def evaluate_run(run_dir: str | Path, *, num_tasks: int | None = None) -> Evalua
     run_dir = Path(run_dir)
     if num_tasks is not None:
         check_count("num_tasks", num_tasks, minimum=1)
-    _, _, _, learner, batch = _held_out(run_dir, num_tasks)
-    result = evaluate_held_out(learner, batch)
+    config, _, _, learner, batch = _held_out(run_dir, num_tasks)
+    result = evaluate_held_out(learner, batch, chunk_size=config.eval_chunk_size)
     out = {"num_tasks": result.num_tasks, "metrics": result.to_dict()}
     (run_dir / "evaluation.json").write_text(json.dumps(out, indent=2) + "\n")
     return result
@@ -224,11 +223,12 @@ def diagnose_run(
     hits = torch.zeros(len(REPORT_LEVELS), dtype=torch.float64)
     probs: list[Tensor] = []
     show = show_progress(progress)
-    starts = range(0, len(batch), _CHUNK)
+    chunk_size = config.eval_chunk_size  # as the run evaluated them
+    starts = range(0, len(batch), chunk_size)
     with torch.random.fork_rng(devices=[]):  # posterior sampling: reproducible, no side effect
         torch.manual_seed(EVAL_SEED)
         for start in tqdm(starts, desc="report", disable=not show, dynamic_ncols=True):
-            chunk = batch.select(slice(start, start + _CHUNK))
+            chunk = batch.select(slice(start, start + chunk_size))
             pred = adaptable.adapt(chunk.support_x, chunk.support_y).predict(chunk.query_x)
             y = chunk.query_y.to(pred.mean.device)
             with torch.no_grad():
