@@ -147,7 +147,7 @@ def _run(
         config, learner, history, evaluation, timings={"meta_fit_s": t1 - t0, "evaluate_s": t2 - t1}
     )
     if run_dir is not None:
-        _write_results(result, run_dir)
+        _write_results(result, run_dir, held_out)
         result.run_dir = run_dir
     return result
 
@@ -172,8 +172,11 @@ def evaluate_held_out(
         return evaluate(learner, batch, progress=progress, chunk_size=chunk_size)
 
 
-def _write_results(result: RunResult, run_dir: Path) -> None:
-    """Write a finished run's history, metrics, learner and figures into ``run_dir``."""
+def _write_results(result: RunResult, run_dir: Path, held_out: TaskBatch) -> None:
+    """Write a finished run's history, metrics, learner and figures into ``run_dir``.
+
+    ``held_out`` is the evaluated batch; the predictions figure shows its first six tasks.
+    """
     cfg = result.config
     (run_dir / "history.json").write_text(json.dumps(result.history.to_dict()) + "\n")
     metrics = {
@@ -191,7 +194,7 @@ def _write_results(result: RunResult, run_dir: Path) -> None:
     if result.evaluation.reliability is not None:
         plot_reliability(result.evaluation.reliability, run_dir / "reliability.png")
     elif not cfg.classification and (cfg.data != "table" or len(cfg.x) == 1):  # 1-D inputs
-        batch = cfg.held_out_tasks(EVAL_SEED).select(slice(0, 6))
+        batch = held_out.select(slice(0, 6))
         plot_predictions(cast(Adaptable, result.learner), batch, run_dir / "predictions.png")
 
 

@@ -16,7 +16,7 @@ from typing import Any, Literal, cast
 
 import torch
 
-from bayesmeta.learners.base import MetaLearner
+from bayesmeta.learners.base import MetaLearner, positive
 from bayesmeta.learners.bayesian_maml import BayesianMAML
 from bayesmeta.learners.maml import MAML
 from bayesmeta.learners.matching import MatchingNet
@@ -232,11 +232,17 @@ class RunConfig:
                     f"data 'table' needs {', '.join(missing)} (the CSV file and "
                     "its group, input and target columns)"
                 )
-            if not 0 < self.test_fraction < 1:
-                raise ValueError(f"test_fraction must lie in (0, 1), got {self.test_fraction}")
-        for name in ("n_way", "shots", "eval_tasks", "meta_batch_size", "channels"):
-            check_count(name, getattr(self, name), minimum=1)
-        for name in ("inner_steps", "train_tasks", "adapt_steps", "checkpoint_every"):
+        for name in (
+            "n_way",
+            "shots",
+            "eval_tasks",
+            "meta_batch_size",
+            "channels",
+            "inner_steps",
+            "train_tasks",
+            "adapt_steps",
+            "checkpoint_every",
+        ):
             check_count(name, getattr(self, name), minimum=1)
         check_count("iterations", self.iterations, minimum=0)
         check_count("glyph_classes", self.glyph_classes, minimum=2)
@@ -246,9 +252,8 @@ class RunConfig:
         if any(h < 1 for h in self.hidden):
             raise ValueError(f"hidden widths must be >= 1, got {self.hidden}")
         for name in ("inner_lr", "outer_lr", "max_grad_norm", "prior_scale"):
-            value = getattr(self, name)
-            if value is not None and not (math.isfinite(value) and value > 0):
-                raise ValueError(f"{name} must be positive and finite, got {value}")
+            if getattr(self, name) is not None:
+                positive(name, getattr(self, name))
         if not (math.isfinite(self.kl_weight) and self.kl_weight >= 0):
             raise ValueError(f"kl_weight must be >= 0 and finite, got {self.kl_weight}")
         if self.data == "glyphs":
