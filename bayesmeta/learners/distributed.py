@@ -39,6 +39,7 @@ __all__ = [
     "init_from_env",
     "is_distributed",
     "shard",
+    "shard_range",
     "sync_parameters",
 ]
 
@@ -79,23 +80,26 @@ def init_from_env(backend: str | None = None) -> bool:
     return True
 
 
-def shard(batch: TaskBatch, rank: int, world_size: int) -> TaskBatch:
-    """Rank ``rank``'s contiguous share of the batch's tasks (sizes differ by at most one).
+def shard_range(count: int, rank: int, world_size: int) -> slice:
+    """Rank ``rank``'s contiguous share of ``count`` tasks (sizes differ by at most one).
 
     Raises
     ------
     DistributedError
-        If the batch has fewer tasks than there are ranks.
+        If there are fewer tasks than ranks.
 
     """
-    t = len(batch)
-    if t < world_size:
+    if count < world_size:
         raise DistributedError(
-            f"a meta-batch of {t} tasks cannot be split over {world_size} ranks; use "
+            f"a meta-batch of {count} tasks cannot be split over {world_size} ranks; use "
             f"meta_batch_size >= {world_size}"
         )
-    lo, hi = rank * t // world_size, (rank + 1) * t // world_size
-    return batch.select(slice(lo, hi))
+    return slice(rank * count // world_size, (rank + 1) * count // world_size)
+
+
+def shard(batch: TaskBatch, rank: int, world_size: int) -> TaskBatch:
+    """Rank ``rank``'s contiguous share of the batch's tasks (see :func:`shard_range`)."""
+    return batch.select(shard_range(len(batch), rank, world_size))
 
 
 def sync_parameters(module: torch.nn.Module) -> None:

@@ -36,11 +36,11 @@ from torch import Tensor, nn
 from bayesmeta.inference.task_svi import INIT_SCALE_RATIO, task_posterior_svi
 from bayesmeta.learners.base import MetaLearner, OptimizerFactory, positive
 from bayesmeta.learners.distributed import (
-    DistributedError,
     all_reduce_gradients,
     broadcast_seed,
     check_same_batch,
     is_distributed,
+    shard_range,
     sync_parameters,
 )
 from bayesmeta.learners.training import History, check_finite, run_meta_fit
@@ -416,15 +416,9 @@ class VariationalMetaLearner(MetaLearner):
         n = x.shape[0]
         idx = self._subsample(n, subsample_size, generator)
         idx = torch.arange(n, device=self.device) if idx is None else idx
-        world, rank = dist.get_world_size(), dist.get_rank()
-        if len(idx) < world:
-            raise DistributedError(
-                f"{len(idx)} tasks per step cannot be split over {world} ranks; use "
-                f"meta_batch_size >= {world}"
-            )
-        lo, hi = rank * len(idx) // world, (rank + 1) * len(idx) // world
-        weight = (hi - lo) / len(idx)
-        loss = self.meta_loss(batch, subsample=idx[lo:hi])
+        share = idx[shard_range(len(idx), dist.get_rank(), dist.get_world_size())]
+        weight = len(share) / len(idx)
+        loss = self.meta_loss(batch, subsample=share)
         check_finite(float(loss.detach()), "the negative ELBO")
         loss.backward()
         rows: list[Tensor] = []  # this rank's weighted rows of the drawn tasks, others zero
