@@ -116,3 +116,14 @@ def test_a_transfer_learner_on_a_custom_network_saves_but_asks_to_be_rebuilt(tmp
     path = save_learner(TransferLearner(net, steps=5), tmp_path / "t.safetensors")
     with pytest.raises(CheckpointError, match="only an MLP or a Conv4 rebuilds itself"):
         load_learner(path)
+
+
+def test_transfer_learner_refuses_a_state_without_its_centre():
+    learner = TransferLearner(_source_net(), steps=5)
+    state = learner.state_dict()
+    del state["centre"]
+    with pytest.raises(RuntimeError, match=r"centre must be a tensor of shape \(25,\)"):
+        learner.load_state_dict(state)
+    state["centre"] = torch.zeros(3)
+    with pytest.raises(RuntimeError, match="centre must be a tensor of shape"):
+        learner.load_state_dict(state)
