@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import numpy as np
 import torch
 
 from bayesmeta.tasks.episodes import Episodes, split_classes
@@ -18,7 +17,7 @@ from bayesmeta.tasks.glyphs import glyph_episodes
 from bayesmeta.tasks.images import digits_episodes, load_image_folder
 from bayesmeta.tasks.regression import Sinusoid, SinusoidOrLine
 from bayesmeta.tasks.source import SeededSource
-from bayesmeta.tasks.tables import GroupedTasks, from_dataframe, read_csv
+from bayesmeta.tasks.tables import GroupedTasks, from_dataframe, read_csv, unique_in_order
 
 if TYPE_CHECKING:
     from bayesmeta.run_config import RunConfig
@@ -71,9 +70,7 @@ def _table(config: RunConfig, split: str, seed: int, k_query: int | None) -> Gro
     columns = read_csv(config.path)
     if config.group not in columns:
         raise ValueError(f"{config.path} has no column {config.group!r}; it has {list(columns)}")
-    keys = columns[config.group]
-    _, first = np.unique(keys, return_index=True)
-    names = keys[np.sort(first)].tolist()  # in order of first appearance
+    names = unique_in_order(columns[config.group]).tolist()
     if len(names) < 2:
         raise ValueError(
             f"{config.path} has {len(names)} group(s) in column {config.group!r}; a run needs "

@@ -15,7 +15,7 @@ from bayesmeta.errors import ShapeError
 from bayesmeta.tasks.source import SeededSource, check_count
 from bayesmeta.tasks.task import Task, TaskBatch
 
-__all__ = ["GroupedTasks", "SplitRule", "from_dataframe", "read_csv"]
+__all__ = ["GroupedTasks", "SplitRule", "from_dataframe", "read_csv", "unique_in_order"]
 
 SplitRule = Literal["first", "random"]
 
@@ -46,6 +46,12 @@ def _numeric(name: str, values: np.ndarray) -> np.ndarray:
         bad = int(np.flatnonzero(~np.isfinite(out))[0])
         raise ValueError(f"column {name!r} holds a missing or non-finite value (row {bad})")
     return out
+
+
+def unique_in_order(keys: np.ndarray) -> np.ndarray:
+    """The distinct values of ``keys`` ``[M]``, in the order of their first appearance."""
+    _, first = np.unique(keys, return_index=True)
+    return keys[np.sort(first)]
 
 
 class GroupedTasks(SeededSource):
@@ -156,8 +162,7 @@ class GroupedTasks(SeededSource):
             )
         if len(keys) == 0:
             raise ValueError("the table has no rows")
-        names, first = np.unique(keys, return_index=True)
-        names = names[np.argsort(first)]  # order of first appearance
+        names = unique_in_order(keys)
         if groups is not None:
             wanted = list(groups)
             missing = [g for g in wanted if g not in set(names.tolist())]
