@@ -1,0 +1,525 @@
+"""Priors over a network's weights: the ``p(theta | psi)`` of the one model.
+
+Each prior is an ``nn.Module`` over the ``P`` weights of a network with a
+location and a (meta-learned) scale, and gives the model its Pyro
+distribution (:meth:`WeightPrior.distribution`, event shape ``[P]``):
+
+- :class:`Normal` (the default; ``GaussianPrior`` is its old name), with the
+  closed forms that the fast inner loop uses;
+- :class:`Laplace` (sparsity-inducing, heavier tails than a Normal);
+- :class:`StudentT` (heavy tails; ``df`` fixed);
+- :class:`Flat`, the improper flat prior of the point-estimate learners (MAML,
+  Reptile), which has a log density (zero) but no draws.
+
+A prior may be made before its network is known (``bm.priors.Laplace()``):
+a learner then binds it to its network (:meth:`WeightPrior.bind`), with the
+network's own weights as the (tied) location, as MAML's initialisation is.
+:meth:`WeightPrior.from_module` centres one on a source network's weights
+(the transfer prior; MAP under a Normal one is L2-SP).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Literal
+
+import pyro
+import pyro.distributions as pdist
+import torch
+from torch import Tensor, nn
+from torch.distributions import constraints
+
+from bayesmeta.errors import ShapeError
+from bayesmeta.nets.functional import FunctionalNet
+from bayesmeta.tasks._checks import fmt_shape
+
+if TYPE_CHECKING:
+    from bayesmeta.priors.hierarchical import HierarchicalGaussianPrior
+
+__all__ = [
+    "Flat",
+    "GaussianPrior",
+    "Laplace",
+    "Normal",
+    "StudentT",
+    "WeightPrior",
+    "check_fits",
+    "gaussian_kl",
+]
+
+
+def gaussian_kl(q_loc: Tensor, q_scale: Tensor, p_loc: Tensor, p_scale: Tensor) -> Tensor:
+    """``KL(N(q_loc, q_scale^2) || N(p_loc, p_scale^2))`` summed over the last dimension.
+
+    Parameters
+    ----------
+    q_loc, q_scale
+        ``[*B, P]``.
+    p_loc, p_scale
+        Broadcastable to ``[*B, P]``.
+
+    Returns
+    -------
+    Tensor
+        ``[*B]``.
+
+    """
+    ratio = (q_scale / p_scale).pow(2)
+    mahal = ((q_loc - p_loc) / p_scale).pow(2)
+    return 0.5 * (ratio + mahal - 1.0 - ratio.log()).sum(-1)
+
+
+LocSpec = Literal["tied", "module", "zeros"]
+
+
+class WeightPrior(nn.Module):
+    """Base of the priors ``theta ~ p(theta | loc, scale)`` over a network's ``P`` weights.
+
+    The location and scale are meta-learned unless frozen. The scale is
+    stored as its logarithm, one value per weight or one per parameter tensor
+    (``scale_per="tensor"``, e.g. one for a layer's weight and one for its
+    bias). Subclasses name the Pyro distribution family (:meth:`family`).
+
+    Parameters
+    ----------
+    loc
+        Prior location ``[P]`` (copied into an ``nn.Parameter``), or a
+        :class:`~bayesmeta.nets.FunctionalNet` whose module's own weights *are*
+        the location (tied: training the module trains the location, and the
+        prior holds no copy), or ``None``: unbound until a learner calls
+        :meth:`bind` with its network (then tied to it).
+    scale
+        Prior scale: a positive float, or ``[P]`` (one value per tensor with
+        ``scale_per="tensor"``); ``None`` takes the learner's default when it
+        binds the prior.
+    numels
+        Sizes of the network's parameter tensors, in order (needed for
+        ``scale_per="tensor"``); :meth:`bind` fills it in.
+    scale_per
+        ``"weight"`` or ``"tensor"``.
+    learn_loc, learn_scale
+        Whether the location / scale are trainable.
+
+    Examples
+    --------
+    >>> from bayesmeta.nets import MLP, FunctionalNet
+    >>> prior = Laplace(scale=0.1).bind(FunctionalNet(MLP((1, 8, 1))))
+    >>> prior.log_prob(prior.loc.expand(3, -1)).shape
+    torch.Size([3])
+
+    """
+
+    def __init__(
+        self,
+        loc: Tensor | FunctionalNet | None = None,
+        scale: float | Tensor | None = None,
+        *,
+        numels: Sequence[int] | None = None,
+        scale_per: Literal["weight", "tensor"] = "weight",
+        learn_loc: bool = True,
+        learn_scale: bool = True,
+    ) -> None:
+        super().__init__()
+        if scale_per not in ("weight", "tensor"):
+            raise ValueError(f"scale_per must be 'weight' or 'tensor', got {scale_per!r}")
+        if scale is not None and not isinstance(scale, Tensor):
+            if isinstance(scale, bool) or not isinstance(scale, int | float):
+                raise TypeError(f"scale must be a number or a tensor, got {type(scale).__name__}")
+            if not (math.isfinite(scale) and scale > 0):
+                raise ValueError(f"prior scale must be positive and finite, got {scale}")
+        self.scale_per = scale_per
+        self.learn_loc, self.learn_scale = bool(learn_loc), bool(learn_scale)
+        self._init_scale = scale
+        self._tied: FunctionalNet | None = None
+        self._loc: nn.Parameter | None = None
+        self.log_scale: nn.Parameter | None = None
+        self.numels: tuple[int, ...] = ()
+        if loc is not None:
+            self._bind(loc, 1.0 if scale is None else scale, numels)
+
+    def family(self, loc: Tensor, scale: Tensor) -> pdist.TorchDistribution:
+        """The per-weight distribution (batch shape ``[*B, P]``) at ``loc`` and ``scale``."""
+        raise NotImplementedError
+
+    def stddev(self) -> Tensor:
+        """The prior's standard deviation per weight ``[P]`` (where task posteriors start)."""
+        return self.scale
+
+    # -- binding to a network ---------------------------------------------------
+
+    @property
+    def is_bound(self) -> bool:
+        """Whether the prior knows its network's weights (its location and size)."""
+        return self.log_scale is not None
+
+    def bind(
+        self,
+        fnet: FunctionalNet,
+        *,
+        scale: float = 0.1,
+        loc: LocSpec | Tensor = "tied",
+    ) -> WeightPrior:
+        """Lay the prior over ``fnet``'s weights; return ``self``.
+
+        A prior made with its location already (e.g. :meth:`from_module`) is
+        only checked against ``fnet``.
+
+        Parameters
+        ----------
+        fnet
+            The functional network.
+        scale
+            Scale used when the prior was made without one.
+        loc
+            ``"tied"`` makes the module's weights the location (see the class
+            docstring); ``"module"`` centres the prior on a copy of the
+            module's current weights; ``"zeros"`` at zero; or a tensor ``[P]``.
+
+        Raises
+        ------
+        ShapeError
+            If a given ``loc`` does not have the network's ``P`` weights, or a
+            bound prior does not fit ``fnet``.
+
+        """
+        if self.is_bound:
+            check_fits(self, fnet)
+            return self
+        centre: Tensor | FunctionalNet
+        if isinstance(loc, Tensor):
+            if loc.shape != (fnet.num_params,):
+                raise ShapeError(
+                    f"the prior's loc has shape {fmt_shape(loc.shape)} but the network has "
+                    f"P = {fnet.num_params} weights"
+                )
+            centre = loc
+        elif loc == "tied":
+            centre = fnet
+        elif loc == "module":
+            centre = fnet.flatten([p.detach() for p in fnet.params()])
+        elif loc == "zeros":
+            centre = torch.zeros(fnet.num_params, dtype=fnet.params()[0].dtype)
+        else:
+            raise ValueError(f"loc must be 'tied', 'module', 'zeros' or a tensor, got {loc!r}")
+        chosen = self._init_scale if self._init_scale is not None else scale
+        self._bind(centre, chosen, fnet.numels)
+        return self
+
+    def _bind(
+        self,
+        loc: Tensor | FunctionalNet,
+        scale: float | Tensor,
+        numels: Sequence[int] | None,
+    ) -> None:
+        if isinstance(loc, FunctionalNet):
+            self._tied = loc
+            loc = loc.flatten([p.detach() for p in loc.params()])
+        if not isinstance(loc, Tensor) or loc.dim() != 1 or loc.numel() == 0:
+            raise ShapeError(f"loc must be a non-empty vector [P], got {_shape(loc)}")
+        if not bool(torch.isfinite(loc).all()):
+            raise ValueError("loc holds NaN or infinite values")
+        p = loc.numel()
+        self.numels = tuple(int(n) for n in numels) if numels is not None else (p,)
+        if sum(self.numels) != p:
+            raise ShapeError(f"numels {self.numels} sum to {sum(self.numels)}, but loc has P = {p}")
+        size = p if self.scale_per == "weight" else len(self.numels)
+        s = torch.as_tensor(scale, dtype=loc.dtype, device=loc.device)
+        if s.dim() == 0:
+            s = s.expand(size)
+        if s.shape != (size,):
+            raise ShapeError(
+                f"scale must be a float or have shape [{size}] (one per {self.scale_per}), "
+                f"got {fmt_shape(s.shape)}"
+            )
+        if not bool(torch.isfinite(s).all()) or bool((s <= 0).any()):
+            raise ValueError("prior scale must be positive and finite")
+        if self._tied is None:
+            self._loc = nn.Parameter(loc.detach().clone(), requires_grad=self.learn_loc)
+        self.log_scale = nn.Parameter(s.detach().log().clone(), requires_grad=self.learn_scale)
+
+    def _bound(self) -> nn.Parameter:
+        if self.log_scale is None:
+            raise RuntimeError(
+                f"this {type(self).__name__} prior is not bound to a network yet; give it to a "
+                "learner (prior=...) or call prior.bind(FunctionalNet(net))"
+            )
+        return self.log_scale
+
+    @classmethod
+    def for_net(
+        cls,
+        fnet: FunctionalNet,
+        *,
+        scale: float = 0.1,
+        loc: LocSpec | Tensor = "module",
+        scale_per: Literal["weight", "tensor"] = "weight",
+        learn_loc: bool = True,
+        learn_scale: bool = True,
+    ) -> WeightPrior:
+        """A prior for ``fnet``'s weights (see :meth:`bind` for ``loc``)."""
+        prior = cls(scale=scale, scale_per=scale_per, learn_loc=learn_loc, learn_scale=learn_scale)
+        return prior.bind(fnet, scale=scale, loc=loc)
+
+    @classmethod
+    def from_module(
+        cls,
+        module: nn.Module,
+        *,
+        scale: float = 0.1,
+        scale_per: Literal["weight", "tensor"] = "weight",
+        learn_loc: bool = False,
+        learn_scale: bool = True,
+    ) -> WeightPrior:
+        """A prior centred on an existing network's weights (the transfer prior).
+
+        The location is frozen by default (it is the source-domain knowledge);
+        the scale, which says how far the target may move from it, is learned
+        unless ``learn_scale=False``. MAP estimation under a Normal one is L2-SP.
+        """
+        return cls.for_net(
+            FunctionalNet(module),
+            scale=scale,
+            loc="module",
+            scale_per=scale_per,
+            learn_loc=learn_loc,
+            learn_scale=learn_scale,
+        )
+
+    # -- the distribution --------------------------------------------------------
+
+    @property
+    def loc(self) -> Tensor:
+        """Prior location ``[P]``."""
+        self._bound()
+        if self._tied is not None:
+            return self._tied.flatten(self._tied.params())
+        assert self._loc is not None
+        return self._loc
+
+    @property
+    def num_params(self) -> int:
+        """Number of weights ``P``."""
+        return sum(self.numels)
+
+    @property
+    def scale(self) -> Tensor:
+        """Prior scale per weight ``[P]``."""
+        s = self._bound().exp()
+        if self.scale_per == "tensor":
+            sizes = torch.tensor(self.numels, device=s.device)
+            s = torch.repeat_interleave(s, sizes, output_size=self.num_params)
+        return s
+
+    def log_scale_per_weight(self) -> Tensor:
+        """``log(scale)`` per weight ``[P]``."""
+        return self.scale.log() if self.scale_per == "tensor" else self._bound()
+
+    def check(self, fnet: FunctionalNet) -> WeightPrior:
+        """Raise :class:`ShapeError` unless the prior fits ``fnet``; return ``self``."""
+        check_fits(self, fnet)
+        return self
+
+    def distribution(self) -> pdist.TorchDistribution:
+        """The prior as a Pyro distribution with event shape ``[P]``."""
+        return self.family(self.loc, self.scale).to_event(1)
+
+    def log_prob(self, theta: Tensor) -> Tensor:
+        """Log density of weights ``[*B, P]``; returns ``[*B]``."""
+        return self.family(self.loc, self.scale).log_prob(theta).sum(-1)
+
+    def kl_from(self, q_loc: Tensor, q_log_scale: Tensor, *, num_samples: int = 8) -> Tensor:
+        """``KL(q || prior)`` for diagonal Gaussians ``q``.
+
+        Where no closed form exists, ``E_q[-log p(theta)] - H(q)``, with the
+        entropy exact and the cross term a reparameterised Monte Carlo
+        estimate of ``num_samples`` draws (differentiable in ``q`` and in the
+        prior's parameters).
+
+        Parameters
+        ----------
+        q_loc, q_log_scale
+            Mean and log standard deviation of ``q``, ``[*B, P]``.
+
+        Returns
+        -------
+        Tensor
+            ``[*B]``.
+
+        """
+        eps = torch.empty((num_samples, *q_loc.shape), dtype=q_loc.dtype, device=q_loc.device)
+        theta = q_loc + q_log_scale.exp() * eps.normal_()
+        cross = -self.log_prob(theta).mean(0)
+        entropy = q_log_scale.sum(-1) + 0.5 * q_loc.shape[-1] * (1.0 + math.log(2 * math.pi))
+        return cross - entropy
+
+    def sample_site(self, name: str = "theta") -> Tensor:
+        """``pyro.sample(name, prior)`` inside the caller's plates; returns ``[*plates, P]``."""
+        return pyro.sample(name, self.distribution())
+
+    def extra_repr(self) -> str:
+        """Size and scale layout, shown in ``repr``."""
+        if not self.is_bound:
+            return "unbound"
+        return f"P={self.num_params}, scale_per={self.scale_per!r}"
+
+
+class Normal(WeightPrior):
+    """``theta ~ N(loc, diag(scale^2))``: the default prior (see :class:`WeightPrior`).
+
+    Its closed forms (log density, KL from a Gaussian ``q``, curvature) are
+    what the vectorised inner loop of Bayesian MAML uses.
+    """
+
+    def family(self, loc: Tensor, scale: Tensor) -> pdist.TorchDistribution:
+        """``Normal(loc, scale)`` per weight."""
+        return pdist.Normal(loc, scale)
+
+    def log_prob(self, theta: Tensor) -> Tensor:
+        """Log density of weights ``[*B, P]``; returns ``[*B]``."""
+        z = (theta - self.loc) / self.scale
+        return (-0.5 * z * z - self.log_scale_per_weight() - 0.5 * math.log(2 * math.pi)).sum(-1)
+
+    def kl_from(self, q_loc: Tensor, q_log_scale: Tensor, *, num_samples: int = 8) -> Tensor:
+        """``KL(q || prior)`` for diagonal Gaussians ``q``, in closed form.
+
+        Computed as ``0.5 (sum((s_q^2 + (m_q - mu)^2) / sigma^2) - P)
+        + sum(log sigma) - sum(log s_q)``, with the weighted sum as one
+        matrix-vector product (this sits on the meta-training hot path).
+        ``num_samples`` is unused (the form is exact).
+
+        Parameters
+        ----------
+        q_loc, q_log_scale
+            Mean and log standard deviation of ``q``, ``[*B, P]``.
+
+        Returns
+        -------
+        Tensor
+            ``[*B]``.
+
+        """
+        p_log_scale = self.log_scale_per_weight()
+        diff = q_loc - self.loc
+        spread = (2.0 * q_log_scale).exp() + diff * diff
+        quad = spread @ (-2.0 * p_log_scale).exp()
+        return 0.5 * (quad - self.num_params) + p_log_scale.sum() - q_log_scale.sum(-1)
+
+
+#: The Normal prior's earlier name, kept for code written against it.
+GaussianPrior = Normal
+
+
+class Laplace(WeightPrior):
+    """``theta ~ Laplace(loc, scale)`` per weight: sparsity-inducing, heavier tails.
+
+    Its standard deviation is ``sqrt(2) scale``. See :class:`WeightPrior`
+    for the parameters.
+    """
+
+    def family(self, loc: Tensor, scale: Tensor) -> pdist.TorchDistribution:
+        """``Laplace(loc, scale)`` per weight."""
+        return pdist.Laplace(loc, scale)
+
+    def stddev(self) -> Tensor:
+        """``sqrt(2) scale`` per weight ``[P]``."""
+        return self.scale * math.sqrt(2.0)
+
+
+class StudentT(WeightPrior):
+    """``theta ~ StudentT(df, loc, scale)`` per weight: heavy tails, ``df`` fixed.
+
+    Parameters
+    ----------
+    df
+        Degrees of freedom (positive; 3 by default). See :class:`WeightPrior`
+        for the other parameters.
+
+    """
+
+    def __init__(
+        self,
+        loc: Tensor | FunctionalNet | None = None,
+        scale: float | Tensor | None = None,
+        *,
+        df: float = 3.0,
+        numels: Sequence[int] | None = None,
+        scale_per: Literal["weight", "tensor"] = "weight",
+        learn_loc: bool = True,
+        learn_scale: bool = True,
+    ) -> None:
+        if isinstance(df, bool) or not isinstance(df, int | float) or not (
+            math.isfinite(df) and df > 0
+        ):
+            raise ValueError(f"df must be a positive finite number, got {df!r}")
+        self.df = float(df)
+        super().__init__(
+            loc,
+            scale,
+            numels=numels,
+            scale_per=scale_per,
+            learn_loc=learn_loc,
+            learn_scale=learn_scale,
+        )
+
+    def family(self, loc: Tensor, scale: Tensor) -> pdist.TorchDistribution:
+        """``StudentT(df, loc, scale)`` per weight."""
+        return pdist.StudentT(torch.as_tensor(self.df, dtype=loc.dtype, device=loc.device), loc, scale)
+
+    def stddev(self) -> Tensor:
+        """``scale sqrt(df / (df - 2))`` for ``df > 2``, else ``scale``, per weight ``[P]``."""
+        factor = math.sqrt(self.df / (self.df - 2.0)) if self.df > 2 else 1.0
+        return self.scale * factor
+
+    def extra_repr(self) -> str:
+        """Size, scale layout and degrees of freedom."""
+        return f"{super().extra_repr()}, df={self.df}"
+
+
+class Flat(nn.Module):
+    """The improper flat prior ``p(theta) = 1`` of the point-estimate learners.
+
+    MAML, first-order MAML, Meta-SGD and Reptile are the hierarchical model
+    with this prior and a point-mass posterior. It has a log density (zero)
+    but no draws: ``Predictive`` on such a model needs a guide (the adapted
+    point mass), and ``NUTS`` samples the likelihood alone.
+
+    Parameters
+    ----------
+    num_params
+        ``P``, the number of weights.
+
+    """
+
+    def __init__(self, num_params: int) -> None:
+        super().__init__()
+        if num_params < 1:
+            raise ValueError(f"num_params must be >= 1, got {num_params}")
+        self._num_params = int(num_params)
+
+    @property
+    def num_params(self) -> int:
+        """Number of weights ``P``."""
+        return self._num_params
+
+    def distribution(self) -> pdist.TorchDistribution:
+        """``ImproperUniform`` over the reals with event shape ``[P]``."""
+        return pdist.ImproperUniform(constraints.real, (), (self._num_params,))
+
+
+def check_fits(prior: WeightPrior | HierarchicalGaussianPrior, fnet: FunctionalNet) -> None:
+    """Raise :class:`ShapeError` unless a weight prior's layout fits ``fnet``'s weights."""
+    name = type(prior).__name__
+    if prior.num_params != fnet.num_params:
+        raise ShapeError(
+            f"the prior is over P = {prior.num_params} weights but the network has "
+            f"P = {fnet.num_params}; build it with {name}.for_net(fnet)"
+        )
+    if prior.scale_per == "tensor" and prior.numels != fnet.numels:
+        raise ShapeError(
+            f"the prior's per-tensor sizes {prior.numels} differ from the network's {fnet.numels}"
+        )
+
+
+def _shape(value: object) -> str:
+    return fmt_shape(value.shape) if isinstance(value, Tensor) else type(value).__name__
