@@ -74,7 +74,7 @@ class Evaluation:
 
 def _regression_metrics(pred: Prediction, y: Tensor, level: float) -> dict[str, Tensor]:
     values = {"mse": metrics.mse(pred, y)}
-    if pred.noise_scale is not None:
+    if pred.has_noise_model:
         values["nll"] = metrics.nll(pred, y)
         values[f"coverage_{round(level * 100)}"] = metrics.coverage(pred, y, level)
         values["crps"] = metrics.crps(pred, y)

@@ -88,10 +88,22 @@ def crps(prediction: Prediction, y: Tensor) -> Tensor:
 
     Closed form for a Gaussian predictive (a point estimate with noise);
     for a mixture of ``S`` Gaussians, the closed form of Grimit et al. (2006)
-    ``E|X - y| - E|X - X'| / 2`` with pairwise terms over the ``S`` components.
+    ``E|X - y| - E|X - X'| / 2`` with pairwise terms over the ``S`` components;
+    for another observation model (e.g. a Student-t), the same expression
+    over seeded Monte Carlo draws of the predictive (:meth:`Prediction.mc_draws`).
     """
     y = prediction.check_targets(y)
     f = prediction.function_samples
+    if prediction.observation is not None:
+        # Empirical CRPS of seeded Monte Carlo draws of the predictive, with
+        # E|X - X'| from the sorted draws: (2 / M^2) sum_i (2 i - M - 1) x_(i).
+        draws = prediction.mc_draws()
+        m = draws.shape[0]
+        miss = (draws - y).abs().mean(0)
+        ranks = torch.arange(1, m + 1, dtype=draws.dtype, device=draws.device)
+        weights = (2.0 * ranks - m - 1.0).reshape(m, *([1] * (draws.dim() - 1)))
+        spread = 2.0 * (weights * draws.sort(0).values).sum(0) / (m * m)
+        return (miss - 0.5 * spread).mean(dim=(-1, -2))
     if prediction.noise_scale is None:
         # Empirical CRPS of the function samples (a sum of point masses).
         term1 = (f - y).abs().mean(0)

@@ -69,7 +69,7 @@ def plot_predictions(
     rows = (t + cols - 1) // cols
     fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 3 * rows), squeeze=False)
     mean = pred.mean.detach().cpu()
-    band = pred.interval(level) if pred.noise_scale is not None or pred.num_samples > 1 else None
+    band = pred.interval(level) if pred.has_noise_model or pred.num_samples > 1 else None
     g = xs[0, :, 0].cpu()
     for i in range(rows * cols):
         ax = axes[i // cols][i % cols]

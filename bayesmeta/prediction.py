@@ -2,19 +2,25 @@
 
 A :class:`Prediction` describes the predictive distribution at each query
 point as a mixture: ``S`` function values ``f_s(x)`` (samples of the task
-posterior; ``S = 1`` for a point estimate) each blurred by Gaussian observation
-noise of standard deviation ``sigma``. The spread of the ``f_s`` is the
-*epistemic* part of the uncertainty, ``sigma`` the *aleatoric* part.
+posterior; ``S = 1`` for a point estimate) each blurred by the likelihood's
+observation noise: Gaussian of standard deviation ``sigma`` (closed forms), or
+any observation model ``f -> Distribution`` (a Student-t, say), whose own
+log density, mean and variance are used, and whose CDF and quantiles are
+computed by Monte Carlo where the distribution has no closed form. The
+spread of the per-sample means is the *epistemic* part of the uncertainty,
+the noise the *aleatoric* part.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from statistics import NormalDist
 
 import torch
 from torch import Tensor
+from torch.distributions import Distribution
 
 from bayesmeta.errors import ShapeError
 from bayesmeta.tasks._checks import check_tensor, fmt_shape
@@ -22,6 +28,10 @@ from bayesmeta.tasks._checks import check_tensor, fmt_shape
 __all__ = ["Prediction"]
 
 _BISECTION_STEPS = 60
+#: Draws of the observation noise per function sample where a likelihood's CDF
+#: has no closed form (about 2000 predictive draws in all, at least 8 per sample).
+_MC_DRAWS = 2000
+_MC_SEED = 0
 
 
 @dataclass(frozen=True, eq=False)
@@ -38,6 +48,10 @@ class Prediction:
         (a scalar, one value per output, or per task), or ``None`` when no
         noise model was fitted; then only the mean (and, for ``S > 1``, the
         epistemic spread) is defined.
+    observation
+        The likelihood's observation model ``f -> Distribution`` (one event per
+        point, the outputs folded in), used instead of Gaussian noise when
+        given (``noise_scale`` must then be ``None``).
 
     Attributes
     ----------
@@ -48,11 +62,19 @@ class Prediction:
 
     function_samples: Tensor
     noise_scale: Tensor | None = None
+    observation: Callable[[Tensor], Distribution] | None = None
 
     def __post_init__(self) -> None:
         f = self.function_samples
         if not isinstance(f, Tensor) or f.dim() < 3:
             raise ShapeError("function_samples must be a tensor of shape [S, *B, N, O]")
+        if self.observation is not None:
+            if self.noise_scale is not None:
+                raise ValueError(
+                    "give a prediction a noise_scale or an observation model, not both"
+                )
+            if not callable(self.observation):
+                raise TypeError("observation must be a callable f -> Distribution")
         if self.noise_scale is not None:
             s = torch.as_tensor(self.noise_scale, dtype=f.dtype, device=f.device)
             try:
@@ -74,25 +96,47 @@ class Prediction:
         return cls(mean.unsqueeze(0), noise_scale)
 
     @property
+    def has_noise_model(self) -> bool:
+        """Whether the predictive density is defined (Gaussian noise or an observation model)."""
+        return self.noise_scale is not None or self.observation is not None
+
+    @property
     def num_samples(self) -> int:
         """Number of function samples ``S``."""
         return int(self.function_samples.shape[0])
 
+    def _observed(self) -> Distribution:
+        assert self.observation is not None
+        return self.observation(self.function_samples)
+
+    def _sample_means(self) -> Tensor:
+        """The mean of ``y`` under each function sample ``[S, *B, N, O]``."""
+        if self.observation is None:
+            return self.function_samples
+        return self._observed().mean
+
     @property
     def mean(self) -> Tensor:
         """Predictive mean ``[*B, N, O]``."""
-        return self.function_samples.mean(0)
+        return self._sample_means().mean(0)
 
     @property
     def epistemic_std(self) -> Tensor:
-        """Spread of the function samples ``[*B, N, O]`` (zero for a point estimate)."""
+        """Spread of the per-sample means ``[*B, N, O]`` (zero for a point estimate)."""
         if self.num_samples == 1:
             return torch.zeros_like(self.mean)
-        return self.function_samples.std(0, unbiased=False)
+        return self._sample_means().std(0, unbiased=False)
 
     @property
     def aleatoric_std(self) -> Tensor:
-        """Observation-noise standard deviation ``[*B, N, O]``."""
+        """Observation-noise standard deviation ``[*B, N, O]``.
+
+        For an observation model, the root of its variance averaged over the
+        function samples (infinite where the variance is, e.g. a Student-t
+        with ``df <= 2``).
+        """
+        if self.observation is not None:
+            return self._observed().variance.mean(0).sqrt()
         return self._noise().expand_as(self.mean)
 
     @property
@@ -106,7 +150,7 @@ class Prediction:
             unknown (not zero).
 
         """
-        if self.noise_scale is None:
+        if self.noise_scale is None and self.observation is None:
             if self.num_samples == 1:
                 self._noise()  # raises: a bare point estimate has no spread to report
             return self.epistemic_std
@@ -154,23 +198,52 @@ class Prediction:
 
         """
         y = self.check_targets(y)
-        dist = torch.distributions.Normal(self.function_samples, self._noise())
-        per_sample = dist.log_prob(y).sum(-1)
+        if self.observation is not None:
+            per_sample = self._observed().log_prob(y)
+        else:
+            dist = torch.distributions.Normal(self.function_samples, self._noise())
+            per_sample = dist.log_prob(y).sum(-1)
         return torch.logsumexp(per_sample, dim=0) - math.log(self.num_samples)
 
     def cdf(self, y: Tensor) -> Tensor:
-        """Predictive CDF at ``y`` ``[*B, N, O]``, per output (for PIT and calibration)."""
+        """Predictive CDF at ``y`` ``[*B, N, O]``, per output (for PIT and calibration).
+
+        For an observation model without a closed-form CDF (e.g. a Student-t),
+        the fraction of Monte Carlo predictive draws at or below ``y``.
+        """
         y = self.check_targets(y)
+        if self.observation is not None:
+            base = _per_output(self._observed())
+            try:
+                return base.cdf(y).mean(0)
+            except NotImplementedError:
+                return (self.mc_draws() <= y).to(y.dtype).mean(0)
         if self.noise_scale is None:
             return (self.function_samples <= y).to(y.dtype).mean(0)
         dist = torch.distributions.Normal(self.function_samples, self.noise_scale)
         return dist.cdf(y).mean(0)
+
+    def mc_draws(self) -> Tensor:
+        """Monte Carlo predictive draws ``[M, *B, N, O]`` from the observation model, seeded.
+
+        ``M`` is about ``_MC_DRAWS`` (at least 8 per function sample); the
+        draws come from a fixed seed, so repeated calls agree and torch's
+        global random state is left as it was.
+        """
+        per = max(8, -(-_MC_DRAWS // self.num_samples))
+        f = self.function_samples
+        with torch.random.fork_rng(devices=[f.device] if f.is_cuda else []):
+            torch.manual_seed(_MC_SEED)
+            draws = self._observed().sample((per,))
+        return draws.reshape(-1, *draws.shape[2:])
 
     def quantile(self, q: float) -> Tensor:
         """The ``q``-quantile of the predictive distribution per point ``[*B, N, O]``."""
         if not 0.0 < q < 1.0:
             raise ValueError(f"quantile level must lie in (0, 1), got {q}")
         f = self.function_samples
+        if self.observation is not None:
+            return torch.quantile(self.mc_draws(), q, dim=0)
         if self.noise_scale is None:
             if self.num_samples == 1:
                 self._noise()  # raises: a bare point estimate has no quantiles
@@ -208,6 +281,13 @@ class Prediction:
         f = self.function_samples
         idx = torch.randint(self.num_samples, (num_samples,), generator=generator, device="cpu")
         draws = f[idx.to(f.device)]
+        if self.observation is not None:
+            if generator is not None:
+                seed = int(torch.randint(2**62, (1,), generator=generator))
+                with torch.random.fork_rng(devices=[f.device] if f.is_cuda else []):
+                    torch.manual_seed(seed)
+                    return self.observation(draws).sample()
+            return self.observation(draws).sample()
         if self.noise_scale is None:
             return draws
         eps = torch.randn(draws.shape, generator=generator, dtype=f.dtype).to(f.device)
@@ -216,4 +296,11 @@ class Prediction:
     def to(self, device: torch.device | str) -> Prediction:
         """Return the prediction on ``device``."""
         noise = None if self.noise_scale is None else self.noise_scale.to(device)
-        return Prediction(self.function_samples.to(device), noise)
+        return Prediction(self.function_samples.to(device), noise, self.observation)
+
+
+def _per_output(d: Distribution) -> Distribution:
+    """The per-output distribution under a ``to_event`` wrapper (batch ``[*, N, O]``)."""
+    while isinstance(d, torch.distributions.Independent):
+        d = d.base_dist
+    return d

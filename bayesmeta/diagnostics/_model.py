@@ -7,14 +7,14 @@ from torch import Tensor
 
 from bayesmeta.learners.bayesian_maml import BayesianMAML
 from bayesmeta.learners.variational import VariationalMetaLearner
+from bayesmeta.model.likelihoods import Likelihood
+from bayesmeta.model.priors import WeightPrior
 from bayesmeta.nets.functional import FunctionalNet
-from bayesmeta.priors.gaussian import GaussianPrior
-from bayesmeta.priors.likelihoods import Likelihood
 
 
 def adaptation_model(
     learner: object, caller: str, general: str
-) -> tuple[FunctionalNet, GaussianPrior, Likelihood]:
+) -> tuple[FunctionalNet, WeightPrior, Likelihood]:
     """``(fnet, prior, likelihood)`` that ``learner.adapt`` conditions on.
 
     ``BayesianMAML`` adapts under its learned ``prior``; ``VariationalMetaLearner``

@@ -32,11 +32,11 @@ from torch import Tensor
 from bayesmeta.diagnostics._model import adaptation_model
 from bayesmeta.errors import ShapeError
 from bayesmeta.inference.gaussian_vi import pyro_model
+from bayesmeta.model.likelihoods import Likelihood
+from bayesmeta.model.priors import GaussianPrior, WeightPrior
 from bayesmeta.nets.functional import FunctionalNet
 from bayesmeta.posteriors.gaussian import SampledPosterior
 from bayesmeta.prediction import Prediction
-from bayesmeta.priors.gaussian import GaussianPrior
-from bayesmeta.priors.likelihoods import Likelihood
 from bayesmeta.tasks._checks import check_pair, fmt_shape
 from bayesmeta.tasks.source import check_count
 
@@ -125,7 +125,7 @@ class ReferencePosterior(SampledPosterior):
 
 def nuts_posterior(
     fnet: FunctionalNet,
-    prior: GaussianPrior,
+    prior: WeightPrior,
     likelihood: Likelihood,
     support_x: Tensor,
     support_y: Tensor,

@@ -28,10 +28,10 @@ from torch import Tensor
 
 from bayesmeta.diagnostics._model import adaptation_model
 from bayesmeta.errors import ShapeError
+from bayesmeta.model.likelihoods import Likelihood
+from bayesmeta.model.priors import GaussianPrior
 from bayesmeta.nets.functional import FunctionalNet
 from bayesmeta.posteriors.gaussian import SampledPosterior
-from bayesmeta.priors.gaussian import GaussianPrior
-from bayesmeta.priors.likelihoods import Likelihood
 from bayesmeta.tasks._checks import check_pair, fmt_shape
 
 __all__ = [

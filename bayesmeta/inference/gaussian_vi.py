@@ -24,10 +24,10 @@ import torch
 from torch import Tensor
 
 from bayesmeta.losses import ScaledLoss
+from bayesmeta.model.likelihoods import Likelihood
+from bayesmeta.model.priors import GaussianPrior, Normal, WeightPrior
 from bayesmeta.nets.functional import FunctionalNet
 from bayesmeta.posteriors.gaussian import standard_normal
-from bayesmeta.priors.gaussian import GaussianPrior
-from bayesmeta.priors.likelihoods import Likelihood
 
 __all__ = ["ScaleUpdate", "free_energy", "gaussian_steps", "pyro_guide", "pyro_model"]
 
@@ -80,7 +80,7 @@ def free_energy(
 
 def gaussian_steps(
     fnet: FunctionalNet,
-    prior: GaussianPrior,
+    prior: WeightPrior,
     likelihood: Likelihood,
     x: Tensor,
     y: Tensor,
@@ -105,7 +105,12 @@ def gaussian_steps(
     Parameters
     ----------
     fnet, prior, likelihood
-        The model.
+        The model. A :class:`~bayesmeta.priors.Normal` prior's part of the
+        objective is exact (a proximal step on the mean, its precision in the
+        natural update); any other prior's enters through the gradient of its
+        log density at the same draws (and, for the natural update, the same
+        reparameterisation estimate of its curvature as the data term's),
+        with ``q`` started at the prior's location and standard deviation.
     x, y
         Support data ``[T, K, *features]`` and targets.
     steps, lr
@@ -155,7 +160,12 @@ def gaussian_steps(
             f"kl_weight={kl_weight}, scale_rate={scale_rate}"
         )
     t = x.shape[0]
-    p_loc, p_log_scale = prior.loc, prior.log_scale_per_weight()
+    # A Normal prior's part of the objective is taken in closed form (below); any
+    # other prior's (Laplace, Student-t) by the gradient and curvature of its log
+    # density at the same draws, through autograd.
+    closed = isinstance(prior, Normal)
+    p_loc = prior.loc
+    p_log_scale = prior.log_scale_per_weight() if closed else prior.stddev().log()
     if init is None:
         loc, log_scale = p_loc.expand(t, -1), p_log_scale.expand(t, -1)
     else:
@@ -219,6 +229,12 @@ def gaussian_steps(
             theta = loc + noise
             if not second_order:
                 theta = theta.detach()
+            if not closed:
+                # d(-log p)/d theta and E[. eps] (or E[. noise] for the natural update)
+                prior_g = _neg_log_prior_grad(prior, theta, second_order)
+                prior_g_eps = prior_g * (noise if natural else eps)
+                if s > 1:
+                    prior_g, prior_g_eps = prior_g.mean(0), prior_g_eps.mean(0)
             params = fnet.unflatten(theta.reshape(s * t, -1))
             grads = fnet.loss_grad(params, xs, ys, scaled, create_graph=second_order)
             step_g = fnet.flatten(grads).reshape(shape)
@@ -231,8 +247,17 @@ def gaussian_steps(
                 step_g, step_g_eps = step_g.detach(), step_g_eps.detach()
             # Plain products, not addcmul: addcmul's backward spends an extra
             # pass per input multiplying by its `value`.
-            loc = keep * (loc - step_g) + pull
-            if natural:
+            if not closed:
+                loc = loc - step_g - grow * prior_g
+                if natural:
+                    curvature = (step_g_eps * precision).relu()
+                    prior_h = (prior_g_eps * precision).relu()  # E[g_prior eps] / s
+                    kept = (1.0 - scale_rate) * precision + scale_rate * prior_h
+                    precision = kept + curvature * data_part
+                else:
+                    log_scale = log_scale + grow - scale * (step_g_eps + grow * prior_g_eps)
+            elif natural:
+                loc = keep * (loc - step_g) + pull
                 curvature = (step_g_eps * precision).relu()  # step * h, clipped at 0
                 if first:  # (1 - rate) prior + rate prior = prior
                     precision = p_precision + curvature * data_part
@@ -240,6 +265,7 @@ def gaussian_steps(
                     kept = torch.add(prior_part, precision, alpha=1.0 - scale_rate)
                     precision = kept + curvature * data_part
             else:
+                loc = keep * (loc - step_g) + pull
                 log_scale = log_scale + grow - scale * (step_g_eps + a * scale)
             if not differentiable:
                 loc, log_scale = loc.detach(), log_scale.detach()
@@ -248,6 +274,14 @@ def gaussian_steps(
     if natural:
         log_scale = -0.5 * precision.log()
     return loc, log_scale
+
+
+def _neg_log_prior_grad(prior: WeightPrior, theta: Tensor, create_graph: bool) -> Tensor:
+    """``d(-log p(theta)) / d theta`` for weights ``[*S, T, P]``, by autograd on the density."""
+    with torch.enable_grad():
+        th = theta if create_graph and theta.requires_grad else theta.detach().requires_grad_(True)
+        (grad,) = torch.autograd.grad(-prior.log_prob(th).sum(), th, create_graph=create_graph)
+    return grad
 
 
 def pyro_model(

@@ -19,27 +19,24 @@ Guides:
 
 from __future__ import annotations
 
-import contextlib
-import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any, Literal
 
 import pyro
 import pyro.distributions as pdist
 import torch
-from pyro.infer import Trace_ELBO
 from pyro.infer.autoguide import AutoNormal
 from pyro.nn import PyroParam
 from torch import Tensor, nn
 from torch.distributions import constraints
 
-from bayesmeta.errors import NonFiniteLossError
-from bayesmeta.inference.gaussian_vi import pyro_model
+from bayesmeta.inference.svi import run_svi, seeded_by
+from bayesmeta.model.likelihoods import Likelihood
+from bayesmeta.model.priors import WeightPrior
+from bayesmeta.model.task_model import TaskModel
 from bayesmeta.nets.functional import FunctionalNet
 from bayesmeta.posteriors.gaussian import GaussianTaskPosterior
 from bayesmeta.posteriors.lowrank import LowRankTaskPosterior
-from bayesmeta.priors.gaussian import GaussianPrior
-from bayesmeta.priors.likelihoods import Likelihood
 
 __all__ = ["INIT_SCALE_RATIO", "task_posterior_svi"]
 
@@ -52,7 +49,7 @@ INIT_SCALE_RATIO = 0.1
 
 def task_posterior_svi(
     fnet: FunctionalNet,
-    prior: GaussianPrior,
+    prior: WeightPrior,
     likelihood: Likelihood,
     x: Tensor,
     y: Tensor,
@@ -97,20 +94,25 @@ def task_posterior_svi(
         If the ELBO turns NaN or infinite.
 
     """
-    model = pyro_model(fnet, prior, likelihood)
+    if guide not in ("normal", "lowrank"):
+        raise ValueError(
+            f"guide must be 'normal' or 'lowrank', got {guide!r}; for any other Pyro guide "
+            "use bayesmeta.inference.fit_guide (or learner.adapt(..., guide=AutoGuideClass))"
+        )
+    model = TaskModel(fnet, prior, likelihood)
     noise = likelihood.noise_scale()
     noise = None if noise is None else noise.detach()
-    with _seeded(generator, x.device), pyro.settings.context(module_local_params=True):
+    with seeded_by(generator, x.device), pyro.settings.context(module_local_params=True):
         if guide == "normal":
             auto = _auto_normal(model, prior, x, y)
-            trace = _svi(model, auto, list(auto.parameters()), x, y, steps, lr, num_particles)
+            trace = run_svi(model, auto, list(auto.parameters()), x, y, steps, lr, num_particles)
             with torch.no_grad():
                 loc, scale = auto.locs.theta.detach(), auto.scales.theta.detach()
             return GaussianTaskPosterior(
                 fnet, loc, scale.log(), noise, likelihood.classification, elbo_trace=trace
             )
         lowrank = _LowRankGuide(prior, x.shape[0], rank)
-        trace = _svi(model, lowrank, list(lowrank.parameters()), x, y, steps, lr, num_particles)
+        trace = run_svi(model, lowrank, list(lowrank.parameters()), x, y, steps, lr, num_particles)
         with torch.no_grad():
             loc, factor, diag = (t.detach() for t in lowrank.parts())
         return LowRankTaskPosterior(
@@ -126,7 +128,7 @@ class _LowRankGuide(nn.Module):
     near ``init_scale^2``), with ``init_scale = INIT_SCALE_RATIO * prior scale``.
     """
 
-    def __init__(self, prior: GaussianPrior, num_tasks: int, rank: int) -> None:
+    def __init__(self, prior: WeightPrior, num_tasks: int, rank: int) -> None:
         super().__init__()
         loc = prior.loc.detach()
         s = (prior.scale.detach() * (INIT_SCALE_RATIO * 0.5**0.5)).expand(num_tasks, -1)
@@ -148,9 +150,7 @@ class _LowRankGuide(nn.Module):
             pyro.sample("theta", pdist.LowRankMultivariateNormal(loc, factor, diag))
 
 
-def _auto_normal(
-    model: Callable[[Tensor, Tensor], None], prior: GaussianPrior, x: Tensor, y: Tensor
-) -> AutoNormal:
+def _auto_normal(model: Callable[..., Any], prior: WeightPrior, x: Tensor, y: Tensor) -> AutoNormal:
     """``AutoNormal`` with every task's ``q`` at the prior mean and ``INIT_SCALE_RATIO`` scale."""
     guide = AutoNormal(model)
     with pyro.poutine.block():
@@ -160,55 +160,3 @@ def _auto_normal(
     guide.locs.theta = PyroParam(loc.expand(t, -1).clone(), constraints.real, event_dim=1)
     guide.scales.theta = PyroParam(scale.expand(t, -1).clone(), guide.scale_constraint, event_dim=1)
     return guide
-
-
-def _svi(
-    model: Callable[[Tensor, Tensor], None],
-    guide: Callable[[Tensor, Tensor], Any],
-    params: list[nn.Parameter],
-    x: Tensor,
-    y: Tensor,
-    steps: int,
-    lr: float,
-    num_particles: int,
-) -> Tensor:
-    """``steps`` cosine-annealed Adam steps on Pyro's negative ELBO, updating only ``params``.
-
-    Returns the negative ELBO (summed over the tasks) before each step, ``[steps]``.
-    """
-    elbo = Trace_ELBO(
-        num_particles=num_particles, vectorize_particles=num_particles > 1, max_plate_nesting=1
-    )
-    opt = torch.optim.Adam(params, lr=lr)
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(steps, 1))
-    trace = torch.empty(steps)
-    for it in range(steps):
-        with pyro.validation_enabled(it == 0):  # Pyro's checks once; then NaNs reach the loss
-            loss = elbo.differentiable_loss(model, guide, x, y)
-        value = float(loss.detach())
-        if not math.isfinite(value):
-            raise NonFiniteLossError(
-                f"the adaptation ELBO became {value} at step {it}; lower lr, or check the "
-                "support data for extreme values"
-            )
-        trace[it] = value
-        # autograd.grad, not backward: the prior's and likelihood's parameters
-        # (the learner's meta-parameters) must not collect gradients here.
-        grads = torch.autograd.grad(loss, params)
-        for p, g in zip(params, grads, strict=True):
-            p.grad = g
-        opt.step()
-        schedule.step()
-    return trace
-
-
-@contextlib.contextmanager
-def _seeded(generator: torch.Generator | None, device: torch.device) -> Iterator[None]:
-    """Draw torch's (hence Pyro's) noise from a seed taken from ``generator``."""
-    if generator is None:
-        yield
-        return
-    seed = int(torch.randint(2**62, (1,), generator=generator, device=generator.device))
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        torch.manual_seed(seed)
-        yield

@@ -8,6 +8,8 @@ import torch
 from torch import Tensor
 
 from bayesmeta.class_prediction import ClassPrediction
+from bayesmeta.guides.fixed import DeltaGuide
+from bayesmeta.model.likelihoods import Observation
 from bayesmeta.nets.functional import FunctionalNet
 from bayesmeta.prediction import Prediction
 
@@ -30,6 +32,9 @@ class AdaptedPredictor:
     classification : bool
         The outputs are class scores (logits): :meth:`predict` returns a
         :class:`~bayesmeta.ClassPrediction`.
+    observation : callable or None
+        The likelihood's observation model for predictions, where it is not
+        Gaussian noise (see :class:`~bayesmeta.Prediction`).
 
     """
 
@@ -37,6 +42,16 @@ class AdaptedPredictor:
     params: tuple[Tensor, ...]
     noise_scale: Tensor | None = None
     classification: bool = False
+    observation: Observation | None = None
+
+    @property
+    def guide(self) -> DeltaGuide:
+        """A point mass at the adapted weights, as a Pyro guide for the model's ``"theta"``.
+
+        ``Predictive(learner.model, guide=adapted.guide, num_samples=S)`` draws
+        the same ``"theta"`` ``S`` times and ``"y"`` from the likelihood.
+        """
+        return DeltaGuide(self.flat())
 
     @property
     def batch_shape(self) -> torch.Size:
@@ -63,6 +78,8 @@ class AdaptedPredictor:
             mean = self.fnet(self.params, x.to(device))
         if self.classification:
             return ClassPrediction.point(mean)
+        if self.observation is not None:
+            return Prediction(mean.unsqueeze(0), observation=self.observation)
         return Prediction.point(mean, self.noise_scale)
 
     def flat(self) -> Tensor:

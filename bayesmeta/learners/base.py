@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -17,20 +18,30 @@ import torch.distributed as dist
 from torch import Tensor, nn
 
 from bayesmeta.errors import NonFiniteLossError, ShapeError
+from bayesmeta.inference.guide_svi import GuideSpec, fit_guide
+from bayesmeta.inference.task_svi import INIT_SCALE_RATIO
 from bayesmeta.learners.distributed import (
     distributed_meta_gradients,
     is_distributed,
     sync_parameters,
 )
 from bayesmeta.learners.training import History, check_finite, run_meta_fit
+from bayesmeta.model.likelihoods import Likelihood
+from bayesmeta.model.priors import WeightPrior
+from bayesmeta.model.task_model import TaskModel, ThetaPrior
 from bayesmeta.nets.functional import FunctionalNet
 from bayesmeta.nets.mlp import MLP
 from bayesmeta.nets.spec import net_spec
+from bayesmeta.posteriors.guided import GuidePosterior
 from bayesmeta.tasks._checks import check_like, check_support, fmt_shape
-from bayesmeta.tasks.source import TaskSource
+from bayesmeta.tasks.source import TaskSource, check_count
 from bayesmeta.tasks.task import TaskBatch
 
-__all__ = ["MetaLearner", "OptimizerFactory", "TargetKind", "positive"]
+__all__ = ["GUIDE_LR", "GUIDE_STEPS", "MetaLearner", "OptimizerFactory", "TargetKind", "positive"]
+
+#: Default SVI steps and Adam learning rate of ``adapt(..., guide=...)``.
+GUIDE_STEPS = 500
+GUIDE_LR = 0.01
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
 TargetKind = Literal["regression", "classification", "any"]
@@ -118,6 +129,70 @@ class MetaLearner(nn.Module):
     def device(self) -> torch.device:
         """Device of the meta-parameters."""
         return next(self.parameters()).device
+
+    # -- the model -----------------------------------------------------------
+
+    @property
+    def model(self) -> TaskModel:
+        """The learner's hierarchical model as a Pyro model ``model(x, y=None)``.
+
+        ``x`` is ``[T, N, *features]`` and ``y`` ``[T, N, O]`` (labels
+        ``[T, N]``); the model has a plate ``"tasks"``, a sample site
+        ``"theta"`` (each task's flat weights ``[T, P]``) drawn from the
+        learner's prior and an observed site ``"y"`` from its likelihood (see
+        :class:`~bayesmeta.model.TaskModel`). Pyro's inference runs on it:
+        ``Predictive(learner.model, guide=learner.adapt(xs, ys).guide)``,
+        ``MCMC(NUTS(learner.model)).run(x, y)``. The meta-parameters are read
+        as constants, so such inference leaves them (and their ``.grad``)
+        untouched.
+
+        Raises
+        ------
+        NotImplementedError
+            For a learner without a weight-space model (Matching Networks).
+
+        """
+        prior, likelihood = self._model_parts()
+        return TaskModel(self.fnet, prior, likelihood, owner=self)
+
+    def _model_parts(self) -> tuple[ThetaPrior, Likelihood]:
+        """The prior over the weights and the likelihood of :attr:`model`."""
+        raise NotImplementedError(
+            f"{type(self).__name__} has no probabilistic model over network weights"
+        )
+
+    def _adapt_guide(
+        self,
+        x: Tensor,
+        y: Tensor,
+        batched: bool,
+        guide: GuideSpec,
+        *,
+        steps: int | None,
+        lr: float | None,
+        generator: torch.Generator | None,
+    ) -> GuidePosterior:
+        """Fit ``guide`` by Pyro SVI on :attr:`model` given checked support data ``[T, K, ...]``."""
+        model = self.model
+        prior = model.prior
+        loc = prior.loc.detach() if isinstance(prior, WeightPrior) else None
+        if loc is None:
+            loc = self.fnet.flatten([p.detach() for p in self.fnet.params()])
+        scale = None
+        if isinstance(prior, WeightPrior):
+            scale = float(prior.stddev().detach().median()) * INIT_SCALE_RATIO
+        post = fit_guide(
+            model,
+            x,
+            y,
+            guide,
+            steps=GUIDE_STEPS if steps is None else check_count("steps", steps, minimum=1),
+            lr=GUIDE_LR if lr is None else positive("lr", lr),
+            init_loc=loc,
+            init_scale=scale,
+            generator=generator,
+        )
+        return post if batched else replace(post, loc=post.loc[0])
 
     # -- data checks ---------------------------------------------------------
 

@@ -3,24 +3,25 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
 
 from bayesmeta.inference.gaussian_vi import ScaleUpdate, gaussian_steps
+from bayesmeta.inference.guide_svi import GuideSpec
 from bayesmeta.inference.inner_loop import gradient_steps
 from bayesmeta.learners.adapted import AdaptedPredictor
 from bayesmeta.learners.base import MetaLearner, OptimizerFactory, positive
-from bayesmeta.posteriors.gaussian import GaussianTaskPosterior, standard_normal
-from bayesmeta.priors.gaussian import GaussianPrior
-from bayesmeta.priors.likelihoods import (
-    CategoricalLikelihood,
+from bayesmeta.model.likelihoods import (
     Likelihood,
     LikelihoodName,
     make_likelihood,
 )
+from bayesmeta.model.priors import Flat, Laplace, Normal, StudentT, WeightPrior
+from bayesmeta.posteriors.gaussian import GaussianTaskPosterior, standard_normal
+from bayesmeta.posteriors.guided import GuidePosterior
 from bayesmeta.tasks.source import check_count
 from bayesmeta.tasks.task import TaskBatch
 
@@ -49,13 +50,27 @@ class BayesianMAML(MetaLearner):
     net
         An ``nn.Module`` or MLP layer widths.
     likelihood
-        ``"gaussian"`` (learned noise scale, regression), ``"categorical"``
-        (classification), ``"mse"`` (a generalised likelihood without a noise
-        model) or a :class:`~bayesmeta.priors.Likelihood`. For classification
+        ``"gaussian"`` (learned noise scale, regression), ``"student_t"``
+        (heavy-tailed noise, learned scale), ``"categorical"``
+        (classification), ``"bernoulli"``, ``"mse"`` (a generalised
+        likelihood without a noise model), a
+        :class:`~bayesmeta.priors.Likelihood`, or any callable
+        ``f -> pyro.distributions.Distribution`` (e.g.
+        ``lambda f: dist.StudentT(4.0, f, 0.3)``; an ``nn.Module`` to learn
+        its parameters). Predictions and metrics score with its own
+        distribution. For classification
         the regression defaults of ``prior_scale`` and ``kl_weight`` keep the
         posterior at the prior (a few labels cannot outweigh a KL over every
         weight); on Conv4 5-way glyphs ``prior_scale=0.003, kl_weight=3e-4``
         worked (see the docs' Bayesian MAML page, "Classification").
+    prior
+        The weight prior: ``None`` or :class:`~bayesmeta.priors.Normal` (the
+        default; its closed forms make the fast inner loop),
+        :class:`~bayesmeta.priors.Laplace` or
+        :class:`~bayesmeta.priors.StudentT`, made without a network (e.g.
+        ``bm.priors.Laplace()``): the learner ties its location to the
+        network's weights and, where it has no scale, starts it at
+        ``prior_scale``. Meta-training, adaptation and predictions all use it.
     noise_scale
         Initial noise standard deviation of the Gaussian likelihood.
     learn_noise
@@ -105,7 +120,8 @@ class BayesianMAML(MetaLearner):
         self,
         net: nn.Module | Sequence[int],
         *,
-        likelihood: LikelihoodName | Likelihood = "gaussian",
+        likelihood: LikelihoodName | Likelihood | Callable[[Tensor], Any] = "gaussian",
+        prior: WeightPrior | PriorName | None = None,
         noise_scale: float = 0.1,
         learn_noise: bool = True,
         prior_scale: float = 0.01,
@@ -131,12 +147,21 @@ class BayesianMAML(MetaLearner):
         outputs = int(getattr(self.net, "out_features", 1))
         self.likelihood = make_likelihood(likelihood, noise_scale, learn_noise, outputs)
         self.likelihood_name = likelihood if isinstance(likelihood, str) else "custom"
-        self.target_kind = (
-            "classification" if isinstance(self.likelihood, CategoricalLikelihood) else "regression"
-        )
-        self.prior = GaussianPrior.for_net(
-            self.fnet, scale=positive("prior_scale", prior_scale), loc="tied", scale_per=scale_per
-        )
+        self.target_kind = "classification" if self.likelihood.classification else "regression"
+        if prior is None or isinstance(prior, str):
+            prior = _named_prior("normal" if prior is None else prior, scale_per)
+        if not isinstance(prior, WeightPrior):
+            raise TypeError(
+                "prior must be a bayesmeta.priors prior such as bm.priors.Laplace(), got "
+                f"{type(prior).__name__}"
+            )
+        if prior.is_bound and prior._tied is None and prior.learn_loc:
+            raise ValueError(
+                "BayesianMAML ties the prior's location to the network's weights; give the "
+                "prior unbound (e.g. bm.priors.Laplace()) or with learn_loc=False"
+            )
+        self.prior = prior.bind(self.fnet, scale=positive("prior_scale", prior_scale), loc="tied")
+        self.prior_family = _PRIOR_NAMES.get(type(self.prior), "custom")
         self.posterior = posterior
         self.noise_init = float(noise_scale)
         self.learn_noise = bool(learn_noise)
@@ -248,7 +273,9 @@ class BayesianMAML(MetaLearner):
         *,
         steps: int | None = None,
         generator: torch.Generator | None = None,
-    ) -> GaussianTaskPosterior | AdaptedPredictor:
+        guide: GuideSpec | None = None,
+        lr: float | None = None,
+    ) -> GaussianTaskPosterior | AdaptedPredictor | GuidePosterior:
         """Infer the task posterior(s) from support data.
 
         Parameters
@@ -258,17 +285,29 @@ class BayesianMAML(MetaLearner):
         support_y
             Matching targets.
         steps
-            Inner steps; defaults to ``eval_inner_steps``.
+            Inner steps; defaults to ``eval_inner_steps`` (with ``guide``: SVI
+            steps, default :data:`~bayesmeta.learners.base.GUIDE_STEPS`).
         generator
             Random generator for the reparameterisation noise of the inner
             steps (on the learner's device); ``None`` uses torch's global one.
+        guide
+            Any Pyro guide for the weights: an autoguide class (e.g.
+            ``pyro.infer.autoguide.AutoLowRankMultivariateNormal``) or a guide
+            callable. It is fitted by ``pyro.infer.SVI``-style steps of
+            ``Trace_ELBO`` on :attr:`model` under the meta-learned prior
+            (started at the prior's location), leaving the meta-parameters
+            untouched.
+        lr
+            SVI learning rate with ``guide``.
 
         Returns
         -------
-        GaussianTaskPosterior or AdaptedPredictor
+        GaussianTaskPosterior or AdaptedPredictor or GuidePosterior
             The posterior (its ``predict(query_x, num_samples=...)`` gives a
-            :class:`~bayesmeta.Prediction` with epistemic and aleatoric parts),
-            or, for ``posterior="delta"``, the adapted point estimate.
+            :class:`~bayesmeta.Prediction` with epistemic and aleatoric parts;
+            ``post.guide`` is its Pyro guide), or, for ``posterior="delta"``,
+            the adapted point estimate, or with ``guide`` the fitted guide's
+            posterior.
 
         Raises
         ------
@@ -279,17 +318,20 @@ class BayesianMAML(MetaLearner):
             If the inner loop diverged: some task's posterior is NaN or infinite.
 
         """
-        steps = self.eval_inner_steps if steps is None else check_count("steps", steps, minimum=0)
         x, y, batched = self._support(support_x, support_y)
+        if guide is not None:
+            return self._adapt_guide(x, y, batched, guide, steps=steps, lr=lr, generator=generator)
+        steps = self.eval_inner_steps if steps is None else check_count("steps", steps, minimum=0)
         noise = self.likelihood.noise_scale()
         noise = None if noise is None else noise.detach()
+        observation = self.likelihood.observation()
         if self.posterior == "delta":
             params = self._delta_steps(x, y, steps=steps, differentiable=False)
             self._check_adapted(params)
             if not batched:
                 params = tuple(p[0] for p in params)
             return AdaptedPredictor(
-                self.fnet, params, noise, classification=self.likelihood.classification
+                self.fnet, params, noise, self.likelihood.classification, observation
             )
         loc, log_scale = gaussian_steps(
             self.fnet,
@@ -310,14 +352,24 @@ class BayesianMAML(MetaLearner):
         if not batched:
             loc, log_scale = loc[0], log_scale[0]
         return GaussianTaskPosterior(
-            self.fnet, loc, log_scale, noise, self.likelihood.classification
+            self.fnet,
+            loc,
+            log_scale,
+            noise,
+            self.likelihood.classification,
+            observation=observation,
         )
+
+    def _model_parts(self) -> tuple[WeightPrior | Flat, Likelihood]:
+        """The learned prior (flat for ``posterior="delta"`` with no KL) and the likelihood."""
+        return self.prior, self.likelihood
 
     def config(self) -> dict[str, Any]:
         """Constructor arguments (JSON-ready)."""
         return {
             **super().config(),
             "likelihood": self.likelihood_name,
+            "prior": self.prior_family,
             "noise_scale": self.noise_init,
             "learn_noise": self.learn_noise,
             "prior_scale": float(self.prior.scale.detach().mean()),
@@ -334,3 +386,18 @@ class BayesianMAML(MetaLearner):
             "scale_rate": self.scale_rate,
             "first_order": self.first_order,
         }
+
+
+PriorName = Literal["normal", "laplace", "student_t"]
+_PRIORS: dict[str, type[WeightPrior]] = {
+    "normal": Normal,
+    "laplace": Laplace,
+    "student_t": StudentT,
+}
+_PRIOR_NAMES = {cls: name for name, cls in _PRIORS.items()}
+
+
+def _named_prior(name: str, scale_per: Literal["weight", "tensor"]) -> WeightPrior:
+    if name not in _PRIORS:
+        raise ValueError(f"prior must be one of {sorted(_PRIORS)} or a prior object, got {name!r}")
+    return _PRIORS[name](scale_per=scale_per)

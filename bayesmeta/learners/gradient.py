@@ -16,10 +16,19 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from bayesmeta.inference.guide_svi import GuideSpec
 from bayesmeta.inference.inner_loop import gradient_steps
 from bayesmeta.learners.adapted import AdaptedPredictor
 from bayesmeta.learners.base import MetaLearner, OptimizerFactory, TargetKind, positive
 from bayesmeta.losses import LossName, TaskLoss, get_loss
+from bayesmeta.model.likelihoods import (
+    CategoricalLikelihood,
+    GaussianLikelihood,
+    Likelihood,
+    MSELikelihood,
+)
+from bayesmeta.model.priors import Flat
+from bayesmeta.posteriors.guided import GuidePosterior
 from bayesmeta.tasks.source import check_count
 from bayesmeta.tasks.task import TaskBatch
 
@@ -98,6 +107,32 @@ class GradientMetaLearner(MetaLearner):
         self.noise_scale: Tensor
         self.register_buffer("noise_scale", torch.zeros(0))
 
+    def _model_parts(self) -> tuple[Flat, Likelihood]:
+        """A flat prior and the loss as a likelihood (the point-mass case of the model).
+
+        Regression scores with Gaussian noise of the fitted ``noise_scale``
+        (:meth:`fit_noise_scale`), or without one with the squared error's
+        Gibbs likelihood ``Normal(f, sqrt(O / 2))``; classification with a
+        categorical likelihood on the scores. A custom loss has no model.
+        """
+        if self.loss_name == "cross_entropy":
+            return self._flat(), CategoricalLikelihood()
+        if self.loss_name != "mse":
+            raise NotImplementedError(
+                f"a custom loss ({self.loss_name!r}) has no likelihood, so {type(self).__name__} "
+                "has no probabilistic model; use loss='mse' or 'cross_entropy'"
+            )
+        if self.noise_scale.numel():
+            noise = self.noise_scale.detach()
+            lik = GaussianLikelihood(1.0, num_outputs=noise.numel(), learn_scale=False)
+            lik.log_scale.data.copy_(noise.log().to(lik.log_scale))
+            return self._flat(), lik.to(noise.device)
+        return self._flat(), MSELikelihood()
+
+    def _flat(self) -> Flat:
+        start = self.fnet.flatten([p.detach() for p in self.fnet.params()])
+        return Flat(self.fnet.num_params, at=start)
+
     def inner_rates(self) -> float | tuple[Tensor, ...]:
         """The inner step size: a float, or one tensor per weight (Meta-SGD)."""
         return self.inner_lr if self.inner_lrs is None else tuple(self.inner_lrs)
@@ -131,8 +166,15 @@ class GradientMetaLearner(MetaLearner):
     # -- test time -------------------------------------------------------------
 
     def adapt(
-        self, support_x: Tensor, support_y: Tensor, *, steps: int | None = None
-    ) -> AdaptedPredictor:
+        self,
+        support_x: Tensor,
+        support_y: Tensor,
+        *,
+        steps: int | None = None,
+        guide: GuideSpec | None = None,
+        lr: float | None = None,
+        generator: torch.Generator | None = None,
+    ) -> AdaptedPredictor | GuidePosterior:
         """Adapt the meta-learned weights to new task(s).
 
         Parameters
@@ -142,13 +184,23 @@ class GradientMetaLearner(MetaLearner):
         support_y
             ``[K, O]`` (or ``[K]`` labels), or with a leading ``T``.
         steps
-            Gradient steps; defaults to ``eval_inner_steps``.
+            Gradient steps; defaults to ``eval_inner_steps`` (with ``guide``:
+            SVI steps, default ``GUIDE_STEPS``).
+        guide
+            A Pyro autoguide class or guide callable: instead of gradient
+            steps, fit it by SVI on :attr:`model` (flat prior: the likelihood
+            alone), started at the meta-learned weights.
+        lr
+            SVI learning rate with ``guide`` (default ``GUIDE_LR``).
+        generator
+            Seeds the SVI noise with ``guide``.
 
         Returns
         -------
-        AdaptedPredictor
-            Detached adapted weights; ``predict(query_x)`` gives a
-            :class:`~bayesmeta.Prediction`.
+        AdaptedPredictor or GuidePosterior
+            Detached adapted weights (``predict(query_x)`` gives a
+            :class:`~bayesmeta.Prediction`; ``guide`` is their point mass), or
+            with ``guide`` the fitted guide's posterior.
 
         Raises
         ------
@@ -160,6 +212,11 @@ class GradientMetaLearner(MetaLearner):
             infinite.
 
         """
+        if guide is not None:
+            xg, yg, batched = self._support(support_x, support_y)
+            return self._adapt_guide(
+                xg, yg, batched, guide, steps=steps, lr=lr, generator=generator
+            )
         steps = self.eval_inner_steps if steps is None else check_count("steps", steps, minimum=0)
         xb, yb, batched = self._support(support_x, support_y)
         params = self._adapted(xb, yb, steps=steps, first_order=True, differentiable=False)

@@ -44,16 +44,16 @@ from bayesmeta.learners.distributed import (
     sync_parameters,
 )
 from bayesmeta.learners.training import History, check_finite, run_meta_fit
-from bayesmeta.posteriors.gaussian import GaussianTaskPosterior
-from bayesmeta.posteriors.lowrank import LowRankTaskPosterior
-from bayesmeta.priors.gaussian import GaussianPrior
-from bayesmeta.priors.hierarchical import HierarchicalGaussianPrior, HyperPosterior
-from bayesmeta.priors.likelihoods import (
+from bayesmeta.model.likelihoods import (
     CategoricalLikelihood,
     Likelihood,
     LikelihoodName,
     make_likelihood,
 )
+from bayesmeta.model.priors import GaussianPrior
+from bayesmeta.posteriors.gaussian import GaussianTaskPosterior
+from bayesmeta.posteriors.lowrank import LowRankTaskPosterior
+from bayesmeta.priors.hierarchical import HierarchicalGaussianPrior, HyperPosterior
 from bayesmeta.tasks.source import TaskSource, check_count
 from bayesmeta.tasks.task import Task, TaskBatch
 
@@ -208,6 +208,10 @@ class VariationalMetaLearner(MetaLearner):
 
     def _objective_name(self) -> str:
         return f"VariationalMetaLearner with likelihood {self.likelihood_name!r}"
+
+    def _model_parts(self) -> tuple[HierarchicalGaussianPrior, Likelihood]:
+        """The hierarchical prior (hyper sites ``psi``, then ``theta | psi``) and the likelihood."""
+        return self.prior, self.likelihood
 
     # -- the hyper-posterior -------------------------------------------------------
 

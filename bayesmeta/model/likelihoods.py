@@ -1,64 +1,127 @@
-"""Observation models: the ``p(y | f(x; theta))`` of each task type.
+"""Observation models: the ``p(y | f(x; theta))`` of the one model.
 
-A likelihood is an ``nn.Module`` (its noise scale may be meta-learned) that is
-also a per-task loss: ``likelihood(out, y)`` is the mean negative
-log-likelihood per point ``[*B]``, and ``likelihood.output_grad(out, y)`` its
-gradient with respect to ``out`` (summed over the batch), which the networks'
-hand-written inner-loop gradients use.
+A likelihood is a distribution factory: ``likelihood(f)`` returns the Pyro
+distribution of the targets at network outputs ``f`` ``[*B, N, O]``, with one
+event per point (``log_prob(y)`` is ``[*B, N]``). Any callable
+``f -> pyro.distributions.Distribution`` can be used as one (an ``nn.Module``
+when it has learned parameters); :func:`make_likelihood` wraps it in a
+:class:`FunctionLikelihood`. Built in: :class:`GaussianLikelihood` (learned
+noise scale), :class:`StudentTLikelihood`, :class:`CategoricalLikelihood`,
+:class:`BernoulliLikelihood`, and :class:`MSELikelihood` (MAML's squared error
+as a Gibbs likelihood).
+
+The same object is also the inner loops' per-task loss:
+``likelihood(out, y)`` is the mean negative log-likelihood per point ``[*B]``,
+and ``likelihood.output_grad(out, y)`` its gradient with respect to ``out``
+(summed over the batch), which the networks' batched backward passes use. It
+is taken by autograd on the small output tensor unless a built-in writes it
+out; no likelihood needs a hand-derived gradient.
 """
 
 from __future__ import annotations
 
 import math
-from typing import ClassVar, Literal
+from collections.abc import Callable
+from typing import Any, Literal
 
 import pyro
 import pyro.distributions as pdist
 import torch
 from torch import Tensor, nn
+from torch.distributions import Distribution
 
 from bayesmeta.losses import cross_entropy, cross_entropy_output_grad, mse, mse_output_grad
 
 __all__ = [
+    "BernoulliLikelihood",
     "CategoricalLikelihood",
+    "FunctionLikelihood",
     "GaussianLikelihood",
     "Likelihood",
     "LikelihoodName",
     "MSELikelihood",
+    "Observation",
+    "StudentTLikelihood",
     "categorical_point_log_prob",
     "make_likelihood",
 ]
 
+#: ``f [*B, N, O] -> Distribution`` with one event per point.
+Observation = Callable[[Tensor], Distribution]
+
 
 class Likelihood(nn.Module):
-    """Base class: mean negative log-likelihood per point, and its output gradient."""
+    """Base class: the distribution of the targets given the network's outputs.
+
+    Subclasses define :meth:`distribution`; the loss, its output gradient,
+    the Pyro observation and the per-point log density follow from it (a
+    subclass may write faster closed forms, tested equal).
+    """
 
     #: The targets are class labels and the network's outputs class scores.
-    classification: ClassVar[bool] = False
+    classification: bool = False
 
-    def forward(self, out: Tensor, y: Tensor) -> Tensor:
-        """Mean negative log-likelihood per point, per task: ``[*B]``."""
+    def distribution(self, out: Tensor) -> Distribution:
+        """``p(y | f = out)`` with one event per point: ``log_prob(y)`` is ``[*B, N]``."""
         raise NotImplementedError
 
-    def output_grad(self, out: Tensor, y: Tensor) -> Tensor:
-        """``d sum_B forward(out, y) / d out``, same shape as ``out``."""
-        raise NotImplementedError
+    def forward(self, out: Tensor, y: Tensor | None = None) -> Any:
+        """``likelihood(f)``: the distribution; ``likelihood(out, y)``: the loss.
 
-    def observe(self, name: str, out: Tensor, y: Tensor) -> None:
-        """``pyro.sample(name, p(y | out), obs=y)`` over points (and outputs)."""
-        raise NotImplementedError
+        Parameters
+        ----------
+        out
+            Network outputs ``[*B, N, O]``.
+        y
+            Targets ``[*B, N, O]`` (labels ``[*B, N]``), or ``None``.
+
+        Returns
+        -------
+        pyro.distributions.Distribution or Tensor
+            Without ``y``, :meth:`distribution` of ``out``; with ``y``, the
+            mean negative log-likelihood per point of each task, ``[*B]``.
+
+        """
+        if y is None:
+            return self.distribution(out)
+        return -self.point_log_prob(out, y).mean(-1)
 
     def point_log_prob(self, out: Tensor, y: Tensor) -> Tensor:
         """Log-likelihood of each point (summed over outputs): ``[*B, N]``.
 
-        ``forward`` is minus its mean over points; predictive objectives
-        (``log mean_s p(y | theta_s)``) need it per point.
+        ``forward(out, y)`` is minus its mean over points; predictive
+        objectives (``log mean_s p(y | theta_s)``) need it per point.
         """
-        raise NotImplementedError
+        return self.distribution(out).log_prob(y)
+
+    def output_grad(self, out: Tensor, y: Tensor) -> Tensor:
+        """``d sum_B forward(out, y) / d out``, same shape as ``out``, by autograd.
+
+        Differentiable in turn when ``out`` requires grad under grad mode (the
+        second-order meta-gradient); otherwise computed on a detached copy.
+        """
+        keep = out.requires_grad and torch.is_grad_enabled()
+        with torch.enable_grad():
+            o = out if keep else out.detach().requires_grad_(True)
+            (grad,) = torch.autograd.grad(self(o, y).sum(), o, create_graph=keep)
+        return grad
+
+    def observe(self, name: str, out: Tensor, y: Tensor | None) -> Tensor:
+        """``pyro.sample(name, p(y | out), obs=y)``: one event per task (points folded in)."""
+        value: Tensor = pyro.sample(name, pdist.Independent(self.distribution(out), 1), obs=y)
+        return value
 
     def noise_scale(self) -> Tensor | None:
-        """Observation-noise standard deviation for predictions (``None``: none)."""
+        """Gaussian observation-noise standard deviation for predictions (``None``: none)."""
         return None
+
+    def observation(self) -> Observation | None:
+        """The observation model that predictions score with, detached from training.
+
+        ``None`` where a prediction's own closed forms apply (Gaussian noise
+        given by :meth:`noise_scale`, class scores, or no noise model).
+        """
+        return _Detached(self)
 
     def step_scale(self) -> Tensor | float:
         """Preconditioner of inner-loop steps on this likelihood (1 by default).
@@ -67,6 +130,17 @@ class Likelihood(nn.Module):
         that ``lr`` means the same for every likelihood of a task type.
         """
         return 1.0
+
+
+class _Detached:
+    """A likelihood's distribution evaluated without gradients (for predictions)."""
+
+    def __init__(self, likelihood: Likelihood) -> None:
+        self.likelihood = likelihood
+
+    def __call__(self, out: Tensor) -> Distribution:
+        with torch.no_grad():
+            return self.likelihood.distribution(out.detach())
 
 
 class GaussianLikelihood(Likelihood):
@@ -100,9 +174,9 @@ class GaussianLikelihood(Likelihood):
         """Noise standard deviation ``[O]``."""
         return self.log_scale.exp()
 
-    def forward(self, out: Tensor, y: Tensor) -> Tensor:
-        """Mean over points of ``-log N(y | out, sigma^2)`` summed over outputs: ``[*B]``."""
-        return -self.point_log_prob(out, y).mean(-1)
+    def distribution(self, out: Tensor) -> Distribution:
+        """``Normal(out, sigma)`` with the outputs as the event: ``[*B, N]`` per point."""
+        return pdist.Normal(out, self.scale).to_event(1)
 
     def point_log_prob(self, out: Tensor, y: Tensor) -> Tensor:
         """``log N(y | out, sigma^2)`` per point, summed over outputs: ``[*B, N]``."""
@@ -114,13 +188,13 @@ class GaussianLikelihood(Likelihood):
         """Gradient of the summed mean NLL with respect to ``out``."""
         return (out - y) * (self.log_scale * -2.0).exp().div(out.shape[-2])
 
-    def observe(self, name: str, out: Tensor, y: Tensor) -> None:
-        """Observe ``y`` ``[*B, N, O]`` as one event per task."""
-        pyro.sample(name, pdist.Normal(out, self.scale).to_event(2), obs=y)
-
     def noise_scale(self) -> Tensor:
         """The noise standard deviation ``[O]``."""
         return self.scale
+
+    def observation(self) -> None:
+        """``None``: predictions use their closed Gaussian forms with :meth:`noise_scale`."""
+        return None
 
     def step_scale(self) -> Tensor:
         """``2 sigma^2`` (mean over outputs).
@@ -142,8 +216,15 @@ class MSELikelihood(Likelihood):
     :class:`~bayesmeta.BayesianMAML` exactly :class:`~bayesmeta.MAML`.
     """
 
-    def forward(self, out: Tensor, y: Tensor) -> Tensor:
-        """Mean squared error per task ``[*B]``."""
+    def distribution(self, out: Tensor) -> Distribution:
+        """The normalised Gibbs likelihood: ``Normal(out, sqrt(O / 2))`` per output."""
+        scale = math.sqrt(out.shape[-1] / 2.0)
+        return pdist.Normal(out, torch.full_like(out, scale)).to_event(1)
+
+    def forward(self, out: Tensor, y: Tensor | None = None) -> Any:
+        """The distribution of ``out``, or with ``y`` the mean squared error per task ``[*B]``."""
+        if y is None:
+            return self.distribution(out)
         return mse(out, y)
 
     def output_grad(self, out: Tensor, y: Tensor) -> Tensor:
@@ -154,18 +235,24 @@ class MSELikelihood(Likelihood):
         """The Gibbs log-likelihood per point, ``-mean_o (out - y)^2``: ``[*B, N]``."""
         return -(out - y).pow(2).mean(-1)
 
-    def observe(self, name: str, out: Tensor, y: Tensor) -> None:
-        """Add ``-N O MSE`` to the log joint (the Gibbs likelihood), as a factor."""
-        pyro.factor(name, -(out - y).pow(2).sum((-1, -2)))
+    def observation(self) -> None:
+        """``None``: a point estimate's noise is fitted separately (``fit_noise_scale``)."""
+        return None
 
 
 class CategoricalLikelihood(Likelihood):
     """``y ~ Categorical(softmax(f(x)))`` for class labels ``[*B, N]``."""
 
-    classification: ClassVar[bool] = True
+    classification: bool = True
 
-    def forward(self, out: Tensor, y: Tensor) -> Tensor:
-        """Mean cross-entropy per task ``[*B]``."""
+    def distribution(self, out: Tensor) -> Distribution:
+        """``Categorical(logits=out)``: labels ``[*B, N]``."""
+        return pdist.Categorical(logits=out)
+
+    def forward(self, out: Tensor, y: Tensor | None = None) -> Any:
+        """The distribution of ``out``, or with ``y`` the mean cross-entropy per task ``[*B]``."""
+        if y is None:
+            return self.distribution(out)
         return cross_entropy(out, y)
 
     def output_grad(self, out: Tensor, y: Tensor) -> Tensor:
@@ -176,9 +263,9 @@ class CategoricalLikelihood(Likelihood):
         """``log softmax(out)[y]`` per point: ``[*B, N]``."""
         return categorical_point_log_prob(out, y)
 
-    def observe(self, name: str, out: Tensor, y: Tensor) -> None:
-        """Observe labels ``[*B, N]`` as one event per task."""
-        pyro.sample(name, pdist.Categorical(logits=out).to_event(1), obs=y)
+    def observation(self) -> None:
+        """``None``: class predictions are read from the scores' softmax."""
+        return None
 
 
 def categorical_point_log_prob(logits: Tensor, y: Tensor) -> Tensor:
@@ -192,11 +279,134 @@ def categorical_point_log_prob(logits: Tensor, y: Tensor) -> Tensor:
     return logp.gather(-1, y.expand(logits.shape[:-1]).unsqueeze(-1)).squeeze(-1)
 
 
-LikelihoodName = Literal["gaussian", "mse", "categorical"]
+class StudentTLikelihood(Likelihood):
+    """``y ~ StudentT(df, f(x), sigma)`` per point and output: noise with heavy tails.
+
+    Parameters
+    ----------
+    df
+        Degrees of freedom (fixed; 4 by default).
+    scale
+        Initial noise scale (positive).
+    num_outputs
+        ``O``: one scale per output.
+    learn_scale
+        Meta-learn the scale (default) or keep it fixed.
+
+    """
+
+    def __init__(
+        self,
+        df: float = 4.0,
+        scale: float = 0.1,
+        *,
+        num_outputs: int = 1,
+        learn_scale: bool = True,
+    ) -> None:
+        super().__init__()
+        if not (math.isfinite(df) and df > 0):
+            raise ValueError(f"df must be positive and finite, got {df}")
+        if not (math.isfinite(scale) and scale > 0):
+            raise ValueError(f"noise_scale must be positive and finite, got {scale}")
+        if num_outputs < 1:
+            raise ValueError(f"num_outputs must be >= 1, got {num_outputs}")
+        self.df = float(df)
+        self.log_scale = nn.Parameter(
+            torch.full((num_outputs,), math.log(scale)), requires_grad=learn_scale
+        )
+
+    def distribution(self, out: Tensor) -> Distribution:
+        """``StudentT(df, out, sigma)`` with the outputs as the event."""
+        df = torch.as_tensor(self.df, dtype=out.dtype, device=out.device)
+        return pdist.StudentT(df, out, self.log_scale.exp()).to_event(1)
+
+
+class BernoulliLikelihood(Likelihood):
+    """``y ~ Bernoulli(sigmoid(f(x)))`` per point and output: binary targets ``0.``/``1.``."""
+
+    def distribution(self, out: Tensor) -> Distribution:
+        """``Bernoulli(logits=out)`` with the outputs as the event."""
+        return pdist.Bernoulli(logits=out).to_event(1)
+
+
+class FunctionLikelihood(Likelihood):
+    """Any callable ``f -> Distribution`` as a likelihood.
+
+    The callable gets network outputs ``f`` ``[*B, N, O]`` and returns a
+    Pyro (or torch) distribution of the targets: either per output (batch
+    shape ``[*B, N, O]``, e.g. ``lambda f: dist.StudentT(4.0, f, 0.3)``; the
+    outputs are folded into the event) or per point (batch ``[*B, N]``, e.g.
+    ``lambda f: dist.Categorical(logits=f)`` for class labels). An
+    ``nn.Module`` callable is registered, so its parameters are learned with
+    the learner's.
+
+    Parameters
+    ----------
+    fn
+        The distribution factory.
+    classification
+        Whether the targets are class labels scored by the outputs; ``None``
+        reads it from the distribution (a discrete one per point).
+
+    Raises
+    ------
+    TypeError
+        If ``fn`` is not callable, or does not return a distribution.
+
+    """
+
+    def __init__(
+        self,
+        fn: Callable[[Tensor], Any],
+        *,
+        classification: bool | None = None,
+        num_outputs: int = 1,
+    ) -> None:
+        super().__init__()
+        if not callable(fn):
+            raise TypeError(f"a likelihood must be callable f -> Distribution, got {fn!r}")
+        self.fn = fn  # registered as a submodule when it is an nn.Module
+        if classification is None:
+            probe = torch.zeros(1, 1, num_outputs)
+            try:
+                d = self._raw(probe)
+            except TypeError:
+                raise
+            except Exception as err:
+                raise ValueError(
+                    f"could not call the likelihood on outputs of shape [1, 1, {num_outputs}] "
+                    f"to tell class labels from real targets ({type(err).__name__}: {err}); "
+                    "pass FunctionLikelihood(fn, classification=...)"
+                ) from err
+            discrete = bool(getattr(d.support, "is_discrete", False))
+            classification = discrete and tuple(d.batch_shape) == (1, 1)
+        self.classification = bool(classification)
+
+    def _raw(self, out: Tensor) -> Distribution:
+        d = self.fn(out)
+        if not isinstance(d, Distribution):
+            raise TypeError(
+                "the likelihood must return a distribution (e.g. lambda f: "
+                f"pyro.distributions.StudentT(4.0, f, 0.3)), got {type(d).__name__}"
+            )
+        return d
+
+    def distribution(self, out: Tensor) -> Distribution:
+        """``fn(out)``, with the outputs folded into the event where it is per output."""
+        d = self._raw(out)
+        per_output = tuple(d.batch_shape) == tuple(out.shape) and not d.event_shape
+        return pdist.Independent(d, 1) if per_output else d
+
+    def observation(self) -> Observation | None:
+        """The detached distribution, or ``None`` for class labels (read from the scores)."""
+        return None if self.classification else super().observation()
+
+
+LikelihoodName = Literal["gaussian", "student_t", "mse", "categorical", "bernoulli"]
 
 
 def make_likelihood(
-    likelihood: LikelihoodName | Likelihood,
+    likelihood: LikelihoodName | Likelihood | Callable[[Tensor], Any],
     noise_scale: float = 0.1,
     learn_noise: bool = True,
     outputs: int = 1,
@@ -206,7 +416,9 @@ def make_likelihood(
     Parameters
     ----------
     likelihood
-        ``"gaussian"``, ``"mse"``, ``"categorical"`` or a :class:`Likelihood`.
+        ``"gaussian"``, ``"mse"``, ``"categorical"``, ``"student_t"``,
+        ``"bernoulli"``, a :class:`Likelihood`, or any callable
+        ``f -> Distribution`` (wrapped in a :class:`FunctionLikelihood`).
     noise_scale, learn_noise, outputs
         Initial noise scale, whether it is learned, and the number of
         outputs ``O`` (for ``"gaussian"``).
@@ -220,6 +432,13 @@ def make_likelihood(
         return MSELikelihood()
     if likelihood == "categorical":
         return CategoricalLikelihood()
+    if likelihood == "student_t":
+        return StudentTLikelihood(scale=noise_scale, num_outputs=outputs, learn_scale=learn_noise)
+    if likelihood == "bernoulli":
+        return BernoulliLikelihood()
+    if callable(likelihood) and not isinstance(likelihood, str):
+        return FunctionLikelihood(likelihood, num_outputs=outputs)
     raise ValueError(
-        f"likelihood must be 'gaussian', 'mse', 'categorical' or a Likelihood, got {likelihood!r}"
+        "likelihood must be 'gaussian', 'student_t', 'mse', 'categorical', 'bernoulli', a "
+        f"Likelihood or a callable f -> Distribution, got {likelihood!r}"
     )

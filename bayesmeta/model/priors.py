@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import pyro
 import pyro.distributions as pdist
@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Flat",
+    "FlatAt",
     "GaussianPrior",
     "Laplace",
     "Normal",
@@ -340,6 +341,8 @@ class WeightPrior(nn.Module):
         ----------
         q_loc, q_log_scale
             Mean and log standard deviation of ``q``, ``[*B, P]``.
+        num_samples
+            Draws of the Monte Carlo cross term.
 
         Returns
         -------
@@ -386,12 +389,13 @@ class Normal(WeightPrior):
         Computed as ``0.5 (sum((s_q^2 + (m_q - mu)^2) / sigma^2) - P)
         + sum(log sigma) - sum(log s_q)``, with the weighted sum as one
         matrix-vector product (this sits on the meta-training hot path).
-        ``num_samples`` is unused (the form is exact).
 
         Parameters
         ----------
         q_loc, q_log_scale
             Mean and log standard deviation of ``q``, ``[*B, P]``.
+        num_samples
+            Unused (the form is exact); kept for the common signature.
 
         Returns
         -------
@@ -448,8 +452,10 @@ class StudentT(WeightPrior):
         learn_loc: bool = True,
         learn_scale: bool = True,
     ) -> None:
-        if isinstance(df, bool) or not isinstance(df, int | float) or not (
-            math.isfinite(df) and df > 0
+        if (
+            isinstance(df, bool)
+            or not isinstance(df, int | float)
+            or not (math.isfinite(df) and df > 0)
         ):
             raise ValueError(f"df must be a positive finite number, got {df!r}")
         self.df = float(df)
@@ -464,7 +470,9 @@ class StudentT(WeightPrior):
 
     def family(self, loc: Tensor, scale: Tensor) -> pdist.TorchDistribution:
         """``StudentT(df, loc, scale)`` per weight."""
-        return pdist.StudentT(torch.as_tensor(self.df, dtype=loc.dtype, device=loc.device), loc, scale)
+        return pdist.StudentT(
+            torch.as_tensor(self.df, dtype=loc.dtype, device=loc.device), loc, scale
+        )
 
     def stddev(self) -> Tensor:
         """``scale sqrt(df / (df - 2))`` for ``df > 2``, else ``scale``, per weight ``[P]``."""
@@ -480,22 +488,29 @@ class Flat(nn.Module):
     """The improper flat prior ``p(theta) = 1`` of the point-estimate learners.
 
     MAML, first-order MAML, Meta-SGD and Reptile are the hierarchical model
-    with this prior and a point-mass posterior. It has a log density (zero)
-    but no draws: ``Predictive`` on such a model needs a guide (the adapted
-    point mass), and ``NUTS`` samples the likelihood alone.
+    with this prior and a point-mass posterior. Its log density is zero
+    everywhere (so ``NUTS`` samples the likelihood alone). It has no proper
+    draws: a draw returns ``at``, the meta-learned initialisation that
+    adaptation starts from, so ``Predictive`` on the model without a guide
+    gives the unadapted network's predictions (with a guide, the adapted ones).
 
     Parameters
     ----------
     num_params
         ``P``, the number of weights.
+    at
+        The weights ``[P]`` a draw returns (zeros when not given).
 
     """
 
-    def __init__(self, num_params: int) -> None:
+    def __init__(self, num_params: int, at: Tensor | None = None) -> None:
         super().__init__()
         if num_params < 1:
             raise ValueError(f"num_params must be >= 1, got {num_params}")
+        if at is not None and at.shape != (num_params,):
+            raise ShapeError(f"at must have shape [{num_params}], got {fmt_shape(at.shape)}")
         self._num_params = int(num_params)
+        self._at = at
 
     @property
     def num_params(self) -> int:
@@ -503,8 +518,26 @@ class Flat(nn.Module):
         return self._num_params
 
     def distribution(self) -> pdist.TorchDistribution:
-        """``ImproperUniform`` over the reals with event shape ``[P]``."""
-        return pdist.ImproperUniform(constraints.real, (), (self._num_params,))
+        """``ImproperUniform`` over the reals with event shape ``[P]``, drawn at ``at``."""
+        at = self._at if self._at is not None else torch.zeros(self._num_params)
+        return FlatAt(at.detach())
+
+
+class FlatAt(pdist.ImproperUniform):
+    """``ImproperUniform`` over ``[P]`` whose draws return fixed weights (see :class:`Flat`)."""
+
+    def __init__(self, at: Tensor, batch_shape: torch.Size | tuple[int, ...] = ()) -> None:
+        self.at = at
+        super().__init__(constraints.real, torch.Size(batch_shape), at.shape[-1:])
+
+    def expand(self, batch_shape: Any, _instance: Any = None) -> FlatAt:
+        """The same flat density over a larger batch."""
+        return FlatAt(self.at, torch.Size(batch_shape))
+
+    def sample(self, sample_shape: torch.Size | list[int] | tuple[int, ...] = ()) -> Tensor:
+        """``at`` broadcast to ``[*sample_shape, *batch_shape, P]``."""
+        shape = torch.Size(sample_shape) + self.batch_shape + self.event_shape
+        return self.at.expand(shape)
 
 
 def check_fits(prior: WeightPrior | HierarchicalGaussianPrior, fnet: FunctionalNet) -> None:

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
 
 from bayesmeta.class_prediction import ClassPrediction
 from bayesmeta.errors import ShapeError
+from bayesmeta.guides.fixed import NormalGuide
+from bayesmeta.model.likelihoods import Observation
 from bayesmeta.nets.functional import FunctionalNet
 from bayesmeta.prediction import Prediction
 from bayesmeta.tasks._checks import fmt_shape
@@ -34,13 +38,26 @@ class SampledPosterior:
 
     Subclasses provide ``fnet``, ``loc`` (``[*B, P]``), ``noise_scale``,
     ``classification`` (the network's outputs are class scores),
-    ``batch_shape`` and ``sample(num_samples, generator=...)``.
+    ``observation`` (the likelihood's observation model, where predictions
+    are not Gaussian), ``batch_shape``, ``sample(num_samples, generator=...)``
+    and ``guide`` (a Pyro guide for the model's ``"theta"`` site).
     """
 
     fnet: FunctionalNet
     loc: Tensor
     noise_scale: Tensor | None
     classification: bool
+    observation: Observation | None = None
+
+    @property
+    def guide(self) -> Callable[..., Any]:
+        """A Pyro guide ``guide(x, y=None)`` for ``learner.model``'s ``"theta"`` site.
+
+        ``pyro.infer.Predictive(learner.model, guide=post.guide, num_samples=S)(x)``
+        then draws ``"theta"`` from this posterior and ``"y"`` from the
+        likelihood, agreeing with :meth:`predict`.
+        """
+        raise NotImplementedError(f"{type(self).__name__} has no Pyro guide")
 
     @property
     def batch_shape(self) -> torch.Size:
@@ -88,7 +105,7 @@ class SampledPosterior:
             f = self.fnet(theta, x.to(self.loc.device))
         if self.classification:
             return ClassPrediction.from_logits(f)
-        return Prediction(f, self.noise_scale)
+        return Prediction(f, self.noise_scale, self.observation)
 
 
 @dataclass(frozen=True, eq=False)
@@ -111,6 +128,9 @@ class GaussianTaskPosterior(SampledPosterior):
         When the posterior was fitted by SVI, the negative ELBO (summed over
         the batch's tasks) at each step ``[steps]``: a flat tail says the fit
         converged.
+    observation : callable or None
+        The likelihood's observation model for predictions, where it is not
+        Gaussian noise (see :class:`~bayesmeta.Prediction`).
 
     """
 
@@ -120,6 +140,7 @@ class GaussianTaskPosterior(SampledPosterior):
     noise_scale: Tensor | None = None
     classification: bool = False
     elbo_trace: Tensor | None = None
+    observation: Observation | None = None
 
     def __post_init__(self) -> None:
         if self.loc.shape != self.log_scale.shape or self.loc.shape[-1:] != (self.fnet.num_params,):
@@ -132,6 +153,11 @@ class GaussianTaskPosterior(SampledPosterior):
     def scale(self) -> Tensor:
         """Posterior standard deviations ``[*B, P]``."""
         return self.log_scale.exp()
+
+    @property
+    def guide(self) -> NormalGuide:
+        """``N(loc, diag(scale^2))`` as a Pyro guide for the model's ``"theta"``."""
+        return NormalGuide(self.loc, self.scale)
 
     def log_prob(self, theta: Tensor) -> Tensor:
         """Log density of weights ``[S, *B, P]``: ``[S, *B]``.

@@ -9,6 +9,8 @@ import torch
 from torch import Tensor
 
 from bayesmeta.errors import ShapeError
+from bayesmeta.guides.fixed import LowRankGuide
+from bayesmeta.model.likelihoods import Observation
 from bayesmeta.nets.functional import FunctionalNet
 from bayesmeta.posteriors.gaussian import SampledPosterior, standard_normal
 from bayesmeta.tasks._checks import fmt_shape
@@ -42,6 +44,9 @@ class LowRankTaskPosterior(SampledPosterior):
         When the posterior was fitted by SVI, the negative ELBO (summed over
         the batch's tasks) at each step ``[steps]``: a flat tail says the fit
         converged.
+    observation : callable or None
+        The likelihood's observation model for predictions, where it is not
+        Gaussian noise (see :class:`~bayesmeta.Prediction`).
 
     """
 
@@ -52,6 +57,12 @@ class LowRankTaskPosterior(SampledPosterior):
     noise_scale: Tensor | None = None
     classification: bool = False
     elbo_trace: Tensor | None = None
+    observation: Observation | None = None
+
+    @property
+    def guide(self) -> LowRankGuide:
+        """``N(loc, W W^T + diag(d))`` as a Pyro guide for the model's ``"theta"``."""
+        return LowRankGuide(self.loc, self.cov_factor, self.cov_diag)
 
     def __post_init__(self) -> None:
         p = self.fnet.num_params

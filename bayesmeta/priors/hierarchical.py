@@ -22,8 +22,8 @@ import torch
 from torch import Tensor, nn
 
 from bayesmeta.errors import ShapeError
+from bayesmeta.model.priors import check_fits
 from bayesmeta.nets.functional import FunctionalNet
-from bayesmeta.priors.gaussian import check_fits
 from bayesmeta.tasks._checks import fmt_shape
 
 __all__ = ["HierarchicalGaussianPrior", "HyperPosterior"]

@@ -28,9 +28,9 @@ from tqdm.auto import tqdm
 
 from bayesmeta.errors import NonFiniteLossError
 from bayesmeta.learners.training import show_progress
+from bayesmeta.model.likelihoods import categorical_point_log_prob
 from bayesmeta.nets.functional import FunctionalNet
 from bayesmeta.posteriors.gaussian import standard_normal
-from bayesmeta.priors.likelihoods import categorical_point_log_prob
 
 __all__ = ["Method", "TransferFit", "fit_transfer"]
 

@@ -23,12 +23,12 @@ from bayesmeta.class_prediction import ClassPrediction
 from bayesmeta.errors import ShapeError
 from bayesmeta.inference.task_svi import task_posterior_svi
 from bayesmeta.learners.base import positive
+from bayesmeta.model.likelihoods import CategoricalLikelihood
+from bayesmeta.model.priors import GaussianPrior
 from bayesmeta.nets.functional import FunctionalNet
 from bayesmeta.nets.mlp import MLP
 from bayesmeta.posteriors.gaussian import GaussianTaskPosterior
 from bayesmeta.prediction import Prediction
-from bayesmeta.priors.gaussian import GaussianPrior
-from bayesmeta.priors.likelihoods import CategoricalLikelihood
 from bayesmeta.tasks._checks import check_support, check_tensor, fmt_shape
 from bayesmeta.tasks.source import check_count
 from bayesmeta.transfer import _linear_gaussian as lg

@@ -12,6 +12,9 @@ from torch import Tensor, nn
 from bayesmeta.errors import ShapeError
 from bayesmeta.learners.adapted import AdaptedPredictor
 from bayesmeta.learners.base import positive
+from bayesmeta.model.likelihoods import CategoricalLikelihood, GaussianLikelihood, Likelihood
+from bayesmeta.model.priors import Normal
+from bayesmeta.model.task_model import TaskModel
 from bayesmeta.nets.functional import FunctionalNet
 from bayesmeta.nets.mlp import MLP
 from bayesmeta.nets.spec import net_spec
@@ -31,6 +34,10 @@ __all__ = ["TransferLearner"]
 
 _METHODS = ("bayes", "laplace", "map", "finetune")
 TransferMethod = Literal["bayes", "laplace", "map", "finetune"]
+
+
+#: The prior scale that stands for "held at the source weights" in :attr:`TransferLearner.model`.
+FROZEN_SCALE = 1e-6
 
 
 class TransferLearner:
@@ -266,6 +273,39 @@ class TransferLearner:
     def classification(self) -> bool:
         """The targets are class labels."""
         return self.likelihood == "categorical"
+
+    @property
+    def model(self) -> TaskModel:
+        """The transfer model as a Pyro model ``model(x, y=None)``: the one hierarchical model.
+
+        ``theta ~ Normal(source weights, sigma^2)`` per task (plate
+        ``"tasks"``, site ``"theta"`` ``[T, P]``), with ``sigma`` the fitted
+        prior scales (:meth:`fit_prior`), else the given ``prior_scale``, else
+        ``init_prior_scale``; frozen layers get a negligible scale
+        (``FROZEN_SCALE``), i.e. they stay at the source weights. ``"y"`` from
+        the likelihood: Gaussian with the fitted (else initial) noise scale,
+        or categorical. The source weights are read as constants.
+        """
+        if self.prior_scale_ is not None:
+            per_group = self.prior_scale_.detach().reshape(-1)
+        else:
+            value = self.prior_scale if isinstance(self.prior_scale, float) else None
+            per_group = torch.full((self.num_groups,), value or self.init_prior_scale)
+        scale = per_group.to(self.centre)[self.groups().to(self.centre.device)]
+        scale = torch.where(self.free.to(torch.bool), scale, torch.full_like(scale, FROZEN_SCALE))
+        prior = Normal(self.centre, scale, learn_loc=False, learn_scale=False)
+        likelihood: Likelihood
+        if self.classification:
+            likelihood = CategoricalLikelihood()
+        else:
+            noise = self.noise_scale_ if self.noise_scale_ is not None else None
+            outputs = int(getattr(self.net, "out_features", 1))
+            likelihood = GaussianLikelihood(
+                self.noise_scale, num_outputs=outputs, learn_scale=False
+            )
+            if noise is not None:
+                likelihood.log_scale.data.copy_(noise.detach().reshape(-1).log())
+        return TaskModel(self.fnet, prior, likelihood, owner=self.net)
 
     @property
     def num_groups(self) -> int:

@@ -1,0 +1,138 @@
+"""Test-time SVI with any Pyro guide on a learner's model, under its meta-learned prior.
+
+``learner.adapt(x, y, guide=AutoLowRankMultivariateNormal)`` comes here: the
+guide (an autoguide class, made on the model, or any guide callable you built)
+is fitted by Pyro's ``Trace_ELBO`` on ``learner.model`` conditioned on the
+support data, updating the guide's own parameters only; the model reads the
+learner's meta-parameters as constants.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from pyro.infer.autoguide import AutoGuide, init_to_value
+from torch import Tensor, nn
+
+from bayesmeta.inference.svi import run_svi, seeded_by
+from bayesmeta.model.task_model import TaskModel
+from bayesmeta.posteriors.guided import GuidePosterior, draw_theta, local_params
+
+__all__ = ["GuideSpec", "fit_guide"]
+
+#: An autoguide class (made on the model) or a guide callable ``guide(x, y)``.
+GuideSpec = type[AutoGuide] | Callable[..., Any]
+
+#: Draws used to summarise a fitted guide's posterior mean.
+_MEAN_DRAWS = 64
+
+
+def fit_guide(
+    model: TaskModel,
+    x: Tensor,
+    y: Tensor,
+    guide: GuideSpec,
+    *,
+    steps: int,
+    lr: float,
+    num_particles: int = 1,
+    init_loc: Tensor | None = None,
+    init_scale: float | None = None,
+    generator: torch.Generator | None = None,
+) -> GuidePosterior:
+    """Fit a Pyro guide to ``model`` on the support data of ``T`` tasks.
+
+    Parameters
+    ----------
+    model
+        The learner's model (its prior and likelihood stay fixed).
+    x, y
+        Support data ``[T, K, *features]`` and targets.
+    guide
+        An autoguide class such as ``pyro.infer.autoguide.AutoLowRankMultivariateNormal``
+        (made on ``model``, started at ``init_loc`` with ``init_scale`` where
+        the class takes them), or a guide callable ``guide(x, y)`` that samples
+        ``"theta"`` inside a ``"tasks"`` plate (an ``nn.Module`` or
+        ``PyroModule`` whose parameters are fitted).
+    steps, lr
+        Adam steps and learning rate (annealed on a cosine).
+    num_particles
+        ELBO samples per step.
+    init_loc
+        Where an autoguide starts ``"theta"`` ``[P]`` or ``[T, P]`` (the prior's location).
+    init_scale
+        An autoguide's initial scale, where its class takes one.
+    generator
+        Seeds the SVI noise; ``None`` draws from torch's global generator.
+
+    Returns
+    -------
+    GuidePosterior
+        Batch shape ``[T]``; its ``guide`` replays the fitted guide.
+
+    Raises
+    ------
+    TypeError
+        If ``guide`` is neither an autoguide class nor callable (a string
+        names no Pyro guide here: pass the class).
+    ValueError
+        If the guide has no parameters to fit.
+    NonFiniteLossError
+        If the ELBO turns NaN or infinite.
+
+    """
+    if isinstance(guide, str) or not callable(guide):
+        raise TypeError(
+            "guide must be a Pyro autoguide class (e.g. pyro.infer.autoguide."
+            f"AutoLowRankMultivariateNormal) or a guide callable, got {guide!r}"
+        )
+    with seeded_by(generator, x.device), local_params():
+        fitted = _make(guide, model, x, init_loc, init_scale)
+        fitted(x, y)  # builds an autoguide's parameters from the model
+        params = (
+            [p for p in fitted.parameters() if p.requires_grad]
+            if isinstance(fitted, nn.Module)
+            else []
+        )
+        if not params:
+            raise ValueError(
+                "the guide has no parameters to fit; give an autoguide class or an nn.Module / "
+                "PyroModule guide"
+            )
+        trace = run_svi(model, fitted, params, x, y, steps, lr, num_particles)
+    likelihood = model.likelihood
+    noise = likelihood.noise_scale()
+    loc = draw_theta(fitted, x, y, _MEAN_DRAWS, generator).mean(0)
+    return GuidePosterior(
+        model.fnet,
+        fitted,
+        x,
+        y,
+        loc,
+        None if noise is None else noise.detach(),
+        likelihood.classification,
+        likelihood.observation(),
+        trace,
+    )
+
+
+def _make(
+    guide: GuideSpec,
+    model: TaskModel,
+    x: Tensor,
+    init_loc: Tensor | None,
+    init_scale: float | None,
+) -> Callable[..., Any]:
+    if not (isinstance(guide, type) and issubclass(guide, AutoGuide)):
+        return guide
+    accepted = inspect.signature(guide).parameters
+    kwargs: dict[str, Any] = {}
+    if init_loc is not None and "init_loc_fn" in accepted:
+        start = init_loc.detach().expand(x.shape[0], -1).clone()
+        kwargs["init_loc_fn"] = init_to_value(values={"theta": start})
+    if init_scale is not None and "init_scale" in accepted:
+        kwargs["init_scale"] = float(init_scale)
+    return guide(model, **kwargs)
