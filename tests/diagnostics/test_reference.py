@@ -12,8 +12,8 @@ from bayesmeta.diagnostics.reference import (
     reference_posterior,
 )
 from bayesmeta.nets import MLP, FunctionalNet
-from bayesmeta.priors.gaussian import GaussianPrior
-from bayesmeta.priors.likelihoods import GaussianLikelihood
+from bayesmeta.model.priors import GaussianPrior
+from bayesmeta.model.likelihoods import GaussianLikelihood
 
 NOISE = 0.3
 KEYS = {"mean_gap", "width_ratio", "epistemic_std_gap"}
