@@ -7,7 +7,7 @@ from torch import Tensor
 
 from bayesmeta.learners.bayesian_maml import BayesianMAML
 from bayesmeta.learners.variational import VariationalMetaLearner
-from bayesmeta.model.likelihoods import Likelihood
+from bayesmeta.model.likelihoods import Likelihood, Observation
 from bayesmeta.model.priors import WeightPrior
 from bayesmeta.nets.functional import FunctionalNet
 
@@ -43,13 +43,23 @@ def draw_targets(
     noise_scale: Tensor | None,
     classification: bool,
     generator: torch.Generator | None,
+    observation: Observation | None = None,
 ) -> Tensor:
     """Targets drawn from the likelihood at the network's outputs ``[..., N, O or C]``.
 
-    Regression: ``out + noise_scale * eps`` (``noise_scale`` broadcastable to
-    ``out``). Classification: labels ``[..., N]`` drawn from ``softmax(out)``
+    With an ``observation`` model (a likelihood's own distribution, e.g. a
+    Student-t), a draw from it (seeded from ``generator``). Otherwise,
+    regression: ``out + noise_scale * eps`` (``noise_scale`` broadcastable to
+    ``out``); classification: labels ``[..., N]`` drawn from ``softmax(out)``
     by inverting its CDF with one uniform per point.
     """
+    if observation is not None:
+        if generator is None:
+            return observation(out).sample()
+        seed = int(torch.randint(2**62, (1,), generator=generator, device=generator.device))
+        with torch.random.fork_rng(devices=[out.device] if out.is_cuda else []):
+            torch.manual_seed(seed)
+            return observation(out).sample()
     if classification:
         u = torch.rand(out.shape[:-1], generator=generator, dtype=out.dtype).to(out.device)
         cdf = torch.softmax(out, -1).cumsum(-1)

@@ -202,12 +202,15 @@ def _add_predictive(
             out = fnet(theta, x.to(theta.device))  # [S, *B, Q, O or C]
         classification = bool(getattr(posterior, "classification", False))
         noise = getattr(posterior, "noise_scale", None)
+        observation = getattr(posterior, "observation", None)
     else:
         pred = posterior.predict(x, num_samples=num_samples, generator=generator)  # type: ignore[attr-defined]
+        observation = None
         if isinstance(pred, ClassPrediction):
             out, classification, noise = pred.sample_log_probs, True, None
         elif isinstance(pred, Prediction):
             out, classification, noise = pred.function_samples, False, pred.noise_scale
+            observation = pred.observation
         else:
             raise TypeError(f"predict returned a {type(pred).__name__}, not a prediction")
         chains = (1, out.shape[0])
@@ -217,8 +220,9 @@ def _add_predictive(
     dims["f"] = [*point, last]
     groups["constant_data"] = {"x": x.detach().cpu().numpy()}
     dims["x"] = [*point, *(f"x_dim_{i}" for i in range(x.dim() - len(point)))]
-    if classification or noise is not None:  # without a noise model there is nothing to draw
-        y_rep = draw_targets(out, noise, classification, generator)
+    if classification or noise is not None or observation is not None:
+        # (without a noise model there is nothing to draw)
+        y_rep = draw_targets(out, noise, classification, generator, observation)
         groups["posterior_predictive"] = {"y": _chains(y_rep, chains)}
         dims["y"] = point if classification else [*point, "output"]
     if query_y is None:
@@ -233,6 +237,8 @@ def _add_predictive(
     groups["observed_data"] = {"y": y.cpu().numpy()}
     if classification:
         ll = categorical_point_log_prob(out, y.long())
+    elif observation is not None:
+        ll = observation(out).log_prob(y)
     elif noise is not None:
         ll = torch.distributions.Normal(out, noise.to(out)).log_prob(y).sum(-1)
     else:

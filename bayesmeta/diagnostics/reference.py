@@ -2,7 +2,7 @@
 
 :func:`nuts_posterior` runs Pyro's No-U-Turn sampler on the model of one task,
 ``theta ~ prior``, ``y ~ p(y | f(x; theta))`` (:func:`~bayesmeta.inference.
-gaussian_vi.pyro_model` with a task plate of size 1), and returns a
+model.TaskModel` with a task plate of size 1), and returns a
 :class:`ReferencePosterior`: the draws of every chain with their split R-hat,
 bulk effective sample size (both from ArviZ) and divergence count. It predicts
 like any other task posterior, so :func:`compare_predictives` can set a
@@ -31,9 +31,9 @@ from torch import Tensor
 
 from bayesmeta.diagnostics._model import adaptation_model
 from bayesmeta.errors import ShapeError
-from bayesmeta.inference.gaussian_vi import pyro_model
 from bayesmeta.model.likelihoods import Likelihood
 from bayesmeta.model.priors import GaussianPrior, WeightPrior
+from bayesmeta.model.task_model import TaskModel
 from bayesmeta.nets.functional import FunctionalNet
 from bayesmeta.posteriors.gaussian import SampledPosterior
 from bayesmeta.prediction import Prediction
@@ -209,7 +209,7 @@ def nuts_posterior(
     lik64 = copy.deepcopy(likelihood).to(f64)
     x64 = x.to(device=device, dtype=f64)[None]
     y64 = (y.to(f64) if y.is_floating_point() else y).to(device)[None]
-    model = pyro_model(net64, prior64, lik64)
+    model = TaskModel(net64, prior64, lik64)
     chains: list[Tensor] = []
     divergences = 0
     devices = [device.index or 0] if device.type == "cuda" else []

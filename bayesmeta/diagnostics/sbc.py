@@ -158,9 +158,12 @@ def _simulate(likelihood: Likelihood, out: Tensor, generator: torch.Generator | 
         return draw_targets(out, likelihood.scale.detach(), False, generator)
     if isinstance(likelihood, CategoricalLikelihood):
         return draw_targets(out, None, True, generator)
+    observation = likelihood.observation()
+    if observation is not None:  # the likelihood's own distribution (e.g. Student-t)
+        return draw_targets(out, None, False, generator, observation)
     raise TypeError(
         f"cannot simulate data from a {type(likelihood).__name__}: SBC needs a generative "
-        "likelihood (Gaussian or categorical)"
+        "likelihood (a distribution to draw from, not the squared-error loss)"
     )
 
 

@@ -15,9 +15,11 @@ __all__ = ["DeltaGuide", "LowRankGuide", "NormalGuide", "TaskGuide"]
 class TaskGuide:
     """Base: ``guide(x, y=None)`` samples ``"theta"`` ``[T, P]`` inside a ``"tasks"`` plate.
 
-    The parameters are held detached, with batch shape ``()`` (one task:
-    broadcast over the plate) or ``(T,)`` (one row per task; the model's
-    ``x`` must then have ``T`` tasks).
+    The parameters have batch shape ``()`` (one task: broadcast over the
+    plate) or ``(T,)`` (one row per task; the model's ``x`` must then have
+    ``T`` tasks). They are used as given: an adapted posterior's are
+    detached, while tensors that require grad make a guide that Pyro's ELBOs
+    differentiate (e.g. to check a hand-written objective against Pyro's).
     """
 
     def __init__(self, loc: Tensor) -> None:
@@ -26,7 +28,7 @@ class TaskGuide:
                 f"a guide's parameters must be [P] or [T, P], got "
                 f"{fmt_shape(loc.shape) if isinstance(loc, Tensor) else type(loc).__name__}"
             )
-        self.loc = loc.detach()
+        self.loc = loc
 
     def distribution(self) -> pdist.TorchDistribution:
         """``q(theta)`` with event shape ``[P]``."""
@@ -62,7 +64,7 @@ class NormalGuide(TaskGuide):
             raise ShapeError(
                 f"scale must have loc's shape {fmt_shape(loc.shape)}, got {fmt_shape(scale.shape)}"
             )
-        self.scale = scale.detach()
+        self.scale = scale
 
     def distribution(self) -> pdist.TorchDistribution:
         """``Normal(loc, scale).to_event(1)``."""
@@ -74,7 +76,7 @@ class LowRankGuide(TaskGuide):
 
     def __init__(self, loc: Tensor, cov_factor: Tensor, cov_diag: Tensor) -> None:
         super().__init__(loc)
-        self.cov_factor, self.cov_diag = cov_factor.detach(), cov_diag.detach()
+        self.cov_factor, self.cov_diag = cov_factor, cov_diag
 
     def distribution(self) -> pdist.TorchDistribution:
         """``LowRankMultivariateNormal(loc, W, d)``."""

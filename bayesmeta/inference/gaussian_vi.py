@@ -5,9 +5,10 @@ The task objective is the negative ELBO per data point,
     F_t(q) = E_q[ mean_j -log p(y_tj | f(x_tj; theta)) ] + kl_weight * KL(q || p) / N_t,
 
 estimated with ``S`` reparameterised samples ``theta = loc + scale * eps``.
-:func:`free_energy` computes it for all tasks at once; :func:`pyro_model` and
-:func:`pyro_guide` state the same model in Pyro, and a test checks that
-``N_t * F_t`` summed over tasks equals Pyro's ``TraceMeanField_ELBO`` loss.
+:func:`free_energy` computes it for all tasks at once; a test checks that
+``N_t * F_t`` summed over tasks equals Pyro's ``TraceMeanField_ELBO`` loss on
+the learner's model (:class:`~bayesmeta.model.TaskModel`) with a
+:class:`~bayesmeta.guides.NormalGuide`.
 :func:`gaussian_steps` adapts ``q`` by gradient steps on ``F_t`` (Bayesian MAML's
 inner loop), with the gradients written out so that they stay differentiable
 for the outer (second-order) meta-gradient.
@@ -15,11 +16,8 @@ for the outer (second-order) meta-gradient.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Literal
 
-import pyro
-import pyro.distributions as pdist
 import torch
 from torch import Tensor
 
@@ -29,9 +27,33 @@ from bayesmeta.model.priors import GaussianPrior, Normal, WeightPrior
 from bayesmeta.nets.functional import FunctionalNet
 from bayesmeta.posteriors.gaussian import standard_normal
 
-__all__ = ["ScaleUpdate", "free_energy", "gaussian_steps", "pyro_guide", "pyro_model"]
+__all__ = [
+    "DistributionLoss",
+    "Route",
+    "ScaleUpdate",
+    "free_energy",
+    "gaussian_steps",
+]
 
 ScaleUpdate = Literal["gradient", "natural"]
+Route = Literal["auto", "autograd"]
+
+
+class DistributionLoss:
+    """The mean negative log-likelihood per point from the likelihood's distribution.
+
+    ``(out, y) -> -mean_n log p(y_n | out_n)`` ``[*B]``, computed from
+    ``likelihood.distribution(out).log_prob(y)`` and with no closed-form output
+    gradient, so that inner loops differentiate it by autograd: the generic
+    route that the fast paths are tested against.
+    """
+
+    def __init__(self, likelihood: Likelihood) -> None:
+        self.likelihood = likelihood
+
+    def __call__(self, out: Tensor, y: Tensor) -> Tensor:
+        """``[*B]``."""
+        return -self.likelihood.distribution(out).log_prob(y).mean(-1)
 
 
 def free_energy(
@@ -95,6 +117,7 @@ def gaussian_steps(
     generator: torch.Generator | None = None,
     scale_update: ScaleUpdate = "gradient",
     scale_rate: float = 0.5,
+    route: Route = "auto",
 ) -> tuple[Tensor, Tensor]:
     """Adapt ``q(theta_t)`` by gradient steps on each task's free energy.
 
@@ -145,6 +168,13 @@ def gaussian_steps(
         the prior's. Needs ``kl_weight > 0``.
     scale_rate
         The ``rate`` of the natural update, in ``(0, 1]``.
+    route
+        How the data term's gradient is computed. ``"auto"``: the registered
+        fast path where there is one (a likelihood's closed-form output
+        gradient and the network's batched backward pass, e.g. an MLP), else
+        autograd. ``"autograd"``: always autograd through the network on the
+        likelihood's Pyro distribution ``log_prob`` (the generic route; the
+        fast path is tested equal to it step for step).
 
     Returns
     -------
@@ -208,7 +238,9 @@ def gaussian_steps(
         precision = p_precision.expand(t, -1) if at_prior else (-2.0 * log_scale).exp()
         prior_part = scale_rate * p_precision
         data_part = scale_rate / grow
-    scaled = ScaledLoss(likelihood, step)
+    if route not in ("auto", "autograd"):
+        raise ValueError(f"route must be 'auto' or 'autograd', got {route!r}")
+    scaled = ScaledLoss(likelihood if route == "auto" else DistributionLoss(likelihood), step)
     shape = (t, loc.shape[-1]) if s == 1 else (s, t, loc.shape[-1])
     # Noise: with at least as many tasks as steps, one draw serves all steps,
     # rotated over the tasks (task t uses row t - i at step i), so that each
@@ -282,29 +314,3 @@ def _neg_log_prior_grad(prior: WeightPrior, theta: Tensor, create_graph: bool) -
         th = theta if create_graph and theta.requires_grad else theta.detach().requires_grad_(True)
         (grad,) = torch.autograd.grad(-prior.log_prob(th).sum(), th, create_graph=create_graph)
     return grad
-
-
-def pyro_model(
-    fnet: FunctionalNet, prior: GaussianPrior, likelihood: Likelihood
-) -> Callable[[Tensor, Tensor], None]:
-    """The hierarchical model over a batch of tasks, as a Pyro model ``model(x, y)``.
-
-    ``theta_t ~ prior`` inside a ``"tasks"`` plate, ``y_t ~ p(y | f(x_t; theta_t))``.
-    """
-
-    def model(x: Tensor, y: Tensor) -> None:
-        with pyro.plate("tasks", x.shape[0], dim=-1):
-            theta = prior.sample_site("theta")
-            likelihood.observe("y", fnet(theta, x), y)
-
-    return model
-
-
-def pyro_guide(loc: Tensor, log_scale: Tensor) -> Callable[[Tensor, Tensor], None]:
-    """A mean-field Gaussian guide over each task's weights, ``[T, P]`` parameters."""
-
-    def guide(x: Tensor, y: Tensor) -> None:
-        with pyro.plate("tasks", x.shape[0], dim=-1):
-            pyro.sample("theta", pdist.Normal(loc, log_scale.exp()).to_event(1))
-
-    return guide

@@ -1,8 +1,8 @@
 """SVI for new tasks' weights under a fixed Gaussian prior, all tasks in one plate.
 
 :func:`task_posterior_svi` fits ``q(theta_t)`` for ``T`` tasks at once with
-Pyro's ``Trace_ELBO`` on :func:`~bayesmeta.inference.gaussian_vi.pyro_model`
-(the ``"tasks"`` plate), driven by a torch Adam optimiser over the guide's own
+Pyro's ``Trace_ELBO`` on the model (:class:`~bayesmeta.model.TaskModel`, the
+``"tasks"`` plate), driven by a torch Adam optimiser over the guide's own
 parameters only. Pyro's global parameter store is not used
 (``module_local_params``), so calls never see each other's parameters.
 

@@ -15,7 +15,8 @@ from bayesmeta.diagnostics.vi_quality import (
     psis_diagnostic,
     vi_quality,
 )
-from bayesmeta.inference.gaussian_vi import pyro_guide, pyro_model
+from bayesmeta.guides import NormalGuide
+from bayesmeta.model import TaskModel
 from bayesmeta.posteriors import GaussianTaskPosterior, LowRankTaskPosterior
 from bayesmeta.tasks import Sinusoid
 from tests.diagnostics.conjugate import exact_posterior, linear_model
@@ -28,7 +29,7 @@ def test_log_weights_equal_pyros_traces():
     post = GaussianTaskPosterior(fnet, loc, log_scale)
     theta = post.sample(4, generator=torch.Generator().manual_seed(1))
     ours = log_joint(fnet, prior, lik, theta, x, y) - post.log_prob(theta)
-    model, guide = pyro_model(fnet, prior, lik), pyro_guide(loc, log_scale)
+    model, guide = TaskModel(fnet, prior, lik, learn=True), NormalGuide(loc, log_scale.exp())
     for s in range(4):
         data = {"theta": theta[s]}
         mt = poutine.trace(poutine.condition(model, data=data)).get_trace(x, y)
@@ -75,7 +76,11 @@ def test_khat_agrees_with_pyros_psis_diagnostic():
     )
     pyro.set_rng_seed(0)
     theirs = pyro.infer.importance.psis_diagnostic(
-        pyro_model(fnet, prior, lik), pyro_guide(loc, log_scale), x, y, num_particles=20000
+        TaskModel(fnet, prior, lik, learn=True),
+        NormalGuide(loc, log_scale.exp()),
+        x,
+        y,
+        num_particles=20000,
     )
     assert abs(float(ours.khat[0]) - theirs) < 0.1
 

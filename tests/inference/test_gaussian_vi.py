@@ -3,7 +3,9 @@ import pytest
 import torch
 from pyro.infer import TraceMeanField_ELBO
 
-from bayesmeta.inference.gaussian_vi import free_energy, gaussian_steps, pyro_guide, pyro_model
+from bayesmeta.guides import NormalGuide
+from bayesmeta.inference.gaussian_vi import free_energy, gaussian_steps
+from bayesmeta.model import TaskModel
 from bayesmeta.nets import MLP, FunctionalNet
 from bayesmeta.priors import GaussianLikelihood, GaussianPrior
 
@@ -30,7 +32,7 @@ def test_vectorised_free_energy_equals_pyro_elbo(float64, num_samples):
     )
     pyro.set_rng_seed(3)
     pyro_loss = elbo.differentiable_loss(
-        pyro_model(fnet, prior, lik), pyro_guide(loc, log_scale), x, y
+        TaskModel(fnet, prior, lik, learn=True), NormalGuide(loc, log_scale.exp()), x, y
     )
     pyro.set_rng_seed(3)
     ours = (free_energy(fnet, prior, lik, loc, log_scale, x, y, num_samples=num_samples) * k).sum()
@@ -40,7 +42,7 @@ def test_vectorised_free_energy_equals_pyro_elbo(float64, num_samples):
     g_ours = torch.autograd.grad(ours, params)
     pyro.set_rng_seed(3)
     pyro_loss = elbo.differentiable_loss(
-        pyro_model(fnet, prior, lik), pyro_guide(loc, log_scale), x, y
+        TaskModel(fnet, prior, lik, learn=True), NormalGuide(loc, log_scale.exp()), x, y
     )
     g_pyro = torch.autograd.grad(pyro_loss, params)
     for a, b in zip(g_ours, g_pyro, strict=True):
