@@ -11,9 +11,9 @@ from bayesmeta.diagnostics.reference import (
     nuts_posterior,
     reference_posterior,
 )
-from bayesmeta.nets import MLP, FunctionalNet
-from bayesmeta.model.priors import GaussianPrior
 from bayesmeta.model.likelihoods import GaussianLikelihood
+from bayesmeta.model.priors import GaussianPrior
+from bayesmeta.nets import MLP, FunctionalNet
 
 NOISE = 0.3
 KEYS = {"mean_gap", "width_ratio", "epistemic_std_gap"}
