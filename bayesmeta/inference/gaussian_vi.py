@@ -263,7 +263,7 @@ def gaussian_steps(
                 theta = theta.detach()
             if not closed:
                 # d(-log p)/d theta and E[. eps] (or E[. noise] for the natural update)
-                prior_g = _neg_log_prior_grad(prior, theta, second_order)
+                prior_g = prior.neg_log_prob_grad(theta, create_graph=second_order)
                 prior_g_eps = prior_g * (noise if natural else eps)
                 if s > 1:
                     prior_g, prior_g_eps = prior_g.mean(0), prior_g_eps.mean(0)
@@ -306,11 +306,3 @@ def gaussian_steps(
     if natural:
         log_scale = -0.5 * precision.log()
     return loc, log_scale
-
-
-def _neg_log_prior_grad(prior: WeightPrior, theta: Tensor, create_graph: bool) -> Tensor:
-    """``d(-log p(theta)) / d theta`` for weights ``[*S, T, P]``, by autograd on the density."""
-    with torch.enable_grad():
-        th = theta if create_graph and theta.requires_grad else theta.detach().requires_grad_(True)
-        (grad,) = torch.autograd.grad(-prior.log_prob(th).sum(), th, create_graph=create_graph)
-    return grad

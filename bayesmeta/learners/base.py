@@ -155,6 +155,14 @@ class MetaLearner(nn.Module):
         prior, likelihood = self._model_parts()
         return TaskModel(self.fnet, prior, likelihood, owner=self)
 
+    def adaptation_model(self) -> TaskModel:
+        """The model a new task is adapted under: :attr:`model` unless a learner plugs in a prior.
+
+        VariationalMetaLearner adapts under the prior at its hyper-posterior
+        mean, without the hyper sites.
+        """
+        return self.model
+
     def _model_parts(self) -> tuple[ThetaPrior, Likelihood]:
         """The prior over the weights and the likelihood of :attr:`model`."""
         raise NotImplementedError(
@@ -172,8 +180,8 @@ class MetaLearner(nn.Module):
         lr: float | None,
         generator: torch.Generator | None,
     ) -> GuidePosterior:
-        """Fit ``guide`` by Pyro SVI on :attr:`model` given checked support data ``[T, K, ...]``."""
-        model = self.model
+        """Fit ``guide`` by Pyro SVI on :meth:`adaptation_model` (support data ``[T, K, ...]``)."""
+        model = self.adaptation_model()
         prior = model.prior
         loc = prior.loc.detach() if isinstance(prior, WeightPrior) else None
         if loc is None:

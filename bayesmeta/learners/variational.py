@@ -33,6 +33,7 @@ import torch.distributed as dist
 from pyro.infer import TraceMeanField_ELBO
 from torch import Tensor, nn
 
+from bayesmeta.inference.guide_svi import GuideSpec
 from bayesmeta.inference.task_svi import INIT_SCALE_RATIO, task_posterior_svi
 from bayesmeta.learners.base import MetaLearner, OptimizerFactory, positive
 from bayesmeta.learners.distributed import (
@@ -51,7 +52,9 @@ from bayesmeta.model.likelihoods import (
     make_likelihood,
 )
 from bayesmeta.model.priors import GaussianPrior
+from bayesmeta.model.task_model import TaskModel
 from bayesmeta.posteriors.gaussian import GaussianTaskPosterior
+from bayesmeta.posteriors.guided import GuidePosterior
 from bayesmeta.posteriors.lowrank import LowRankTaskPosterior
 from bayesmeta.priors.hierarchical import HierarchicalGaussianPrior, HyperPosterior
 from bayesmeta.tasks.source import TaskSource, check_count
@@ -212,6 +215,12 @@ class VariationalMetaLearner(MetaLearner):
     def _model_parts(self) -> tuple[HierarchicalGaussianPrior, Likelihood]:
         """The hierarchical prior (hyper sites ``psi``, then ``theta | psi``) and the likelihood."""
         return self.prior, self.likelihood
+
+    def adaptation_model(self) -> TaskModel:
+        """The model under :meth:`learned_prior` (no hyper sites), which :meth:`adapt` uses."""
+        return TaskModel(
+            self.fnet, self.learned_prior().to(self.device), self.likelihood, owner=self
+        )
 
     # -- the hyper-posterior -------------------------------------------------------
 
@@ -617,10 +626,10 @@ class VariationalMetaLearner(MetaLearner):
         *,
         steps: int | None = None,
         lr: float | None = None,
-        guide: GuideName | None = None,
+        guide: GuideName | GuideSpec | None = None,
         rank: int | None = None,
         generator: torch.Generator | None = None,
-    ) -> GaussianTaskPosterior | LowRankTaskPosterior:
+    ) -> GaussianTaskPosterior | LowRankTaskPosterior | GuidePosterior:
         """Infer the task posterior(s) by SVI under the learned prior.
 
         The prior is ``p(theta | E_q[psi])`` (:meth:`learned_prior`): the
@@ -646,7 +655,9 @@ class VariationalMetaLearner(MetaLearner):
             per task ``N(m, W W^T + diag(d))`` with ``W`` of rank ``rank``,
             parametrised as Pyro's ``AutoLowRankMultivariateNormal`` (which
             itself would join all tasks of a batch into one vector and share
-            one rank between them).
+            one rank between them). Or any Pyro autoguide class or guide
+            callable, fitted by SVI on :attr:`model` under the learned prior
+            (see :meth:`BayesianMAML.adapt <bayesmeta.BayesianMAML.adapt>`).
         rank
             Rank of the ``"lowrank"`` guide (default: the learner's).
         generator
@@ -667,6 +678,11 @@ class VariationalMetaLearner(MetaLearner):
         """
         steps = self.adapt_steps if steps is None else check_count("steps", steps, minimum=0)
         lr = self.adapt_lr if lr is None else positive("lr", lr)
+        if guide is not None and not isinstance(guide, str):
+            xg, yg, batched_g = self._support(support_x, support_y)
+            return self._adapt_guide(
+                xg, yg, batched_g, guide, steps=steps, lr=lr, generator=generator
+            )
         kind = self.guide if guide is None else _check_guide(guide)
         r = self.rank if rank is None else check_count("rank", rank, minimum=1)
         x, y, batched = self._support(support_x, support_y)
@@ -738,5 +754,8 @@ class _Fixed:
 
 def _check_guide(guide: str) -> GuideName:
     if guide not in ("normal", "lowrank"):
-        raise ValueError(f"guide must be 'normal' or 'lowrank', got {guide!r}")
+        raise ValueError(
+            f"guide must be 'normal', 'lowrank', a Pyro autoguide class or a guide callable, "
+            f"got {guide!r}"
+        )
     return guide  # type: ignore[return-value]

@@ -20,10 +20,12 @@ network's own weights as the (tied) location, as MAML's initialisation is.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
+import numpy as np
 import pyro
 import pyro.distributions as pdist
 import torch
@@ -72,6 +74,18 @@ def gaussian_kl(q_loc: Tensor, q_scale: Tensor, p_loc: Tensor, p_scale: Tensor) 
 
 
 LocSpec = Literal["tied", "module", "zeros"]
+
+#: Gauss-Hermite nodes per weight of the KL's cross term where it has no closed form.
+KL_POINTS = 5
+
+
+def _hermite(num_points: int, like: Tensor) -> tuple[Tensor, Tensor]:
+    """Nodes and weights of ``E[f(z)] ~ sum_i w_i f(z_i)`` for ``z ~ N(0, 1)``."""
+    if num_points < 1:
+        raise ValueError(f"num_points must be >= 1, got {num_points}")
+    nodes, weights = np.polynomial.hermite_e.hermegauss(num_points)
+    as_tensor = functools.partial(torch.as_tensor, dtype=like.dtype, device=like.device)
+    return as_tensor(nodes), as_tensor(weights / math.sqrt(2.0 * math.pi))
 
 
 class WeightPrior(nn.Module):
@@ -327,22 +341,40 @@ class WeightPrior(nn.Module):
 
     def log_prob(self, theta: Tensor) -> Tensor:
         """Log density of weights ``[*B, P]``; returns ``[*B]``."""
-        return self.family(self.loc, self.scale).log_prob(theta).sum(-1)
+        return self.log_density(theta).sum(-1)
 
-    def kl_from(self, q_loc: Tensor, q_log_scale: Tensor, *, num_samples: int = 8) -> Tensor:
+    def neg_log_prob_grad(self, theta: Tensor, *, create_graph: bool = False) -> Tensor:
+        """``d(-log p(theta)) / d theta`` for weights ``[*B, P]``, same shape.
+
+        By autograd on :meth:`log_prob` here; subclasses write closed forms
+        (tested equal to this). With ``create_graph`` the result stays
+        differentiable in ``theta`` and the prior's parameters.
+        """
+        with torch.enable_grad():
+            keep = create_graph and theta.requires_grad
+            th = theta if keep else theta.detach().requires_grad_(True)
+            (grad,) = torch.autograd.grad(-self.log_prob(th).sum(), th, create_graph=create_graph)
+        return grad
+
+    def log_density(self, theta: Tensor) -> Tensor:
+        """Log density of each weight ``[*B, P]`` (summed by :meth:`log_prob`)."""
+        return self.family(self.loc, self.scale).log_prob(theta)
+
+    def kl_from(self, q_loc: Tensor, q_log_scale: Tensor, *, num_points: int = KL_POINTS) -> Tensor:
         """``KL(q || prior)`` for diagonal Gaussians ``q``.
 
-        Where no closed form exists, ``E_q[-log p(theta)] - H(q)``, with the
-        entropy exact and the cross term a reparameterised Monte Carlo
-        estimate of ``num_samples`` draws (differentiable in ``q`` and in the
-        prior's parameters).
+        Where no closed form exists, ``E_q[-log p(theta)] - H(q)`` with the
+        entropy exact and the cross term, a sum of one-dimensional expectations
+        (the prior factorises over weights), by Gauss-Hermite quadrature with
+        ``num_points`` nodes per weight: deterministic, and differentiable in
+        ``q`` and in the prior's parameters.
 
         Parameters
         ----------
         q_loc, q_log_scale
             Mean and log standard deviation of ``q``, ``[*B, P]``.
-        num_samples
-            Draws of the Monte Carlo cross term.
+        num_points
+            Quadrature nodes per weight.
 
         Returns
         -------
@@ -350,9 +382,10 @@ class WeightPrior(nn.Module):
             ``[*B]``.
 
         """
-        eps = torch.empty((num_samples, *q_loc.shape), dtype=q_loc.dtype, device=q_loc.device)
-        theta = q_loc + q_log_scale.exp() * eps.normal_()
-        cross = -self.log_prob(theta).mean(0)
+        nodes, weights = _hermite(num_points, q_loc)
+        shape = (num_points,) + (1,) * q_loc.dim()
+        theta = q_loc + q_log_scale.exp() * nodes.reshape(shape)
+        cross = -(self.log_density(theta) * weights.reshape(shape)).sum(0).sum(-1)
         entropy = q_log_scale.sum(-1) + 0.5 * q_loc.shape[-1] * (1.0 + math.log(2 * math.pi))
         return cross - entropy
 
@@ -383,7 +416,7 @@ class Normal(WeightPrior):
         z = (theta - self.loc) / self.scale
         return (-0.5 * z * z - self.log_scale_per_weight() - 0.5 * math.log(2 * math.pi)).sum(-1)
 
-    def kl_from(self, q_loc: Tensor, q_log_scale: Tensor, *, num_samples: int = 8) -> Tensor:
+    def kl_from(self, q_loc: Tensor, q_log_scale: Tensor, *, num_points: int = KL_POINTS) -> Tensor:
         """``KL(q || prior)`` for diagonal Gaussians ``q``, in closed form.
 
         Computed as ``0.5 (sum((s_q^2 + (m_q - mu)^2) / sigma^2) - P)
@@ -394,7 +427,7 @@ class Normal(WeightPrior):
         ----------
         q_loc, q_log_scale
             Mean and log standard deviation of ``q``, ``[*B, P]``.
-        num_samples
+        num_points
             Unused (the form is exact); kept for the common signature.
 
         Returns
@@ -428,6 +461,42 @@ class Laplace(WeightPrior):
     def stddev(self) -> Tensor:
         """``sqrt(2) scale`` per weight ``[P]``."""
         return self.scale * math.sqrt(2.0)
+
+    def neg_log_prob_grad(self, theta: Tensor, *, create_graph: bool = False) -> Tensor:
+        """``sign(theta - loc) / scale``, in closed form."""
+        loc, scale = self.loc, self.scale
+        if not create_graph:
+            loc, scale = loc.detach(), scale.detach()
+        return torch.sign(theta - loc) / scale
+
+    def kl_from(self, q_loc: Tensor, q_log_scale: Tensor, *, num_points: int = KL_POINTS) -> Tensor:
+        """``KL(q || Laplace)`` for diagonal Gaussians ``q``, in closed form.
+
+        ``sum(log(2 b) + E_q|theta - mu| / b) - H(q)``, with the folded-normal
+        mean ``E|d + s z| = s sqrt(2 / pi) exp(-d^2 / 2 s^2) + d erf(d / (s sqrt 2))``.
+
+        Parameters
+        ----------
+        q_loc, q_log_scale
+            Mean and log standard deviation of ``q``, ``[*B, P]``.
+        num_points
+            Unused (the form is exact); kept for the common signature.
+
+        Returns
+        -------
+        Tensor
+            ``[*B]``.
+
+        """
+        b = self.scale
+        s = q_log_scale.exp()
+        d = q_loc - self.loc
+        folded = s * math.sqrt(2.0 / math.pi) * torch.exp(-0.5 * (d / s).pow(2)) + d * torch.erf(
+            d / (s * math.sqrt(2.0))
+        )
+        cross = (torch.log(2.0 * b) + folded / b).sum(-1)
+        entropy = q_log_scale.sum(-1) + 0.5 * q_loc.shape[-1] * (1.0 + math.log(2 * math.pi))
+        return cross - entropy
 
 
 class StudentT(WeightPrior):
@@ -478,6 +547,21 @@ class StudentT(WeightPrior):
         """``scale sqrt(df / (df - 2))`` for ``df > 2``, else ``scale``, per weight ``[P]``."""
         factor = math.sqrt(self.df / (self.df - 2.0)) if self.df > 2 else 1.0
         return self.scale * factor
+
+    def log_density(self, theta: Tensor) -> Tensor:
+        """Log density of each weight ``[*B, P]``, in closed form."""
+        v = self.df
+        const = math.lgamma(0.5 * (v + 1.0)) - math.lgamma(0.5 * v) - 0.5 * math.log(v * math.pi)
+        z = (theta - self.loc) / self.scale
+        return torch.log1p(z * z / v) * (-0.5 * (v + 1.0)) - self.log_scale_per_weight() + const
+
+    def neg_log_prob_grad(self, theta: Tensor, *, create_graph: bool = False) -> Tensor:
+        """``(df + 1) d / (df scale^2 + d^2)`` with ``d = theta - loc``, in closed form."""
+        loc, scale = self.loc, self.scale
+        if not create_graph:
+            loc, scale = loc.detach(), scale.detach()
+        d = theta - loc
+        return (self.df + 1.0) * d / (self.df * scale * scale + d * d)
 
     def extra_repr(self) -> str:
         """Size, scale layout and degrees of freedom."""

@@ -290,7 +290,7 @@ def test_bad_input_is_refused():
         VariationalMetaLearner((1, 4, 1), hyper_log_scale_std=0.0)
     with pytest.raises(ValueError, match="noise_scale must be positive"):
         VariationalMetaLearner((1, 4, 1), noise_scale=0.0)
-    with pytest.raises(ValueError, match="guide must be 'normal' or 'lowrank'"):
+    with pytest.raises(ValueError, match="guide must be 'normal', 'lowrank'"):
         VariationalMetaLearner((1, 4, 1), guide="full")
     with pytest.raises(ValueError, match="rank must be >= 1"):
         VariationalMetaLearner((1, 4, 1), rank=0)
