@@ -24,6 +24,7 @@ from typing import Literal
 
 import torch
 from torch import Tensor, nn
+from torch.distributions import Normal, kl_divergence
 from tqdm.auto import tqdm
 
 from bayesmeta.errors import NonFiniteLossError
@@ -237,12 +238,10 @@ def _objective(
     log_lik = point_log_lik(fnet(theta, x), y, log_noise).mul(w).sum(-1).mean(0)  # [T]
     if method == "finetune":
         return -log_lik
-    if log_scale is None:  # MAP: minus the log prior density, up to a constant
-        z = delta * (-p_log).exp()
-        neg_log_prior = ((0.5 * z * z + p_log) * free).sum(-1)
-        return -log_lik + neg_log_prior
-    ratio = (log_scale - p_log).exp()
-    kl = 0.5 * (ratio.pow(2) + (delta * (-p_log).exp()).pow(2) - 1.0) - (log_scale - p_log)
+    prior = Normal(centre, p_log.exp())
+    if log_scale is None:  # MAP: minus the log prior density of the free weights
+        return -log_lik - (prior.log_prob(centre + delta) * free).sum(-1)
+    kl = kl_divergence(Normal(centre + delta, log_scale.exp()), prior)
     return -log_lik + (kl * free).sum(-1)
 
 
@@ -273,6 +272,4 @@ def point_log_lik(out: Tensor, y: Tensor, log_noise: Tensor | None) -> Tensor:
     """
     if log_noise is None:
         return categorical_point_log_prob(out, y)
-    ln = log_noise.unsqueeze(-2)  # [T or 1, 1, O]
-    z = (y - out) * (-ln).exp()
-    return -(0.5 * z * z + ln + 0.5 * math.log(2 * math.pi)).sum(-1)
+    return Normal(out, log_noise.unsqueeze(-2).exp()).log_prob(y).sum(-1)  # noise [T or 1, 1, O]
