@@ -61,7 +61,9 @@ class MatchingNet(MetricLearner[MatchingMemory]):
     weights), so they are exact and never ``log 0``. Without full context
     embeddings ``f = g`` is the encoder. In bayesmeta's terms the task
     posterior is the support set itself (a memory) and the prediction is a
-    kernel-weighted vote over it; there is no prior.
+    kernel-weighted vote over it; there is no prior. Matching networks have
+    no probabilistic model: ``learner.model`` raises ``NotImplementedError``,
+    and their class probabilities carry no epistemic part.
 
     Parameters
     ----------
@@ -91,6 +93,12 @@ class MatchingNet(MetricLearner[MatchingMemory]):
         See :class:`~bayesmeta.learners.metric.MetricLearner`.
 
     """
+
+    def _model_parts(self) -> Any:
+        raise NotImplementedError(
+            "MatchingNet has no probabilistic model: its prediction is attention over the "
+            "support set (a memory), with no prior over weights or class means"
+        )
 
     def __init__(
         self,

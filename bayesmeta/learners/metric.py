@@ -310,6 +310,13 @@ class MetricLearner(MetaLearner, Generic[C]):
             context = self._context(self._episode(zs, y, n_way))
         return x, y, n_way, batched, context
 
+    def _model_parts(self) -> Any:
+        raise NotImplementedError(
+            f"{type(self).__name__}'s model is over class means in embedding space, not over "
+            "network weights, and is not exposed as a Pyro model yet (learner.model is for the "
+            "weight-space learners: MAML, Reptile, BayesianMAML, VariationalMetaLearner)"
+        )
+
     def adapt(
         self, support_x: Tensor, support_y: Tensor, n_way: int | None = None
     ) -> MetricPredictor[C]:

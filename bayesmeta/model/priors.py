@@ -30,7 +30,7 @@ import pyro
 import pyro.distributions as pdist
 import torch
 from torch import Tensor, nn
-from torch.distributions import constraints
+from torch.distributions import constraints, kl_divergence
 
 from bayesmeta.errors import ShapeError
 from bayesmeta.nets.functional import FunctionalNet
@@ -68,9 +68,7 @@ def gaussian_kl(q_loc: Tensor, q_scale: Tensor, p_loc: Tensor, p_scale: Tensor) 
         ``[*B]``.
 
     """
-    ratio = (q_scale / p_scale).pow(2)
-    mahal = ((q_loc - p_loc) / p_scale).pow(2)
-    return 0.5 * (ratio + mahal - 1.0 - ratio.log()).sum(-1)
+    return kl_divergence(pdist.Normal(q_loc, q_scale), pdist.Normal(p_loc, p_scale)).sum(-1)
 
 
 LocSpec = Literal["tied", "module", "zeros"]

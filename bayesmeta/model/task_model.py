@@ -20,7 +20,7 @@ writes gradients into them, unless the model was made with ``learn=True``
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Protocol, cast
 
 import pyro
@@ -69,6 +69,9 @@ class TaskModel:
         model runs.
     learn
         Let gradients reach the owner's parameters (meta-training).
+    features
+        A fixed map applied to ``x`` before the network (e.g. a frozen source
+        encoder under a Bayesian last layer): ``[T, N, *raw] -> [T, N, *features]``.
 
     """
 
@@ -80,8 +83,10 @@ class TaskModel:
         *,
         owner: nn.Module | None = None,
         learn: bool = False,
+        features: Callable[[Tensor], Tensor] | None = None,
     ) -> None:
         self.fnet = fnet
+        self.features = features
         self.prior = prior
         self.likelihood = likelihood
         self.owner = owner
@@ -97,6 +102,8 @@ class TaskModel:
             tasks or points.
 
         """
+        if self.features is not None and isinstance(x, Tensor):
+            x = self.features(x)
         dims = self.fnet.feature_dims + 2
         if not isinstance(x, Tensor) or x.dim() != dims:
             shape = fmt_shape(x.shape) if isinstance(x, Tensor) else type(x).__name__

@@ -23,8 +23,9 @@ from bayesmeta.class_prediction import ClassPrediction
 from bayesmeta.errors import ShapeError
 from bayesmeta.inference.task_svi import task_posterior_svi
 from bayesmeta.learners.base import positive
-from bayesmeta.model.likelihoods import CategoricalLikelihood
+from bayesmeta.model.likelihoods import CategoricalLikelihood, GaussianLikelihood, Likelihood
 from bayesmeta.model.priors import GaussianPrior
+from bayesmeta.model.task_model import TaskModel
 from bayesmeta.nets.functional import FunctionalNet
 from bayesmeta.nets.mlp import MLP
 from bayesmeta.posteriors.gaussian import GaussianTaskPosterior
@@ -250,6 +251,51 @@ class BayesianLastLayer:
         phi = self._encode("support_x", x, batch)
         phi = phi if batched else phi.unsqueeze(0)
         return phi, (y if batched else y.unsqueeze(0)).to(phi.device), batched
+
+    @property
+    def model(self) -> TaskModel:
+        """The last-layer model as a Pyro model ``model(x, y=None)``: the one hierarchical model.
+
+        ``theta`` ``[T, O (H+1)]`` is each task's head (weights and bias, as
+        :meth:`_prior_loc` lays them out) with the prior ``Normal(source head or
+        0, sigma^2)``, ``sigma`` the fitted (:meth:`fit_prior`) or given prior
+        scale (1 for ``"empirical"`` before a fit); the features are the frozen
+        encoder's (:meth:`features`, a constant 1 appended), and ``"y"`` is
+        Gaussian with the fitted (else initial) noise scale, or categorical.
+        The per-task empirical-Bayes scales that :meth:`adapt` chooses when no
+        shared ones are fitted are not part of the model: after
+        :meth:`fit_prior` the model and :meth:`adapt` agree.
+
+        Raises
+        ------
+        ValueError
+            Without a source ``head``, whose size gives the feature width.
+
+        """
+        if self.head is None:
+            raise ValueError(
+                "BayesianLastLayer.model needs the feature width: build it with a head "
+                "(BayesianLastLayer.from_network(source)) or head=nn.Linear(H, num_outputs)"
+            )
+        width = self.head.in_features + 1
+        param = next(iter(self.head.parameters()))
+        linear = nn.Linear(width, self.num_outputs, bias=False).to(param.device, param.dtype)
+        fnet = FunctionalNet(linear)
+        loc = self._prior_loc(param.new_zeros(1, width)).reshape(-1)
+        fitted = self.prior_scale_
+        scale = float(fitted) if fitted is not None else self._start_scale()
+        prior = GaussianPrior(loc, scale, learn_loc=False, learn_scale=False)
+        likelihood: Likelihood
+        if self.classification:
+            likelihood = CategoricalLikelihood()
+        else:
+            noise = self.noise_scale_
+            likelihood = GaussianLikelihood(
+                self.noise_scale, num_outputs=self.num_outputs, learn_scale=False
+            ).to(param.device)
+            if noise is not None:
+                likelihood.log_scale.data.copy_(noise.detach().reshape(-1).log())
+        return TaskModel(fnet, prior, likelihood, owner=self.encoder, features=self.features)
 
     def _prior_loc(self, phi: Tensor) -> Tensor:
         """Prior mean ``[O, H+1]`` of the head: the source head's weights and bias, or zeros."""
