@@ -5,8 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from bayesmeta.learners.bayesian_maml import BayesianMAML
-from bayesmeta.learners.variational import VariationalMetaLearner
+from bayesmeta.learners.base import MetaLearner
 from bayesmeta.model.likelihoods import Likelihood, Observation
 from bayesmeta.model.priors import WeightPrior
 from bayesmeta.nets.functional import FunctionalNet
@@ -15,24 +14,25 @@ from bayesmeta.nets.functional import FunctionalNet
 def adaptation_model(
     learner: object, caller: str, general: str
 ) -> tuple[FunctionalNet, WeightPrior, Likelihood]:
-    """``(fnet, prior, likelihood)`` that ``learner.adapt`` conditions on.
+    """``(fnet, prior, likelihood)`` of the model that ``learner.adapt`` conditions on.
 
-    ``BayesianMAML`` adapts under its learned ``prior``; ``VariationalMetaLearner``
-    under ``learned_prior()`` (the hyper-posterior's mean).
+    Read from the learner's :meth:`~bayesmeta.learners.MetaLearner.adaptation_model`:
+    ``BayesianMAML`` adapts under its learned ``prior`` (of any family),
+    ``VariationalMetaLearner`` under ``learned_prior()`` (the hyper-posterior's mean).
 
     Raises
     ------
     TypeError
-        For other learners, naming ``caller``, the two it supports, and
-        ``general``, the function that takes the model's parts directly.
+        For learners without a proper weight prior (the flat prior of the MAML
+        family, the metric learners), naming ``caller`` and ``general``, the
+        function that takes the model's parts directly.
 
     """
-    if isinstance(learner, BayesianMAML):
-        return learner.fnet, learner.prior, learner.likelihood
-    if isinstance(learner, VariationalMetaLearner):
-        return learner.fnet, learner.learned_prior().to(learner.device), learner.likelihood
+    model = learner.adaptation_model() if isinstance(learner, MetaLearner) else None
+    if model is not None and isinstance(model.prior, WeightPrior):
+        return model.fnet, model.prior, model.likelihood
     raise TypeError(
-        f"{caller} supports BayesianMAML and VariationalMetaLearner (learners with a Gaussian "
+        f"{caller} supports BayesianMAML and VariationalMetaLearner (learners with a proper "
         f"weight prior), got {type(learner).__name__}; for another model call {general} "
         "with its fnet, prior and likelihood"
     )

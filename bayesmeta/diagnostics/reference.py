@@ -31,8 +31,8 @@ from torch import Tensor
 
 from bayesmeta.diagnostics._model import adaptation_model
 from bayesmeta.errors import ShapeError
-from bayesmeta.model.likelihoods import Likelihood
-from bayesmeta.model.priors import GaussianPrior, WeightPrior
+from bayesmeta.model.likelihoods import Likelihood, Observation
+from bayesmeta.model.priors import WeightPrior
 from bayesmeta.model.task_model import TaskModel
 from bayesmeta.nets.functional import FunctionalNet
 from bayesmeta.posteriors.gaussian import SampledPosterior
@@ -66,6 +66,9 @@ class ReferencePosterior(SampledPosterior):
         Bulk effective sample size of each weight ``[P]``.
     divergences : int
         Divergent transitions after warm-up, over all chains.
+    observation : callable or None
+        The likelihood's observation model for predictions, where it is not
+        Gaussian noise (see :class:`~bayesmeta.Prediction`).
 
     """
 
@@ -76,6 +79,7 @@ class ReferencePosterior(SampledPosterior):
     rhat: Tensor
     ess_bulk: Tensor
     divergences: int
+    observation: Observation | None = None
 
     def __post_init__(self) -> None:
         p = self.fnet.num_params
@@ -204,8 +208,8 @@ def nuts_posterior(
         )
     f64 = torch.float64
     net64 = FunctionalNet(copy.deepcopy(fnet.module).to(f64), feature_dims=fnet.feature_dims)
-    loc64, scale64 = prior.loc.detach().to(f64), prior.scale.detach().to(f64)
-    prior64 = GaussianPrior(loc64, scale64, learn_loc=False, learn_scale=False)
+    loc64, scale64 = prior.loc.detach().to(f64), prior.stddev().detach().to(f64)
+    prior64 = prior.frozen(f64)  # the same family (a Laplace prior stays Laplace)
     lik64 = copy.deepcopy(likelihood).to(f64)
     x64 = x.to(device=device, dtype=f64)[None]
     y64 = (y.to(f64) if y.is_floating_point() else y).to(device)[None]
@@ -232,7 +236,14 @@ def nuts_posterior(
     noise = likelihood.noise_scale()
     noise = None if noise is None else noise.detach()
     return ReferencePosterior(
-        fnet, draws.to(dtype), noise, likelihood.classification, rhat, ess, divergences
+        fnet,
+        draws.to(dtype),
+        noise,
+        likelihood.classification,
+        rhat,
+        ess,
+        divergences,
+        likelihood.observation(),
     )
 
 

@@ -387,6 +387,25 @@ class WeightPrior(nn.Module):
         entropy = q_log_scale.sum(-1) + 0.5 * q_loc.shape[-1] * (1.0 + math.log(2 * math.pi))
         return cross - entropy
 
+    def frozen(self, dtype: torch.dtype | None = None) -> WeightPrior:
+        """A copy of the same family with its location and scale fixed (detached) as they are now.
+
+        Parameters
+        ----------
+        dtype
+            The copy's floating dtype (e.g. ``torch.float64`` for NUTS); the
+            current one when ``None``.
+
+        """
+        loc, scale = self.loc.detach(), self.scale.detach()
+        if dtype is not None:
+            loc, scale = loc.to(dtype), scale.to(dtype)
+        return type(self)(loc, scale, learn_loc=False, learn_scale=False, **self._family_kwargs())
+
+    def _family_kwargs(self) -> dict[str, Any]:
+        """Constructor arguments beyond location and scale (e.g. a Student-t's ``df``)."""
+        return {}
+
     def sample_site(self, name: str = "theta") -> Tensor:
         """``pyro.sample(name, prior)`` inside the caller's plates; returns ``[*plates, P]``."""
         return pyro.sample(name, self.distribution())
@@ -560,6 +579,9 @@ class StudentT(WeightPrior):
             loc, scale = loc.detach(), scale.detach()
         d = theta - loc
         return (self.df + 1.0) * d / (self.df * scale * scale + d * d)
+
+    def _family_kwargs(self) -> dict[str, Any]:
+        return {"df": self.df}
 
     def extra_repr(self) -> str:
         """Size, scale layout and degrees of freedom."""

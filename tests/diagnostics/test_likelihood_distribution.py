@@ -48,3 +48,26 @@ def test_sbc_simulates_from_the_likelihoods_distribution():
 def test_sbc_refuses_a_loss_without_a_distribution():
     with pytest.raises(TypeError, match="generative"):
         _simulate(MSELikelihood(), torch.zeros(3, 2, 1), None)
+
+
+@pytest.mark.parametrize(
+    "prior", [bm.priors.Laplace(scale=0.2), bm.priors.StudentT(scale=0.2, df=5.0)]
+)
+def test_nuts_reference_keeps_the_learners_prior_family_and_likelihood(prior):
+    learner = bm.BayesianMAML((1, 4, 1), prior=prior, likelihood="student_t")
+    frozen = learner.prior.frozen(torch.float64)
+    assert type(frozen) is type(learner.prior)
+    assert frozen.loc.dtype == torch.float64 and not frozen.loc.requires_grad
+    torch.testing.assert_close(frozen.scale, learner.prior.scale.detach().double())
+    assert getattr(frozen, "df", None) == getattr(learner.prior, "df", None)
+    task = bm.Sinusoid(5, 6, seed=0).sample(1)[0]
+    ref = bm.diagnostics.reference_posterior(
+        learner, task.support_x, task.support_y, num_samples=8, warmup_steps=8, num_chains=2
+    )
+    pred = ref.predict(task.query_x)
+    assert pred.observation is not None  # scored with the Student-t, not Gaussian noise
+    f = pred.function_samples
+    scale = learner.likelihood.log_scale.exp().detach()
+    want = torch.logsumexp(dist.StudentT(4.0, f, scale).log_prob(task.query_y).sum(-1), 0)
+    log_s = torch.log(torch.tensor(float(pred.num_samples)))
+    torch.testing.assert_close(pred.log_prob(task.query_y), want - log_s)
