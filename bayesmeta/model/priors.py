@@ -199,22 +199,7 @@ class WeightPrior(nn.Module):
         if self.is_bound:
             check_fits(self, fnet)
             return self
-        centre: Tensor | FunctionalNet
-        if isinstance(loc, Tensor):
-            if loc.shape != (fnet.num_params,):
-                raise ShapeError(
-                    f"the prior's loc has shape {fmt_shape(loc.shape)} but the network has "
-                    f"P = {fnet.num_params} weights"
-                )
-            centre = loc
-        elif loc == "tied":
-            centre = fnet
-        elif loc == "module":
-            centre = fnet.flatten([p.detach() for p in fnet.params()])
-        elif loc == "zeros":
-            centre = torch.zeros(fnet.num_params, dtype=fnet.params()[0].dtype)
-        else:
-            raise ValueError(f"loc must be 'tied', 'module', 'zeros' or a tensor, got {loc!r}")
+        centre = fnet if loc == "tied" else weights_centre(fnet, loc)
         chosen = self._init_scale if self._init_scale is not None else scale
         self._bind(centre, chosen, fnet.numels)
         return self
@@ -642,6 +627,31 @@ class FlatAt(pdist.ImproperUniform):
         """``at`` broadcast to ``[*sample_shape, *batch_shape, P]``."""
         shape = torch.Size(sample_shape) + self.batch_shape + self.event_shape
         return self.at.expand(shape)
+
+
+def weights_centre(fnet: FunctionalNet, loc: Literal["module", "zeros"] | Tensor) -> Tensor:
+    """A centre ``[P]`` for ``fnet``'s weights: a copy of them, zeros, or a given vector.
+
+    Raises
+    ------
+    ShapeError
+        If a given ``loc`` does not have the network's ``P`` weights.
+    ValueError
+        For another ``loc``.
+
+    """
+    if isinstance(loc, Tensor):
+        if loc.shape != (fnet.num_params,):
+            raise ShapeError(
+                f"the prior's loc has shape {fmt_shape(loc.shape)} but the network has "
+                f"P = {fnet.num_params} weights"
+            )
+        return loc
+    if loc == "module":
+        return fnet.flatten([p.detach() for p in fnet.params()])
+    if loc == "zeros":
+        return torch.zeros(fnet.num_params, dtype=fnet.params()[0].dtype)
+    raise ValueError(f"loc must be 'tied', 'module', 'zeros' or a tensor, got {loc!r}")
 
 
 def check_fits(prior: WeightPrior | HierarchicalGaussianPrior, fnet: FunctionalNet) -> None:

@@ -22,7 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from bayesmeta.errors import ShapeError
-from bayesmeta.model.priors import check_fits
+from bayesmeta.model.priors import check_fits, weights_centre
 from bayesmeta.nets.functional import FunctionalNet
 from bayesmeta.tasks._checks import fmt_shape
 
@@ -142,21 +142,9 @@ class HierarchicalGaussianPrior(nn.Module):
             If a given ``loc`` does not have the network's ``P`` weights.
 
         """
-        dtype = fnet.params()[0].dtype
-        centre: Tensor
-        if isinstance(loc, Tensor):
-            if loc.shape != (fnet.num_params,):
-                raise ShapeError(
-                    f"loc has shape {fmt_shape(loc.shape)} but the network has "
-                    f"P = {fnet.num_params} weights"
-                )
-            centre = loc
-        elif loc == "zeros":
-            centre = torch.zeros(fnet.num_params, dtype=dtype)
-        elif loc == "module":
-            centre = fnet.flatten([p.detach() for p in fnet.params()])
-        else:
+        if isinstance(loc, str) and loc not in ("zeros", "module"):
             raise ValueError(f"loc must be 'zeros', 'module' or a tensor, got {loc!r}")
+        centre = weights_centre(fnet, loc)
         return cls(centre, loc_std, scale, log_scale_std, numels=fnet.numels, scale_per=scale_per)
 
     @property
