@@ -127,3 +127,48 @@ def test_transfer_learner_refuses_a_state_without_its_centre():
     state["centre"] = torch.zeros(3)
     with pytest.raises(RuntimeError, match="centre must be a tensor of shape"):
         learner.load_state_dict(state)
+
+
+@pytest.mark.parametrize(
+    ("prior", "likelihood"),
+    [("laplace", "student_t"), ({"family": "student_t", "df": 5.0}, "gaussian")],
+)
+def test_bayesian_maml_round_trip_keeps_the_prior_family_and_likelihood(
+    tmp_path, prior, likelihood
+):
+    from bayesmeta.learners import BayesianMAML
+
+    torch.manual_seed(0)
+    learner = BayesianMAML((1, 8, 1), prior=prior, likelihood=likelihood, inner_steps=2)
+    learner.meta_fit(Sinusoid(5, 5, seed=0), iterations=3, progress=False)
+    loaded = load_learner(save_learner(learner, tmp_path / "b.safetensors"))
+    assert type(loaded.prior) is type(learner.prior)
+    assert getattr(loaded.prior, "df", None) == getattr(learner.prior, "df", None)
+    assert type(loaded.likelihood) is type(learner.likelihood)
+    task = Sinusoid(5, 5, seed=2).sample(1)[0]
+    post = [
+        m.adapt(task.support_x, task.support_y, generator=torch.Generator().manual_seed(3))
+        for m in (learner, loaded)
+    ]
+    torch.testing.assert_close(post[0].loc, post[1].loc)
+    torch.testing.assert_close(
+        post[0]
+        .predict(task.query_x, generator=torch.Generator().manual_seed(1))
+        .log_prob(task.query_y),
+        post[1]
+        .predict(task.query_x, generator=torch.Generator().manual_seed(1))
+        .log_prob(task.query_y),
+    )
+
+
+def test_a_custom_prior_class_saves_but_asks_to_be_rebuilt(tmp_path):
+    from bayesmeta.learners import BayesianMAML
+    from bayesmeta.priors import Laplace
+
+    class Wide(Laplace):
+        pass
+
+    learner = BayesianMAML((1, 4, 1), prior=Wide())
+    path = save_learner(learner, tmp_path / "c.safetensors")
+    with pytest.raises(CheckpointError, match="custom prior"):
+        load_learner(path)

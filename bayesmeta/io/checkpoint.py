@@ -71,6 +71,11 @@ def build_learner(
     name = cfg.pop("learner", None)
     if name not in _LEARNERS:
         raise CheckpointError(f"unknown learner {name!r}; known: {sorted(_LEARNERS)}")
+    if cfg.get("prior") == "custom":
+        raise CheckpointError(
+            "the checkpoint's learner used a custom prior class, which a config cannot rebuild; "
+            "build the learner yourself and call load_state_dict"
+        )
     if cfg.get("likelihood") == "custom":
         raise CheckpointError(
             "the checkpoint's learner used a custom Likelihood object, which a config cannot "

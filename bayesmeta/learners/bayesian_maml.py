@@ -64,12 +64,13 @@ class BayesianMAML(MetaLearner):
         weight); on Conv4 5-way glyphs ``prior_scale=0.003, kl_weight=3e-4``
         worked (see the docs' Bayesian MAML page, "Classification").
     prior
-        The weight prior: ``None`` or :class:`~bayesmeta.priors.Normal` (the
+        The weight prior: ``None``, ``"normal"`` or :class:`~bayesmeta.priors.Normal` (the
         default; its closed forms make the fast inner loop),
         :class:`~bayesmeta.priors.Laplace` or
         :class:`~bayesmeta.priors.StudentT`, made without a network (e.g.
-        ``bm.priors.Laplace()``): the learner ties its location to the
-        network's weights and, where it has no scale, starts it at
+        ``bm.priors.Laplace()``; or by name, ``"laplace"``, ``"student_t"``, or
+        ``{"family": "student_t", "df": 5.0}``): the learner ties its location
+        to the network's weights and, where it has no scale, starts it at
         ``prior_scale``. Meta-training, adaptation and predictions all use it.
     noise_scale
         Initial noise standard deviation of the Gaussian likelihood.
@@ -121,7 +122,7 @@ class BayesianMAML(MetaLearner):
         net: nn.Module | Sequence[int],
         *,
         likelihood: LikelihoodName | Likelihood | Callable[[Tensor], Any] = "gaussian",
-        prior: WeightPrior | PriorName | None = None,
+        prior: WeightPrior | PriorName | dict[str, Any] | None = None,
         noise_scale: float = 0.1,
         learn_noise: bool = True,
         prior_scale: float = 0.01,
@@ -148,7 +149,7 @@ class BayesianMAML(MetaLearner):
         self.likelihood = make_likelihood(likelihood, noise_scale, learn_noise, outputs)
         self.likelihood_name = likelihood if isinstance(likelihood, str) else "custom"
         self.target_kind = "classification" if self.likelihood.classification else "regression"
-        if prior is None or isinstance(prior, str):
+        if prior is None or isinstance(prior, str | dict):
             prior = _named_prior("normal" if prior is None else prior, scale_per)
         if not isinstance(prior, WeightPrior):
             raise TypeError(
@@ -161,7 +162,7 @@ class BayesianMAML(MetaLearner):
                 "prior unbound (e.g. bm.priors.Laplace()) or with learn_loc=False"
             )
         self.prior = prior.bind(self.fnet, scale=positive("prior_scale", prior_scale), loc="tied")
-        self.prior_family = _PRIOR_NAMES.get(type(self.prior), "custom")
+        self.prior_family = _prior_spec(self.prior)
         self.posterior = posterior
         self.noise_init = float(noise_scale)
         self.learn_noise = bool(learn_noise)
@@ -397,7 +398,19 @@ _PRIORS: dict[str, type[WeightPrior]] = {
 _PRIOR_NAMES = {cls: name for name, cls in _PRIORS.items()}
 
 
-def _named_prior(name: str, scale_per: Literal["weight", "tensor"]) -> WeightPrior:
+def _named_prior(spec: str | dict[str, Any], scale_per: Literal["weight", "tensor"]) -> WeightPrior:
+    """A prior from its name, or from ``{"family": name, **arguments}`` (as ``config`` writes)."""
+    kwargs = dict(spec) if isinstance(spec, dict) else {"family": spec}
+    name = kwargs.pop("family", None)
     if name not in _PRIORS:
-        raise ValueError(f"prior must be one of {sorted(_PRIORS)} or a prior object, got {name!r}")
-    return _PRIORS[name](scale_per=scale_per)
+        raise ValueError(f"prior must be one of {sorted(_PRIORS)} or a prior object, got {spec!r}")
+    return _PRIORS[name](scale_per=scale_per, **kwargs)
+
+
+def _prior_spec(prior: WeightPrior) -> str | dict[str, Any]:
+    """The JSON form of a built-in prior's family for ``config`` (``"custom"`` otherwise)."""
+    name = _PRIOR_NAMES.get(type(prior))
+    if name is None:
+        return "custom"
+    extra = prior._family_kwargs()
+    return {"family": name, **extra} if extra else name
