@@ -23,6 +23,7 @@ from torch import Tensor
 from torch.distributions import Distribution
 
 from bayesmeta.errors import ShapeError
+from bayesmeta.model.likelihoods import per_output
 from bayesmeta.tasks._checks import check_tensor, fmt_shape
 
 __all__ = ["Prediction"]
@@ -213,7 +214,7 @@ class Prediction:
         """
         y = self.check_targets(y)
         if self.observation is not None:
-            base = _per_output(self._observed())
+            base = per_output(self._observed())
             try:
                 return base.cdf(y).mean(0)
             except NotImplementedError:
@@ -297,10 +298,3 @@ class Prediction:
         """Return the prediction on ``device``."""
         noise = None if self.noise_scale is None else self.noise_scale.to(device)
         return Prediction(self.function_samples.to(device), noise, self.observation)
-
-
-def _per_output(d: Distribution) -> Distribution:
-    """The per-output distribution under a ``to_event`` wrapper (batch ``[*, N, O]``)."""
-    while isinstance(d, torch.distributions.Independent):
-        d = d.base_dist
-    return d

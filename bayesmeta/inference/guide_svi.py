@@ -9,6 +9,7 @@ learner's meta-parameters as constants.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 from collections.abc import Callable
 from typing import Any
@@ -19,7 +20,7 @@ from torch import Tensor, nn
 
 from bayesmeta.inference.svi import run_svi, seeded_by
 from bayesmeta.model.task_model import TaskModel
-from bayesmeta.posteriors.guided import GuidePosterior, draw_theta, local_params
+from bayesmeta.posteriors.guided import FittedGuide, GuidePosterior, draw_theta, local_params
 
 __all__ = ["GuideSpec", "fit_guide"]
 
@@ -63,6 +64,10 @@ def fit_guide(
         ELBO samples per step.
     init_loc
         Where an autoguide starts ``"theta"`` ``[P]`` or ``[T, P]`` (the prior's location).
+        Autoguides are fitted one task at a time (see
+        :class:`~bayesmeta.posteriors.guided.GuidePosterior`); a guide you
+        built is fitted to the whole batch and runs as you made it (a
+        ``PyroModule``'s parameters where your Pyro settings put them).
     init_scale
         An autoguide's initial scale, where its class takes one.
     generator
@@ -71,7 +76,8 @@ def fit_guide(
     Returns
     -------
     GuidePosterior
-        Batch shape ``[T]``; its ``guide`` replays the fitted guide.
+        Batch shape ``[T]``; its ``guide`` replays the fitted guides; its
+        ``elbo_trace`` is the negative ELBO summed over the tasks.
 
     Raises
     ------
@@ -89,34 +95,46 @@ def fit_guide(
             "guide must be a Pyro autoguide class (e.g. pyro.infer.autoguide."
             f"AutoLowRankMultivariateNormal) or a guide callable, got {guide!r}"
         )
-    with seeded_by(generator, x.device), local_params():
-        fitted = _make(guide, model, x, init_loc, init_scale)
-        fitted(x, y)  # builds an autoguide's parameters from the model
-        params = (
-            [p for p in fitted.parameters() if p.requires_grad]
-            if isinstance(fitted, nn.Module)
-            else []
-        )
-        if not params:
-            raise ValueError(
-                "the guide has no parameters to fit; give an autoguide class or an nn.Module / "
-                "PyroModule guide"
-            )
-        trace = run_svi(model, fitted, params, x, y, steps, lr, num_particles)
+    auto = isinstance(guide, type) and issubclass(guide, AutoGuide)
+    # An autoguide joins all latent sites into one vector: fitted to a batch it would
+    # couple the tasks, which are independent given the prior; so one per task.
+    rows = [slice(t, t + 1) for t in range(x.shape[0])] if auto else [slice(None)]
+    fitted: list[FittedGuide] = []
+    traces = []
+    with seeded_by(generator, x.device):
+        for rows_t in rows:
+            xt, yt = x[rows_t], y[rows_t]
+            start = None if init_loc is None else init_loc.expand(x.shape[0], -1)[rows_t]
+            with local_params() if auto else contextlib.nullcontext():
+                made = _make(guide, model, xt, start, init_scale)
+                made(xt, yt)  # builds an autoguide's parameters from the model
+                params = _parameters(made)
+                traces.append(run_svi(model, made, params, xt, yt, steps, lr, num_particles))
+            fitted.append(FittedGuide(made, xt, yt, local=auto))
     likelihood = model.likelihood
     noise = likelihood.noise_scale()
-    loc = draw_theta(fitted, x, y, _MEAN_DRAWS, generator).mean(0)
+    loc = draw_theta(fitted, _MEAN_DRAWS, generator).mean(0)
     return GuidePosterior(
         model.fnet,
-        fitted,
-        x,
-        y,
+        tuple(fitted),
         loc,
         None if noise is None else noise.detach(),
         likelihood.classification,
         likelihood.observation(),
-        trace,
+        torch.stack(traces).sum(0),
     )
+
+
+def _parameters(guide: Callable[..., Any]) -> list[nn.Parameter]:
+    params: list[nn.Parameter] = []
+    if isinstance(guide, nn.Module):
+        params = [p for p in guide.parameters() if p.requires_grad]
+    if not params:
+        raise ValueError(
+            "the guide has no parameters to fit; give an autoguide class or an nn.Module / "
+            "PyroModule guide"
+        )
+    return params
 
 
 def _make(

@@ -156,10 +156,11 @@ class BayesianMAML(MetaLearner):
                 "prior must be a bayesmeta.priors prior such as bm.priors.Laplace(), got "
                 f"{type(prior).__name__}"
             )
-        if prior.is_bound and prior._tied is None and prior.learn_loc:
+        if prior.is_bound:
             raise ValueError(
                 "BayesianMAML ties the prior's location to the network's weights; give the "
-                "prior unbound (e.g. bm.priors.Laplace()) or with learn_loc=False"
+                "prior unbound (e.g. bm.priors.Laplace(scale=0.05)). For a prior centred on a "
+                "source network, copy its weights into the net, or use bm.TransferLearner"
             )
         self.prior = prior.bind(self.fnet, scale=positive("prior_scale", prior_scale), loc="tied")
         self.prior_family = _prior_spec(self.prior)
@@ -362,7 +363,7 @@ class BayesianMAML(MetaLearner):
         )
 
     def _model_parts(self) -> tuple[WeightPrior | Flat, Likelihood]:
-        """The learned prior (flat for ``posterior="delta"`` with no KL) and the likelihood."""
+        """The learned prior and the likelihood (``posterior="delta"``: a point mass in it)."""
         return self.prior, self.likelihood
 
     def config(self) -> dict[str, Any]:

@@ -44,6 +44,7 @@ __all__ = [
     "StudentTLikelihood",
     "categorical_point_log_prob",
     "make_likelihood",
+    "per_output",
 ]
 
 #: ``f [*B, N, O] -> Distribution`` with one event per point.
@@ -315,6 +316,15 @@ class StudentTLikelihood(Likelihood):
             torch.full((num_outputs,), math.log(scale)), requires_grad=learn_scale
         )
 
+    def step_scale(self) -> Tensor:
+        """``2 Var(y | f) = 2 sigma^2 df / (df - 2)`` (``2 sigma^2`` if ``df <= 2``), output mean.
+
+        As for the Gaussian likelihood, so that ``inner_lr`` means a step of
+        the same size as on the squared error whatever the learned scale.
+        """
+        factor = self.df / (self.df - 2.0) if self.df > 2 else 1.0
+        return 2.0 * factor * (2.0 * self.log_scale).exp().mean()
+
     def distribution(self, out: Tensor) -> Distribution:
         """``StudentT(df, out, sigma)`` with the outputs as the event."""
         df = torch.as_tensor(self.df, dtype=out.dtype, device=out.device)
@@ -366,6 +376,7 @@ class FunctionLikelihood(Likelihood):
         if not callable(fn):
             raise TypeError(f"a likelihood must be callable f -> Distribution, got {fn!r}")
         self.fn = fn  # registered as a submodule when it is an nn.Module
+        self.num_outputs = int(num_outputs)
         if classification is None:
             probe = torch.zeros(1, 1, num_outputs)
             try:
@@ -400,6 +411,43 @@ class FunctionLikelihood(Likelihood):
     def observation(self) -> Observation | None:
         """The detached distribution, or ``None`` for class labels (read from the scores)."""
         return None if self.classification else super().observation()
+
+    def step_scale(self) -> Tensor | float:
+        """``2 Var(y | f)`` at ``f = 0`` (mean over outputs) for continuous targets, else 1.
+
+        As for the built-in Gaussian (``2 sigma^2``), so that an inner step of
+        size ``inner_lr`` is the same size as on the squared error whatever
+        the noise scale (differentiable in the callable's parameters). Where
+        the variance is infinite (a Student-t with ``df <= 2``), ``2 scale^2``
+        of a location-scale distribution; class labels and discrete targets
+        use 1.
+        """
+        if self.classification:
+            return 1.0
+        like = next(iter(self.parameters()), None)
+        probe = torch.zeros(1, 1, self.num_outputs)
+        if like is not None:
+            probe = probe.to(like)
+        d = per_output(self.distribution(probe))
+        if getattr(d.support, "is_discrete", False):
+            return 1.0
+        try:
+            var = d.variance
+        except NotImplementedError:
+            var = None
+        if var is not None and bool(torch.isfinite(var).all()):
+            return 2.0 * var.mean()
+        scale = getattr(d, "scale", None)
+        if isinstance(scale, Tensor) and bool(torch.isfinite(scale).all()):
+            return 2.0 * scale.pow(2).mean()
+        return 1.0
+
+
+def per_output(d: Distribution) -> Distribution:
+    """The per-output distribution under ``to_event`` wrappers (batch ``[*B, N, O]``)."""
+    while isinstance(d, torch.distributions.Independent):
+        d = d.base_dist
+    return d
 
 
 LikelihoodName = Literal["gaussian", "student_t", "mse", "categorical", "bernoulli"]

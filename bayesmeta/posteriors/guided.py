@@ -1,38 +1,74 @@
-"""A task posterior held by a fitted Pyro guide (an autoguide or your own)."""
+"""A task posterior held by fitted Pyro guides (autoguides or your own)."""
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import pyro
+import pyro.distributions as pdist
 import torch
 from torch import Tensor
 
+from bayesmeta.errors import ShapeError
 from bayesmeta.inference.svi import seeded_by
 from bayesmeta.model.likelihoods import Observation
 from bayesmeta.nets.functional import FunctionalNet
 from bayesmeta.posteriors.gaussian import SampledPosterior
 
-__all__ = ["GuidePosterior"]
+__all__ = ["FittedGuide", "GuidePosterior", "draw_theta", "local_params"]
+
+
+@dataclass(frozen=True, eq=False)
+class FittedGuide:
+    """One fitted guide and the data it was fitted to.
+
+    Attributes
+    ----------
+    guide : callable
+        The guide, called as ``guide(x, y)``; it samples ``"theta"`` ``[T_g, P]``.
+    x, y : Tensor
+        Its data ``[T_g, K, *features]`` and targets.
+    local : bool
+        Whether its Pyro parameters are module-local (an autoguide that
+        bayesmeta made), so that it must run under ``module_local_params``.
+
+    """
+
+    guide: Callable[..., Any]
+    x: Tensor
+    y: Tensor
+    local: bool
+
+    def draw(self) -> Tensor:
+        """One draw of ``"theta"`` ``[T_g, P]`` (the guide's sites hidden from any handler)."""
+        # Traced inside a block: the guide's own sites stay hidden from any handler
+        # around this call (Predictive's trace of the replayed guide).
+        with pyro.poutine.block(), local_params() if self.local else contextlib.nullcontext():
+            trace = pyro.poutine.trace(self.guide).get_trace(self.x, self.y)
+        value = trace.nodes.get("theta", {}).get("value")
+        if value is None:
+            raise ValueError('the guide has no "theta" site; sample it inside a "tasks" plate')
+        return value.detach()
 
 
 @dataclass(frozen=True, eq=False)
 class GuidePosterior(SampledPosterior):
-    """Weights drawn from a Pyro guide fitted to the model of ``T`` tasks.
+    """Weights drawn from Pyro guides fitted to the model of ``T`` tasks.
+
+    Autoguides are fitted one task at a time (an autoguide joins all its
+    latent sites into one vector, so over a batch it would couple the tasks,
+    which are independent given the meta-learned prior); a guide you built is
+    fitted to the batch as it is.
 
     Attributes
     ----------
     fnet : FunctionalNet
         The network the weights belong to.
-    fitted : callable
-        The fitted guide, called as ``fitted(x, y)`` on the data it was
-        fitted to; its parameters live in the guide itself (Pyro's
-        module-local parameters), not in Pyro's global parameter store.
-    x, y : Tensor
-        The support data ``[T, K, *features]`` and targets the guide was fitted to.
+    fitted : tuple of FittedGuide
+        The fitted guides, in task order (one per task, or one for the batch).
     loc : Tensor
         Posterior mean of the weights ``[*B, P]`` (from draws), ``B = ()``
         for one task.
@@ -40,14 +76,12 @@ class GuidePosterior(SampledPosterior):
         The likelihood's prediction settings (see
         :class:`~bayesmeta.posteriors.GaussianTaskPosterior`).
     elbo_trace : Tensor or None
-        The negative ELBO (summed over tasks) at each SVI step ``[steps]``.
+        The negative ELBO (summed over the tasks) at each SVI step ``[steps]``.
 
     """
 
     fnet: FunctionalNet
-    fitted: Callable[..., Any]
-    x: Tensor
-    y: Tensor
+    fitted: tuple[FittedGuide, ...]
     loc: Tensor
     noise_scale: Tensor | None = None
     classification: bool = False
@@ -55,20 +89,27 @@ class GuidePosterior(SampledPosterior):
     elbo_trace: Tensor | None = None
 
     @property
-    def guide(self) -> Callable[..., Any]:
-        """The fitted guide as a guide for ``learner.model``'s ``"theta"`` site.
+    def num_tasks(self) -> int:
+        """``T``, the tasks the guides were fitted to."""
+        return sum(int(f.x.shape[0]) for f in self.fitted)
 
-        It ignores the model's arguments and replays the fitted guide on its
-        own data, so ``Predictive(learner.model, guide=post.guide)(x_query)``
-        draws this posterior's weights at new inputs.
+    @property
+    def guide(self) -> Callable[..., Any]:
+        """A guide for ``learner.model``'s ``"theta"``: a draw of the fitted guides.
+
+        Called with the model's arguments ``(x, y=None)``, it samples ``"theta"``
+        ``[T, P]`` as a point mass at one joint draw of the fitted guides, so
+        ``Predictive(learner.model, guide=post.guide)(x_query)`` draws this
+        posterior's weights at new inputs. A one-task posterior is broadcast
+        over the tasks of ``x``; otherwise ``x`` must have ``T`` tasks.
         """
         return _Replayed(self)
 
     def sample(self, num_samples: int, *, generator: torch.Generator | None = None) -> Tensor:
-        """Draw weights ``[num_samples, *B, P]`` by running the guide."""
+        """Draw weights ``[num_samples, *B, P]`` by running the guides."""
         if num_samples < 1:
             raise ValueError(f"num_samples must be >= 1, got {num_samples}")
-        draws = draw_theta(self.fitted, self.x, self.y, num_samples, generator)
+        draws = draw_theta(self.fitted, num_samples, generator)
         return draws.reshape(num_samples, *self.loc.shape)
 
 
@@ -76,9 +117,19 @@ class _Replayed:
     def __init__(self, post: GuidePosterior) -> None:
         self.post = post
 
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        with local_params():
-            return self.post.fitted(self.post.x, self.post.y)
+    def __call__(self, x: Tensor, y: Tensor | None = None) -> Tensor:
+        theta = torch.cat([f.draw() for f in self.post.fitted])  # [T, P]
+        t = x.shape[0]
+        if theta.shape[0] != t:
+            if theta.shape[0] != 1:
+                raise ShapeError(
+                    f"this posterior holds {theta.shape[0]} tasks but x has {t}; adapt the "
+                    "tasks you predict for, or pass x with one task per posterior"
+                )
+            theta = theta.expand(t, -1)
+        with pyro.plate("tasks", t, dim=-1):
+            value: Tensor = pyro.sample("theta", pdist.Delta(theta, event_dim=1))
+        return value
 
 
 @contextlib.contextmanager
@@ -89,19 +140,12 @@ def local_params() -> Iterator[None]:
 
 
 def draw_theta(
-    guide: Callable[..., Any],
-    x: Tensor,
-    y: Tensor,
+    fitted: Sequence[FittedGuide],
     num_samples: int,
     generator: torch.Generator | None = None,
 ) -> Tensor:
-    """Run ``guide(x, y)`` ``num_samples`` times; return the ``"theta"`` draws ``[S, T, P]``."""
-    out = []
-    with torch.no_grad(), local_params(), seeded_by(generator, x.device):
-        for _ in range(num_samples):
-            trace = pyro.poutine.trace(guide).get_trace(x, y)
-            value = trace.nodes["theta"]["value"]
-            if value is None:
-                raise ValueError('the guide has no "theta" site; sample it inside a "tasks" plate')
-            out.append(value.detach())
-    return torch.stack(out)
+    """Run the fitted guides ``num_samples`` times; the ``"theta"`` draws ``[S, T, P]``."""
+    device = fitted[0].x.device
+    with torch.no_grad(), seeded_by(generator, device):
+        draws = [torch.cat([f.draw() for f in fitted]) for _ in range(num_samples)]
+    return torch.stack(draws)

@@ -133,3 +133,21 @@ def test_non_normal_prior_step_is_a_gradient_step_on_pyros_elbo(float64, prior_c
     step = lr * float(lik.step_scale())
     torch.testing.assert_close(loc1, loc0.detach() - step * g_loc)
     torch.testing.assert_close(ls1, ls0.detach() - step * g_ls)
+
+
+def test_the_same_model_written_as_a_callable_adapts_as_the_builtin():
+    """A Normal of fixed scale as a callable steps like the built-in Gaussian (step_scale 2 s^2)."""
+    import bayesmeta as bm
+
+    torch.manual_seed(0)
+    builtin = bm.BayesianMAML((1, 8, 1), likelihood="gaussian", noise_scale=0.1, learn_noise=False)
+    callable_ = bm.BayesianMAML((1, 8, 1), likelihood=lambda f: dist.Normal(f, 0.1))
+    callable_.load_state_dict(builtin.state_dict(), strict=False)
+    assert float(callable_.likelihood.step_scale()) == pytest.approx(0.02)
+    t = bm.Sinusoid(5, 5, seed=0).sample(3)
+    a, b = (
+        m.adapt(t.support_x, t.support_y, generator=torch.Generator().manual_seed(0))
+        for m in (builtin, callable_)
+    )
+    torch.testing.assert_close(a.loc, b.loc)
+    torch.testing.assert_close(a.log_scale, b.log_scale)
