@@ -155,6 +155,17 @@ class MetaLearner(nn.Module):
         prior, likelihood = self._model_parts()
         return TaskModel(self.fnet, prior, likelihood, owner=self)
 
+    def meta_model(self) -> TaskModel:
+        """:attr:`model` with gradients reaching the meta-parameters.
+
+        For meta-training the model with your own Pyro inference: e.g. SVI
+        over many tasks with a guide for ``"theta"`` and an optimiser over
+        ``learner.parameters()`` (type-II maximum likelihood of the prior and
+        noise). :attr:`model` reads them as constants instead.
+        """
+        prior, likelihood = self._model_parts()
+        return TaskModel(self.fnet, prior, likelihood, owner=self, learn=True)
+
     def adaptation_model(self) -> TaskModel:
         """The model a new task is adapted under: :attr:`model` unless a learner plugs in a prior.
 

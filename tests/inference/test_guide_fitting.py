@@ -75,3 +75,17 @@ def test_guides_that_are_not_guides_are_refused(setting):
         learner.adapt(t.support_x[0], t.support_y[0], guide="iaf")
     with pytest.raises(ValueError, match="no parameters"):
         learner.adapt(t.support_x[0], t.support_y[0], guide=lambda x, y=None: None)
+
+
+def test_meta_model_lets_gradients_reach_the_meta_parameters_and_model_does_not(setting):
+    learner, t = setting
+    x, y = t.support_x, t.support_y
+    for model, reaches in ((learner.model, False), (learner.meta_model(), True)):
+        learner.zero_grad(set_to_none=True)
+        trace = pyro.poutine.trace(model).get_trace(x, y)
+        log_joint = trace.log_prob_sum()
+        if log_joint.requires_grad:
+            log_joint.backward()
+        got = learner.prior.log_scale.grad
+        assert (got is not None and bool(got.abs().sum() > 0)) == reaches
+        assert (learner.likelihood.log_scale.grad is not None) == reaches
