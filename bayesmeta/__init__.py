@@ -1,6 +1,6 @@
 """bayesmeta: Bayesian meta-learning and transfer learning on Pyro and PyTorch."""
 
-from bayesmeta import metrics, nets, tasks, transfer
+from bayesmeta import guides, metrics, model, nets, priors, tasks, transfer
 from bayesmeta.class_prediction import ClassPrediction
 from bayesmeta.errors import BayesmetaError, NonFiniteLossError, ShapeError
 from bayesmeta.learners import (
@@ -42,8 +42,11 @@ __all__ = [
     "TransferLearner",
     "VariationalMetaLearner",
     "__version__",
+    "guides",
     "metrics",
+    "model",
     "nets",
+    "priors",
     "tasks",
     "transfer",
 ]

@@ -11,16 +11,25 @@ import bayesmeta.config
 import bayesmeta.diagnostics
 import bayesmeta.evaluation
 import bayesmeta.experiment
+import bayesmeta.guides
 import bayesmeta.inference
+import bayesmeta.inference.gaussian_vi
+import bayesmeta.inference.guide_svi
+import bayesmeta.inference.svi
 import bayesmeta.io
 import bayesmeta.learners
 import bayesmeta.learners.distributed
 import bayesmeta.losses
 import bayesmeta.metrics
+import bayesmeta.model
+import bayesmeta.model.likelihoods
+import bayesmeta.model.priors
+import bayesmeta.model.task_model
 import bayesmeta.nets
 import bayesmeta.nets.spec
 import bayesmeta.plotting
 import bayesmeta.posteriors
+import bayesmeta.posteriors.guided
 import bayesmeta.prediction
 import bayesmeta.priors
 import bayesmeta.reliability
@@ -38,16 +47,25 @@ MODULES = [
     bayesmeta.diagnostics,
     bayesmeta.evaluation,
     bayesmeta.experiment,
+    bayesmeta.guides,
     bayesmeta.inference,
+    bayesmeta.inference.gaussian_vi,
+    bayesmeta.inference.guide_svi,
+    bayesmeta.inference.svi,
     bayesmeta.io,
     bayesmeta.learners,
     bayesmeta.learners.distributed,
     bayesmeta.losses,
     bayesmeta.metrics,
+    bayesmeta.model,
+    bayesmeta.model.likelihoods,
+    bayesmeta.model.priors,
+    bayesmeta.model.task_model,
     bayesmeta.nets,
     bayesmeta.nets.spec,
     bayesmeta.plotting,
     bayesmeta.posteriors,
+    bayesmeta.posteriors.guided,
     bayesmeta.prediction,
     bayesmeta.priors,
     bayesmeta.reliability,
