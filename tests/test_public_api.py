@@ -22,9 +22,11 @@ import bayesmeta.learners.distributed
 import bayesmeta.losses
 import bayesmeta.metrics
 import bayesmeta.model
+import bayesmeta.model.likelihood
 import bayesmeta.model.likelihoods
 import bayesmeta.model.priors
 import bayesmeta.model.task_model
+import bayesmeta.model.weight_prior
 import bayesmeta.nets
 import bayesmeta.nets.spec
 import bayesmeta.plotting
@@ -58,9 +60,11 @@ MODULES = [
     bayesmeta.losses,
     bayesmeta.metrics,
     bayesmeta.model,
+    bayesmeta.model.likelihood,
     bayesmeta.model.likelihoods,
     bayesmeta.model.priors,
     bayesmeta.model.task_model,
+    bayesmeta.model.weight_prior,
     bayesmeta.nets,
     bayesmeta.nets.spec,
     bayesmeta.plotting,
