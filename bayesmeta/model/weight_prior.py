@@ -13,7 +13,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal, Protocol
 
 import numpy as np
 import pyro
@@ -25,9 +25,6 @@ from torch.distributions import kl_divergence
 from bayesmeta.errors import ShapeError
 from bayesmeta.nets.functional import FunctionalNet
 from bayesmeta.tasks._checks import fmt_shape
-
-if TYPE_CHECKING:
-    from bayesmeta.priors.hierarchical import HierarchicalGaussianPrior
 
 __all__ = [
     "KL_POINTS",
@@ -414,7 +411,26 @@ def weights_centre(fnet: FunctionalNet, loc: Literal["module", "zeros"] | Tensor
     raise ValueError(f"loc must be 'tied', 'module', 'zeros' or a tensor, got {loc!r}")
 
 
-def check_fits(prior: WeightPrior | HierarchicalGaussianPrior, fnet: FunctionalNet) -> None:
+class WeightLayout(Protocol):
+    """What :func:`check_fits` reads of a prior: its size and how its scales are laid out."""
+
+    @property
+    def num_params(self) -> int:
+        """``P``."""
+        ...
+
+    @property
+    def scale_per(self) -> str:
+        """``"weight"`` or ``"tensor"``."""
+        ...
+
+    @property
+    def numels(self) -> tuple[int, ...]:
+        """Sizes of the network's parameter tensors."""
+        ...
+
+
+def check_fits(prior: WeightLayout, fnet: FunctionalNet) -> None:
     """Raise :class:`ShapeError` unless a weight prior's layout fits ``fnet``'s weights."""
     name = type(prior).__name__
     if prior.num_params != fnet.num_params:

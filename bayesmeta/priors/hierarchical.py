@@ -22,7 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from bayesmeta.errors import ShapeError
-from bayesmeta.model.priors import check_fits, weights_centre
+from bayesmeta.model.weight_prior import check_fits, weights_centre
 from bayesmeta.nets.functional import FunctionalNet
 from bayesmeta.tasks._checks import fmt_shape
 
