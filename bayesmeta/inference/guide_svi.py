@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -19,13 +20,21 @@ from pyro.infer.autoguide import AutoGuide, init_to_value
 from torch import Tensor, nn
 
 from bayesmeta.inference.svi import run_svi, seeded_by
+from bayesmeta.inference.task_svi import INIT_SCALE_RATIO
 from bayesmeta.model.task_model import TaskModel
+from bayesmeta.model.weight_prior import WeightPrior
 from bayesmeta.posteriors.guided import FittedGuide, GuidePosterior, draw_theta, local_params
+from bayesmeta.tasks._checks import positive
+from bayesmeta.tasks.source import check_count
 
-__all__ = ["GuideSpec", "fit_guide"]
+__all__ = ["GUIDE_LR", "GUIDE_STEPS", "GuideSpec", "adapt_guide", "fit_guide"]
 
 #: An autoguide class (made on the model) or a guide callable ``guide(x, y)``.
 GuideSpec = type[AutoGuide] | Callable[..., Any]
+
+#: Default SVI steps and Adam learning rate of ``adapt(..., guide=...)``.
+GUIDE_STEPS = 500
+GUIDE_LR = 0.01
 
 #: Draws used to summarise a fitted guide's posterior mean.
 _MEAN_DRAWS = 64
@@ -123,6 +132,66 @@ def fit_guide(
         likelihood.observation(),
         torch.stack(traces).sum(0),
     )
+
+
+def adapt_guide(
+    model: TaskModel,
+    x: Tensor,
+    y: Tensor,
+    batched: bool,
+    guide: GuideSpec,
+    *,
+    steps: int | None,
+    lr: float | None,
+    generator: torch.Generator | None,
+    start: Tensor | None = None,
+) -> GuidePosterior:
+    """What ``learner.adapt(..., guide=...)`` does: :func:`fit_guide` with the learner's defaults.
+
+    An autoguide starts at the prior's location (``start`` where the prior has
+    none, e.g. the flat prior of the MAML family) with ``INIT_SCALE_RATIO``
+    times the prior's median standard deviation.
+
+    Parameters
+    ----------
+    model
+        The model the task is adapted under.
+    x, y
+        Checked support data ``[T, K, *features]`` and targets.
+    batched
+        Whether the caller gave a batch (else the posterior's batch shape is ``()``).
+    guide
+        See :func:`fit_guide`.
+    steps, lr
+        SVI steps and learning rate (``None``: ``GUIDE_STEPS``, ``GUIDE_LR``).
+    generator
+        Seeds the SVI noise.
+    start
+        Where to start without a prior location ``[P]``.
+
+    Raises
+    ------
+    ValueError
+        For a non-positive ``steps`` or ``lr``, and as :func:`fit_guide`.
+
+    """
+    prior = model.prior
+    loc = prior.loc.detach() if isinstance(prior, WeightPrior) else start
+    scale = None
+    if isinstance(prior, WeightPrior):
+        scale = float(prior.stddev().detach().median()) * INIT_SCALE_RATIO
+    post = fit_guide(
+        model,
+        x,
+        y,
+        guide,
+        steps=GUIDE_STEPS if steps is None else check_count("steps", steps, minimum=1),
+        lr=GUIDE_LR if lr is None else positive("lr", lr),
+        init_loc=loc,
+        init_scale=scale,
+        generator=generator,
+    )
+    return post if batched else replace(post, loc=post.loc[0])
 
 
 def _parameters(guide: Callable[..., Any]) -> list[nn.Parameter]:

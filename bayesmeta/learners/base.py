@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -18,8 +17,7 @@ import torch.distributed as dist
 from torch import Tensor, nn
 
 from bayesmeta.errors import NonFiniteLossError, ShapeError
-from bayesmeta.inference.guide_svi import GuideSpec, fit_guide
-from bayesmeta.inference.task_svi import INIT_SCALE_RATIO
+from bayesmeta.inference.guide_svi import GuideSpec, adapt_guide
 from bayesmeta.learners.distributed import (
     distributed_meta_gradients,
     is_distributed,
@@ -27,33 +25,19 @@ from bayesmeta.learners.distributed import (
 )
 from bayesmeta.learners.training import History, check_finite, run_meta_fit
 from bayesmeta.model.likelihoods import Likelihood
-from bayesmeta.model.priors import WeightPrior
 from bayesmeta.model.task_model import TaskModel, ThetaPrior
 from bayesmeta.nets.functional import FunctionalNet
 from bayesmeta.nets.mlp import MLP
 from bayesmeta.nets.spec import net_spec
 from bayesmeta.posteriors.guided import GuidePosterior
-from bayesmeta.tasks._checks import check_like, check_support, fmt_shape
-from bayesmeta.tasks.source import TaskSource, check_count
+from bayesmeta.tasks._checks import check_like, check_support, fmt_shape, positive
+from bayesmeta.tasks.source import TaskSource
 from bayesmeta.tasks.task import TaskBatch
 
-__all__ = ["GUIDE_LR", "GUIDE_STEPS", "MetaLearner", "OptimizerFactory", "TargetKind", "positive"]
-
-#: Default SVI steps and Adam learning rate of ``adapt(..., guide=...)``.
-GUIDE_STEPS = 500
-GUIDE_LR = 0.01
+__all__ = ["MetaLearner", "OptimizerFactory", "TargetKind", "positive"]
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
 TargetKind = Literal["regression", "classification", "any"]
-
-
-def positive(name: str, value: float) -> float:
-    """Return ``value`` as a float if it is a positive finite number, else raise."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
-    if not (math.isfinite(value) and value > 0):
-        raise ValueError(f"{name} must be positive and finite, got {value}")
-    return float(value)
 
 
 class MetaLearner(nn.Module):
@@ -192,26 +176,18 @@ class MetaLearner(nn.Module):
         generator: torch.Generator | None,
     ) -> GuidePosterior:
         """Fit ``guide`` by Pyro SVI on :meth:`adaptation_model` (support data ``[T, K, ...]``)."""
-        model = self.adaptation_model()
-        prior = model.prior
-        loc = prior.loc.detach() if isinstance(prior, WeightPrior) else None
-        if loc is None:
-            loc = self.fnet.flatten([p.detach() for p in self.fnet.params()])
-        scale = None
-        if isinstance(prior, WeightPrior):
-            scale = float(prior.stddev().detach().median()) * INIT_SCALE_RATIO
-        post = fit_guide(
-            model,
+        start = self.fnet.flatten([p.detach() for p in self.fnet.params()])
+        return adapt_guide(
+            self.adaptation_model(),
             x,
             y,
+            batched,
             guide,
-            steps=GUIDE_STEPS if steps is None else check_count("steps", steps, minimum=1),
-            lr=GUIDE_LR if lr is None else positive("lr", lr),
-            init_loc=loc,
-            init_scale=scale,
+            steps=steps,
+            lr=lr,
             generator=generator,
+            start=start,
         )
-        return post if batched else replace(post, loc=post.loc[0])
 
     # -- data checks ---------------------------------------------------------
 

@@ -288,7 +288,7 @@ class BayesianMAML(MetaLearner):
             Matching targets.
         steps
             Inner steps; defaults to ``eval_inner_steps`` (with ``guide``: SVI
-            steps, default :data:`~bayesmeta.learners.base.GUIDE_STEPS`).
+            steps, default :data:`~bayesmeta.inference.guide_svi.GUIDE_STEPS`).
         generator
             Random generator for the reparameterisation noise of the inner
             steps (on the learner's device); ``None`` uses torch's global one.

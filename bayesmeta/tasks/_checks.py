@@ -1,16 +1,27 @@
-"""Validation of task tensors shared by :class:`Task` and :class:`TaskBatch`."""
+"""Validation of task tensors shared by :class:`Task` and :class:`TaskBatch`, and of numbers."""
 
 from __future__ import annotations
+
+import math
 
 import torch
 from torch import Tensor
 
 from bayesmeta.errors import ShapeError
 
-__all__ = ["check_like", "check_pair", "check_support", "check_tensor", "fmt_shape"]
+__all__ = ["check_like", "check_pair", "check_support", "check_tensor", "fmt_shape", "positive"]
 
 #: Who owns the weights that data is checked against, in messages.
 _PARAMS = "the learner's parameters"
+
+
+def positive(name: str, value: float) -> float:
+    """Return ``value`` as a float if it is a positive finite number, else raise naming it."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"{name} must be positive and finite, got {value}")
+    return float(value)
 
 
 def fmt_shape(shape: torch.Size | tuple[int, ...]) -> str:

@@ -10,6 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from bayesmeta.errors import ShapeError
+from bayesmeta.inference.guide_svi import GuideSpec, adapt_guide
 from bayesmeta.learners.adapted import AdaptedPredictor
 from bayesmeta.learners.base import positive
 from bayesmeta.model.likelihoods import CategoricalLikelihood, GaussianLikelihood, Likelihood
@@ -19,6 +20,7 @@ from bayesmeta.nets.functional import FunctionalNet
 from bayesmeta.nets.mlp import MLP
 from bayesmeta.nets.spec import net_spec
 from bayesmeta.posteriors.gaussian import GaussianTaskPosterior
+from bayesmeta.posteriors.guided import GuidePosterior
 from bayesmeta.tasks._checks import check_support, check_tensor, fmt_shape
 from bayesmeta.tasks.source import check_count
 from bayesmeta.transfer.fitting import TransferFit, fit_transfer
@@ -357,8 +359,16 @@ class TransferLearner:
         return self
 
     def adapt(
-        self, support_x: Tensor, support_y: Tensor, *, weights: Tensor | None = None
-    ) -> GaussianTaskPosterior | LaplacePosterior | AdaptedPredictor:
+        self,
+        support_x: Tensor,
+        support_y: Tensor,
+        *,
+        weights: Tensor | None = None,
+        guide: GuideSpec | None = None,
+        steps: int | None = None,
+        lr: float | None = None,
+        generator: torch.Generator | None = None,
+    ) -> GaussianTaskPosterior | LaplacePosterior | AdaptedPredictor | GuidePosterior:
         """Fit one target task ``[K, *features]`` or a batch ``[T, K, *features]``.
 
         Parameters
@@ -368,15 +378,35 @@ class TransferLearner:
         weights
             Per-point likelihood weights ``[.., K]`` (e.g. importance weights
             of source points added to the target data).
+        guide
+            Any Pyro autoguide class or guide callable: instead of ``method``,
+            fit it by SVI on :attr:`model` (the source-centred prior with the
+            current scales), started at the source weights.
+        steps, lr, generator
+            SVI steps, learning rate and seed with ``guide``.
 
         Returns
         -------
-        GaussianTaskPosterior or AdaptedPredictor
+        GaussianTaskPosterior or AdaptedPredictor or GuidePosterior
             The posterior (``"bayes"``) or the point estimate, with
-            ``predict(query_x)``.
+            ``predict(query_x)``; with ``guide``, the fitted guide's posterior.
+
+        Raises
+        ------
+        ValueError
+            For ``weights`` with ``guide`` (the model has no per-point weights).
 
         """
         x, y, batched = self._data(support_x, support_y, batched_only=False)
+        if guide is not None:
+            if weights is not None:
+                raise ValueError(
+                    "weights are not part of the transfer model: adapt with guide= without "
+                    "weights, or use method='bayes'"
+                )
+            return adapt_guide(
+                self.model, x, y, batched, guide, steps=steps, lr=lr, generator=generator
+            )
         w = self._weights(weights if weights is None or batched else weights.unsqueeze(0), y)
         t = x.shape[0]
         if self.prior_scale_ is not None:

@@ -62,3 +62,21 @@ def test_transfer_model_holds_frozen_layers_at_the_source():
 def test_metric_learners_say_they_have_no_weight_model(make, match):
     with pytest.raises(NotImplementedError, match=match):
         _ = make().model
+
+
+def test_transfer_adapts_with_any_pyro_guide_under_its_prior():
+    from pyro.infer.autoguide import AutoNormal
+
+    torch.manual_seed(0)
+    source = torch.nn.Sequential(torch.nn.Linear(1, 6), torch.nn.Tanh(), torch.nn.Linear(6, 1))
+    before = [p.detach().clone() for p in source.parameters()]
+    learner = bm.TransferLearner(source, prior_scale=0.3)
+    task = bm.Sinusoid(5, 10, seed=1).sample(1)[0]
+    post = learner.adapt(task.support_x, task.support_y, guide=AutoNormal, steps=30)
+    assert post.predict(task.query_x).mean.shape == (10, 1)
+    assert post.elbo_trace is not None and post.elbo_trace.shape == (30,)
+    assert all(torch.equal(b, p.detach()) for b, p in zip(before, source.parameters(), strict=True))
+    with pytest.raises(ValueError, match="weights are not part"):
+        learner.adapt(
+            task.support_x, task.support_y, guide=AutoNormal, weights=torch.ones(5), steps=2
+        )
