@@ -17,7 +17,7 @@ from typing import Any, Literal, cast
 import torch
 
 from bayesmeta.learners.base import MetaLearner, positive
-from bayesmeta.learners.bayesian_maml import BayesianMAML
+from bayesmeta.learners.bayesian_maml import BayesianMAML, PriorName
 from bayesmeta.learners.maml import MAML
 from bayesmeta.learners.matching import MatchingNet
 from bayesmeta.learners.protonet import BayesianProtoNet, ProtoNet
@@ -56,6 +56,8 @@ DATA: tuple[str, ...] = DataName.__args__  # type: ignore[attr-defined]
 METRIC_LEARNERS = ("protonet", "bayesian_protonet", "matching")
 CLASSIFICATION_DATA = ("glyphs", "digits", "image_folder")
 GRADIENT_LEARNERS = ("maml", "fomaml", "reptile", "bayesian_maml")
+PRIORS = ("normal", "laplace", "student_t")
+NOISES = ("gaussian", "student_t")
 
 
 # Which settings each learner or data source reads; a config that sets any other one is
@@ -66,6 +68,8 @@ _ONLY_FOR: dict[str, tuple[str, ...]] = {
     "eval_inner_steps": GRADIENT_LEARNERS,
     "learn_inner_lr": ("maml", "fomaml"),
     "kl_weight": ("bayesian_maml",),
+    "prior": ("bayesian_maml",),
+    "noise": ("bayesian_maml",),
     "prior_scale": ("bayesian_maml", "variational", "bayesian_protonet"),
     "train_tasks": ("variational",),
     "adapt_steps": ("variational",),
@@ -158,6 +162,12 @@ class RunConfig:
         learner's own default).
     kl_weight : float
         Weight of the KL term of Bayesian MAML's task objective.
+    prior : str
+        Bayesian MAML's weight prior: ``"normal"``, ``"laplace"`` or
+        ``"student_t"`` (see :mod:`bayesmeta.priors`).
+    noise : str
+        Bayesian MAML's observation noise on regression data: ``"gaussian"``
+        or ``"student_t"`` (heavy tails); class labels are categorical.
     train_tasks : int
         Meta-training tasks drawn once for ``"variational"``, which fits a
         posterior to each of a fixed set of tasks.
@@ -200,6 +210,8 @@ class RunConfig:
     max_grad_norm: float | None = None
     prior_scale: float | None = None
     kl_weight: float = 1.0
+    prior: str = "normal"
+    noise: str = "gaussian"
     train_tasks: int = 200
     adapt_steps: int = 300
     checkpoint_every: int = 500
@@ -256,6 +268,15 @@ class RunConfig:
                 positive(name, getattr(self, name))
         if not (math.isfinite(self.kl_weight) and self.kl_weight >= 0):
             raise ValueError(f"kl_weight must be >= 0 and finite, got {self.kl_weight}")
+        if self.prior not in PRIORS:
+            raise ValueError(f"prior must be one of {', '.join(PRIORS)}; got {self.prior!r}")
+        if self.noise not in NOISES:
+            raise ValueError(f"noise must be one of {', '.join(NOISES)}; got {self.noise!r}")
+        if self.noise != "gaussian" and self.classification:
+            raise ValueError(
+                f"noise={self.noise!r} is for regression targets; {self.data!r} has class "
+                "labels (a categorical likelihood): remove noise"
+            )
         if self.data == "glyphs":
             most = max(self.train_query or 0, self.held_out_query or 0)
             if self.shots + most > GLYPH_EXAMPLES:
@@ -359,8 +380,16 @@ class RunConfig:
         if self.learner == "reptile":
             return Reptile(net, loss=loss, **inner, **common)
         if self.learner == "bayesian_maml":
+            if not self.classification:
+                likelihood = self.noise
             return BayesianMAML(
-                net, likelihood=likelihood, kl_weight=self.kl_weight, **prior, **inner, **common
+                net,
+                likelihood=likelihood,
+                prior=cast(PriorName, self.prior),
+                kl_weight=self.kl_weight,
+                **prior,
+                **inner,
+                **common,
             )
         return MAML(
             net,

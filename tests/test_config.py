@@ -77,6 +77,13 @@ def test_values_are_typed_and_missing_keys_keep_defaults():
         ({"outer_lr": 0}, "outer_lr must be positive"),
         ({"learner": "bayesian_maml", "prior_scale": -0.1}, "prior_scale must be positive"),
         ({"learner": "bayesian_maml", "kl_weight": -1}, "kl_weight must be >= 0"),
+        ({"learner": "bayesian_maml", "prior": "cauchy"}, "prior must be one of normal"),
+        ({"learner": "bayesian_maml", "noise": "poisson"}, "noise must be one of gaussian"),
+        (
+            {"learner": "bayesian_maml", "data": "digits", "noise": "student_t"},
+            "noise='student_t' is for regression targets",
+        ),
+        ({"learner": "maml", "prior": "laplace"}, "prior has no effect on learner 'maml'"),
         ({"learner": "protonet"}, "learner 'protonet' classifies; use it with data 'glyphs'"),
         ({"data": "glyphs", "shots": 10}, "shots \\+ query and shots \\+ eval_query may not"),
         (
@@ -91,6 +98,14 @@ def test_values_are_typed_and_missing_keys_keep_defaults():
 def test_bad_configs_name_the_key(raw, message):
     with pytest.raises(ConfigError, match=message):
         parse_config(raw, source="run.toml")
+
+
+def test_bayesian_maml_runs_with_the_prior_and_noise_a_config_names():
+    learner = parse_config(
+        {"learner": "bayesian_maml", "prior": "student_t", "noise": "student_t"}
+    ).build_learner()
+    assert type(learner.prior).__name__ == "StudentT"
+    assert type(learner.likelihood).__name__ == "StudentTLikelihood"
 
 
 def test_unreadable_files(tmp_path):
