@@ -109,14 +109,27 @@ def task_posterior_svi(
             with torch.no_grad():
                 loc, scale = auto.locs.theta.detach(), auto.scales.theta.detach()
             return GaussianTaskPosterior(
-                fnet, loc, scale.log(), noise, likelihood.classification, elbo_trace=trace
+                fnet,
+                loc,
+                scale.log(),
+                noise,
+                likelihood.classification,
+                elbo_trace=trace,
+                observation=likelihood.observation(),
             )
         lowrank = _LowRankGuide(prior, x.shape[0], rank)
         trace = run_svi(model, lowrank, list(lowrank.parameters()), x, y, steps, lr, num_particles)
         with torch.no_grad():
             loc, factor, diag = (t.detach() for t in lowrank.parts())
         return LowRankTaskPosterior(
-            fnet, loc, factor, diag, noise, likelihood.classification, elbo_trace=trace
+            fnet,
+            loc,
+            factor,
+            diag,
+            noise,
+            likelihood.classification,
+            elbo_trace=trace,
+            observation=likelihood.observation(),
         )
 
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -702,22 +703,9 @@ class VariationalMetaLearner(MetaLearner):
         if batched:
             return post
         if isinstance(post, GaussianTaskPosterior):
-            return GaussianTaskPosterior(
-                self.fnet,
-                post.loc[0],
-                post.log_scale[0],
-                post.noise_scale,
-                post.classification,
-                post.elbo_trace,
-            )
-        return LowRankTaskPosterior(
-            self.fnet,
-            post.loc[0],
-            post.cov_factor[0],
-            post.cov_diag[0],
-            post.noise_scale,
-            post.classification,
-            post.elbo_trace,
+            return replace(post, loc=post.loc[0], log_scale=post.log_scale[0])
+        return replace(
+            post, loc=post.loc[0], cov_factor=post.cov_factor[0], cov_diag=post.cov_diag[0]
         )
 
     def config(self) -> dict[str, Any]:

@@ -401,3 +401,18 @@ def test_single_task_list_and_task_objects():
     learner = VariationalMetaLearner((1, 4, 1))
     learner.meta_fit([task, task], 2, progress=False)
     assert learner.tasks_.support_x.shape == (2, 4, 1)
+
+
+@pytest.mark.parametrize("guide", ["normal", "lowrank"])
+def test_a_student_t_likelihood_is_what_adapted_predictions_score_with(guide):
+    import pyro.distributions as dist
+
+    torch.manual_seed(0)
+    learner = VariationalMetaLearner((1, 8, 1), likelihood="student_t", adapt_steps=10)
+    task = Sinusoid(5, 6, seed=0).sample(1)[0]
+    post = learner.adapt(task.support_x, task.support_y, guide=guide)
+    pred = post.predict(task.query_x, num_samples=7)
+    scale = learner.likelihood.log_scale.exp().detach()
+    per = dist.StudentT(4.0, pred.function_samples, scale).log_prob(task.query_y).sum(-1)
+    want = torch.logsumexp(per, 0) - torch.log(torch.tensor(7.0))
+    torch.testing.assert_close(pred.log_prob(task.query_y), want)
