@@ -32,6 +32,7 @@ __all__ = [
     "WeightPrior",
     "check_fits",
     "gaussian_kl",
+    "positive_vector",
     "weights_centre",
 ]
 
@@ -206,16 +207,7 @@ class WeightPrior(nn.Module):
         if sum(self.numels) != p:
             raise ShapeError(f"numels {self.numels} sum to {sum(self.numels)}, but loc has P = {p}")
         size = p if self.scale_per == "weight" else len(self.numels)
-        s = torch.as_tensor(scale, dtype=loc.dtype, device=loc.device)
-        if s.dim() == 0:
-            s = s.expand(size)
-        if s.shape != (size,):
-            raise ShapeError(
-                f"scale must be a float or have shape [{size}] (one per {self.scale_per}), "
-                f"got {fmt_shape(s.shape)}"
-            )
-        if not bool(torch.isfinite(s).all()) or bool((s <= 0).any()):
-            raise ValueError("prior scale must be positive and finite")
+        s = positive_vector("scale", scale, size, f"one per {self.scale_per}", loc)
         if self._tied is None:
             self._loc = nn.Parameter(loc.detach().clone(), requires_grad=self.learn_loc)
         self.log_scale = nn.Parameter(s.detach().log().clone(), requires_grad=self.learn_scale)
@@ -384,6 +376,33 @@ class WeightPrior(nn.Module):
         if not self.is_bound:
             return "unbound"
         return f"P={self.num_params}, scale_per={self.scale_per!r}"
+
+
+def positive_vector(name: str, value: float | Tensor, size: int, per: str, like: Tensor) -> Tensor:
+    """``value`` as a positive finite vector ``[size]`` (a float is broadcast), a copy.
+
+    Raises
+    ------
+    TypeError
+        If ``value`` is neither a number nor a tensor.
+    ShapeError
+        If it is a tensor of another shape (``per`` says what one value is for).
+    ValueError
+        If any value is not positive and finite.
+
+    """
+    if isinstance(value, bool) or not isinstance(value, int | float | Tensor):
+        raise TypeError(f"{name} must be a float or a tensor, got {type(value).__name__}")
+    v = torch.as_tensor(value, dtype=like.dtype, device=like.device)
+    if v.dim() == 0:
+        v = v.expand(size)
+    if v.shape != (size,):
+        raise ShapeError(
+            f"{name} must be a float or have shape [{size}] ({per}), got {fmt_shape(v.shape)}"
+        )
+    if not bool(torch.isfinite(v).all()) or bool((v <= 0).any()):
+        raise ValueError(f"{name} must be positive and finite")
+    return v.detach().clone()
 
 
 def weights_centre(fnet: FunctionalNet, loc: Literal["module", "zeros"] | Tensor) -> Tensor:

@@ -22,7 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from bayesmeta.errors import ShapeError
-from bayesmeta.model.weight_prior import check_fits, weights_centre
+from bayesmeta.model.weight_prior import check_fits, positive_vector, weights_centre
 from bayesmeta.nets.functional import FunctionalNet
 from bayesmeta.tasks._checks import fmt_shape
 
@@ -104,12 +104,16 @@ class HierarchicalGaussianPrior(nn.Module):
         size = p if scale_per == "weight" else len(self.numels)
         per = f"one per {scale_per}"
         self.register_buffer("loc_mean", loc.detach().clone())
-        self.register_buffer("loc_std", _positive("loc_std", loc_std, p, "one per weight", loc))
-        self.register_buffer("log_scale_mean", _positive("scale", scale, size, per, loc).log())
+        self.register_buffer(
+            "loc_std", positive_vector("loc_std", loc_std, p, "one per weight", loc)
+        )
+        self.register_buffer(
+            "log_scale_mean", positive_vector("scale", scale, size, per, loc).log()
+        )
         std = (
             None
             if log_scale_std is None
-            else _positive("log_scale_std", log_scale_std, size, per, loc)
+            else positive_vector("log_scale_std", log_scale_std, size, per, loc)
         )
         self.register_buffer("log_scale_std", std)
 
@@ -215,22 +219,6 @@ class HierarchicalGaussianPrior(nn.Module):
         return (
             f"P={self.num_params}, scale_per={self.scale_per!r}, learns_scale={self.learns_scale}"
         )
-
-
-def _positive(name: str, value: float | Tensor, size: int, per: str, like: Tensor) -> Tensor:
-    """``value`` as a positive finite vector ``[size]`` (a float is broadcast)."""
-    if isinstance(value, bool) or not isinstance(value, int | float | Tensor):
-        raise TypeError(f"{name} must be a float or a tensor, got {type(value).__name__}")
-    v = torch.as_tensor(value, dtype=like.dtype, device=like.device)
-    if v.dim() == 0:
-        v = v.expand(size)
-    if v.shape != (size,):
-        raise ShapeError(
-            f"{name} must be a float or have shape [{size}] ({per}), got {fmt_shape(v.shape)}"
-        )
-    if not bool(torch.isfinite(v).all()) or bool((v <= 0).any()):
-        raise ValueError(f"{name} must be positive and finite")
-    return v.detach().clone()
 
 
 class HyperPosterior(NamedTuple):
