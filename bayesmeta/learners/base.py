@@ -137,7 +137,7 @@ class MetaLearner(nn.Module):
 
         """
         prior, likelihood = self._model_parts()
-        return TaskModel(self.fnet, prior, likelihood, owner=self)
+        return TaskModel(self.fnet, prior, likelihood, owner=self, **self._model_options())
 
     def meta_model(self) -> TaskModel:
         """:attr:`model` with gradients reaching the meta-parameters.
@@ -148,7 +148,9 @@ class MetaLearner(nn.Module):
         noise). :attr:`model` reads them as constants instead.
         """
         prior, likelihood = self._model_parts()
-        return TaskModel(self.fnet, prior, likelihood, owner=self, learn=True)
+        return TaskModel(
+            self.fnet, prior, likelihood, owner=self, learn=True, **self._model_options()
+        )
 
     def adaptation_model(self) -> TaskModel:
         """The model a new task is adapted under: :attr:`model` unless a learner plugs in a prior.
@@ -157,6 +159,10 @@ class MetaLearner(nn.Module):
         mean, without the hyper sites.
         """
         return self.model
+
+    def _model_options(self) -> dict[str, Any]:
+        """Further :class:`~bayesmeta.model.TaskModel` arguments of :attr:`model` (none here)."""
+        return {}
 
     def _model_parts(self) -> tuple[ThetaPrior, Likelihood]:
         """The prior over the weights and the likelihood of :attr:`model`."""

@@ -264,14 +264,8 @@ class VariationalMetaLearner(MetaLearner):
 
     # -- meta-training -------------------------------------------------------------
 
-    def _model(self, x: Tensor, y: Tensor, subsample: Tensor | None) -> None:
-        with pyro.poutine.scale(scale=self.hyper_kl_weight):
-            prior = self.prior.sample_prior()
-        with pyro.plate("tasks", x.shape[0], subsample=subsample, dim=-1) as idx:
-            theta = pyro.sample("theta", prior)
-            if subsample is not None:
-                x, y = x[idx], y[idx]
-            self.likelihood.observe("y", self.fnet(theta, x), y)
+    def _model_options(self) -> dict[str, Any]:
+        return {"hyper_scale": self.hyper_kl_weight}
 
     def _guide(self, x: Tensor, y: Tensor, subsample: Tensor | None) -> None:
         with pyro.poutine.scale(scale=self.hyper_kl_weight):
@@ -366,7 +360,7 @@ class VariationalMetaLearner(MetaLearner):
         # later, NaN parameters reach the loss (NonFiniteLossError) and steps are ~10 % faster.
         validate, self._check_sites = self._check_sites, False
         with pyro.validation_enabled(validate):
-            return elbo.differentiable_loss(self._model, self._guide, x, y, subsample)
+            return elbo.differentiable_loss(self.meta_model(), self._guide, x, y, subsample)
 
     def _subsample(
         self, n: int, size: int | None, generator: torch.Generator | None

@@ -72,6 +72,9 @@ class TaskModel:
     features
         A fixed map applied to ``x`` before the network (e.g. a frozen source
         encoder under a Bayesian last layer): ``[T, N, *raw] -> [T, N, *features]``.
+    hyper_scale
+        Weight of the hyper-prior sites' terms (``poutine.scale``; tempering
+        of a hierarchical prior, 1 for the plain model).
 
     """
 
@@ -84,16 +87,30 @@ class TaskModel:
         owner: nn.Module | None = None,
         learn: bool = False,
         features: Callable[[Tensor], Tensor] | None = None,
+        hyper_scale: float = 1.0,
     ) -> None:
         self.fnet = fnet
         self.features = features
+        self.hyper_scale = float(hyper_scale)
         self.prior = prior
         self.likelihood = likelihood
         self.owner = owner
         self.learn = bool(learn)
 
-    def __call__(self, x: Tensor, y: Tensor | None = None) -> Tensor:
+    def __call__(
+        self, x: Tensor, y: Tensor | None = None, subsample: Tensor | None = None
+    ) -> Tensor:
         """Run the model; returns the ``"y"`` site's value ``[T, N, O]`` (labels ``[T, N]``).
+
+        Parameters
+        ----------
+        x, y
+            Inputs ``[T, N, *features]`` and targets ``[T, N, O]`` (labels
+            ``[T, N]``), or ``y=None`` to sample them.
+        subsample
+            Task indices ``[B]``: only those tasks enter, their terms scaled
+            by ``T / B`` (Pyro's plate subsampling; hierarchical SVI over many
+            tasks). The returned value is then ``[B, N, O]``.
 
         Raises
         ------
@@ -118,11 +135,16 @@ class TaskModel:
             )
         with self._frozen():
             hyper = getattr(self.prior, "sample_prior", None)
-            theta_dist: pdist.TorchDistribution = (
-                hyper() if hyper is not None else cast(WeightPrior, self.prior).distribution()
-            )
-            with pyro.plate("tasks", x.shape[0], dim=-1):
+            theta_dist: pdist.TorchDistribution
+            if hyper is not None:
+                with pyro.poutine.scale(scale=self.hyper_scale):
+                    theta_dist = hyper()
+            else:
+                theta_dist = cast(WeightPrior, self.prior).distribution()
+            with pyro.plate("tasks", x.shape[0], subsample=subsample, dim=-1) as idx:
                 theta = pyro.sample("theta", theta_dist)
+                if subsample is not None:
+                    x, y = x[idx], (None if y is None else y[idx])
                 out = self.fnet(theta, x)
                 value: Tensor = self.likelihood.observe("y", out, y)
         return value
