@@ -3,6 +3,7 @@
 from bayesmeta import guides, metrics, model, nets, priors, tasks, transfer
 from bayesmeta.class_prediction import ClassPrediction
 from bayesmeta.errors import BayesmetaError, NonFiniteLossError, ShapeError
+from bayesmeta.evaluation import evaluate
 from bayesmeta.learners import (
     MAML,
     AdaptedPredictor,
@@ -42,6 +43,7 @@ __all__ = [
     "TransferLearner",
     "VariationalMetaLearner",
     "__version__",
+    "evaluate",
     "guides",
     "metrics",
     "model",

@@ -113,3 +113,9 @@ def test_documented(name, obj):
 def test_top_level_exports_resolve():
     for name in bayesmeta.__all__:
         assert hasattr(bayesmeta, name)
+
+
+def test_evaluate_is_at_the_top_level():
+    import bayesmeta.evaluation
+
+    assert bayesmeta.evaluate is bayesmeta.evaluation.evaluate
