@@ -22,7 +22,7 @@ hyper-posterior mean, ``p(theta | E_q[psi])``; see
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Sequence, Sized
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal
@@ -505,7 +505,9 @@ class VariationalMetaLearner(MetaLearner):
         meta_batch_size
             Tasks subsampled per step ``T`` (all ``N`` when ``T >= N``).
         num_tasks
-            How many tasks to draw when ``tasks`` is a source.
+            How many tasks to draw when ``tasks`` is a source; for a finite
+            source (a table's groups from ``tasks.from_dataframe``, a
+            ``TaskPool``) all of its tasks by default, each once.
         progress, callback
             As for :meth:`~bayesmeta.learners.MetaLearner.meta_fit`.
 
@@ -589,6 +591,8 @@ class VariationalMetaLearner(MetaLearner):
                 raise TypeError("tasks must be a TaskBatch, a sequence of Task or a task source")
             return TaskBatch.stack(list(tasks))
         if callable(getattr(tasks, "sample", None)):
+            if num_tasks is None and isinstance(tasks, Sized):
+                num_tasks = len(tasks)  # a finite source (a table's groups, a pool): all of it
             if num_tasks is None:
                 raise ValueError(
                     "VariationalMetaLearner meta-trains on a fixed set of tasks: pass "

@@ -416,3 +416,15 @@ def test_a_student_t_likelihood_is_what_adapted_predictions_score_with(guide):
     per = dist.StudentT(4.0, pred.function_samples, scale).log_prob(task.query_y).sum(-1)
     want = torch.logsumexp(per, 0) - torch.log(torch.tensor(7.0))
     torch.testing.assert_close(pred.log_prob(task.query_y), want)
+
+
+def test_a_finite_source_is_used_whole_without_num_tasks():
+    from bayesmeta.tasks import TaskPool
+
+    pool = TaskPool(Sinusoid(3, 3, seed=0).sample(7), seed=1)
+    learner = VariationalMetaLearner((1, 4, 1))
+    learner.meta_fit(pool, iterations=2, meta_batch_size=3, progress=False)
+    assert len(learner.tasks_) == 7
+    # every task of the pool once
+    want = sorted(pool.tasks.support_y.flatten().tolist())
+    assert sorted(learner.tasks_.support_y.flatten().tolist()) == want
