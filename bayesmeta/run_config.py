@@ -18,9 +18,10 @@ import torch
 
 from bayesmeta.learners.base import MetaLearner, positive
 from bayesmeta.learners.bayesian_maml import BayesianMAML, PriorName
+from bayesmeta.learners.bayesian_protonet import BayesianProtoNet
 from bayesmeta.learners.maml import MAML
 from bayesmeta.learners.matching import MatchingNet
-from bayesmeta.learners.protonet import BayesianProtoNet, ProtoNet
+from bayesmeta.learners.protonet import ProtoNet
 from bayesmeta.learners.reptile import Reptile
 from bayesmeta.learners.variational import VariationalMetaLearner
 from bayesmeta.nets.conv import Conv4

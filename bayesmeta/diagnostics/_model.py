@@ -8,6 +8,7 @@ from torch import Tensor
 from bayesmeta.learners.base import MetaLearner
 from bayesmeta.model.likelihoods import Likelihood, Observation
 from bayesmeta.model.priors import WeightPrior
+from bayesmeta.model.task_model import TaskModel
 from bayesmeta.nets.functional import FunctionalNet
 
 
@@ -29,7 +30,7 @@ def adaptation_model(
 
     """
     model = learner.adaptation_model() if isinstance(learner, MetaLearner) else None
-    if model is not None and isinstance(model.prior, WeightPrior):
+    if isinstance(model, TaskModel) and isinstance(model.prior, WeightPrior):
         return model.fnet, model.prior, model.likelihood
     raise TypeError(
         f"{caller} supports BayesianMAML and VariationalMetaLearner (learners with a proper "

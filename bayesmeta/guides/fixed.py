@@ -34,8 +34,12 @@ class TaskGuide:
         """``q(theta)`` with event shape ``[P]``."""
         raise NotImplementedError
 
-    def __call__(self, x: Tensor, y: Tensor | None = None) -> Tensor:
-        """Sample ``"theta"`` for the ``T = x.shape[0]`` tasks; returns ``[T, P]``."""
+    def __call__(self, x: Tensor, y: Tensor | None = None, **model_kwargs: object) -> Tensor:
+        """Sample ``"theta"`` for the ``T = x.shape[0]`` tasks; returns ``[T, P]``.
+
+        Further keyword arguments of the model (e.g. ``n_way`` of a
+        :class:`~bayesmeta.model.ClassMeanModel`) are accepted and unused.
+        """
         t = x.shape[0]
         if self.loc.dim() == 2 and self.loc.shape[0] != t:
             raise ShapeError(

@@ -20,9 +20,10 @@ from torch import Tensor
 from bayesmeta.errors import BayesmetaError
 from bayesmeta.learners.base import MetaLearner
 from bayesmeta.learners.bayesian_maml import BayesianMAML
+from bayesmeta.learners.bayesian_protonet import BayesianProtoNet
 from bayesmeta.learners.maml import MAML
 from bayesmeta.learners.matching import MatchingNet
-from bayesmeta.learners.protonet import BayesianProtoNet, ProtoNet
+from bayesmeta.learners.protonet import ProtoNet
 from bayesmeta.learners.reptile import Reptile
 from bayesmeta.learners.variational import VariationalMetaLearner
 from bayesmeta.nets.spec import build_net

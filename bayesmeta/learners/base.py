@@ -24,6 +24,7 @@ from bayesmeta.learners.distributed import (
     sync_parameters,
 )
 from bayesmeta.learners.training import History, check_finite, run_meta_fit
+from bayesmeta.model.learner_model import LearnerModel
 from bayesmeta.model.likelihoods import Likelihood
 from bayesmeta.model.task_model import TaskModel, ThetaPrior
 from bayesmeta.nets.functional import FunctionalNet
@@ -117,7 +118,7 @@ class MetaLearner(nn.Module):
     # -- the model -----------------------------------------------------------
 
     @property
-    def model(self) -> TaskModel:
+    def model(self) -> LearnerModel:
         """The learner's hierarchical model as a Pyro model ``model(x, y=None)``.
 
         ``x`` is ``[T, N, *features]`` and ``y`` ``[T, N, O]`` (labels
@@ -133,13 +134,19 @@ class MetaLearner(nn.Module):
         Raises
         ------
         NotImplementedError
-            For a learner without a weight-space model (Matching Networks).
+            For a learner without a probabilistic model (Matching Networks).
+
+        Notes
+        -----
+        ProtoNet and BayesianProtoNet return a
+        :class:`~bayesmeta.model.ClassMeanModel` instead: the same plate and
+        sites, with ``"theta"`` the class means in embedding space.
 
         """
         prior, likelihood = self._model_parts()
         return TaskModel(self.fnet, prior, likelihood, owner=self, **self._model_options())
 
-    def meta_model(self) -> TaskModel:
+    def meta_model(self) -> LearnerModel:
         """:attr:`model` with gradients reaching the meta-parameters.
 
         For meta-training the model with your own Pyro inference: e.g. SVI
@@ -152,7 +159,7 @@ class MetaLearner(nn.Module):
             self.fnet, prior, likelihood, owner=self, learn=True, **self._model_options()
         )
 
-    def adaptation_model(self) -> TaskModel:
+    def adaptation_model(self) -> LearnerModel:
         """The model a new task is adapted under: :attr:`model` unless a learner plugs in a prior.
 
         VariationalMetaLearner adapts under the prior at its hyper-posterior
@@ -182,9 +189,12 @@ class MetaLearner(nn.Module):
         generator: torch.Generator | None,
     ) -> GuidePosterior:
         """Fit ``guide`` by Pyro SVI on :meth:`adaptation_model` (support data ``[T, K, ...]``)."""
+        model = self.adaptation_model()
+        if not isinstance(model, TaskModel):
+            raise TypeError(f"{type(self).__name__} does not fit Pyro guides to its model")
         start = self.fnet.flatten([p.detach() for p in self.fnet.params()])
         return adapt_guide(
-            self.adaptation_model(),
+            model,
             x,
             y,
             batched,

@@ -25,18 +25,25 @@ the other query points of the call, as it does in training).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 import torch
 from torch import Tensor, nn
-from torch.nn.functional import one_hot
 
 from bayesmeta.class_prediction import ClassPrediction
 from bayesmeta.errors import ShapeError
+from bayesmeta.guides.fixed import TaskGuide
 from bayesmeta.learners.base import MetaLearner, OptimizerFactory
+from bayesmeta.learners.episodes import (
+    Episode,
+    class_indicators,
+    resolve_n_way,
+    squared_distances,
+    uses_batch_statistics,
+)
 from bayesmeta.nets.functional import FunctionalNet
 from bayesmeta.tasks._checks import fmt_shape
 from bayesmeta.tasks.task import TaskBatch
@@ -44,86 +51,6 @@ from bayesmeta.tasks.task import TaskBatch
 __all__ = ["Episode", "MetricLearner", "MetricPredictor", "resolve_n_way", "squared_distances"]
 
 C = TypeVar("C")
-
-
-def squared_distances(a: Tensor, b: Tensor) -> Tensor:
-    """Squared Euclidean distances ``||a_i - b_j||^2`` ``[*B, Q, N]``.
-
-    Parameters
-    ----------
-    a
-        Points ``[*B, Q, E]``.
-    b
-        Points ``[*B, N, E]`` (batch dimensions broadcast).
-
-    """
-    a2 = a.pow(2).sum(-1).unsqueeze(-1)
-    b2 = b.pow(2).sum(-1).unsqueeze(-2)
-    return a2 - 2.0 * (a @ b.transpose(-1, -2)) + b2
-
-
-@dataclass(frozen=True, eq=False)
-class Episode:
-    """The embedded support sets of ``T`` tasks.
-
-    Attributes
-    ----------
-    z : Tensor
-        Support embeddings ``[T, K, E]``.
-    onehot : Tensor
-        Class indicators ``[T, K, N]`` (the embeddings' dtype).
-    counts : Tensor
-        Support examples per class ``[T, N]`` (all >= 1).
-
-    """
-
-    z: Tensor
-    onehot: Tensor
-    counts: Tensor
-
-    @property
-    def class_means(self) -> Tensor:
-        """Mean embedding of each class ``[T, N, E]`` (ProtoNet's prototypes)."""
-        sums = self.onehot.transpose(-1, -2) @ self.z
-        return sums / self.counts.unsqueeze(-1)
-
-
-def _class_indicators(y: Tensor, n_way: int) -> tuple[Tensor, Tensor]:
-    """Check labels ``[T, K]``; return their one-hot ``[T, K, N]`` and class counts ``[T, N]``."""
-    if y.numel() and (int(y.min()) < 0 or int(y.max()) >= n_way):
-        raise ValueError(
-            f"support_y labels must lie in 0..n_way-1 = 0..{n_way - 1}, got labels from "
-            f"{int(y.min())} to {int(y.max())}; relabel each task's classes"
-        )
-    onehot = one_hot(y, n_way)
-    counts = onehot.sum(-2)
-    missing = (counts == 0).nonzero()
-    if missing.numel():
-        task, cls = (int(v) for v in missing[0])
-        where = f"task {task}'s support set" if y.shape[0] > 1 else "the support set"
-        raise ValueError(
-            f"{where} has no example of class {cls}; every class 0..n_way-1 = "
-            f"0..{n_way - 1} needs at least one support example ({missing.shape[0]} "
-            "(task, class) pair(s) are empty)"
-        )
-    return onehot, counts
-
-
-def resolve_n_way(y: Tensor, n_way: int | None) -> int:
-    """``n_way`` checked, or the largest label in ``y`` plus one when it is ``None``."""
-    if n_way is None:
-        return int(y.max()) + 1
-    if isinstance(n_way, bool) or not isinstance(n_way, int) or n_way < 1:
-        raise ValueError(f"n_way must be an int >= 1, got {n_way!r}")
-    return n_way
-
-
-def _uses_batch_statistics(module: nn.Module) -> bool:
-    """Whether a batch-norm layer of ``module`` normalises with batch statistics in eval mode."""
-    return any(
-        isinstance(m, nn.modules.batchnorm._BatchNorm) and m.running_mean is None
-        for m in module.modules()
-    )
 
 
 class MetricLearner(MetaLearner, Generic[C]):
@@ -233,7 +160,7 @@ class MetricLearner(MetaLearner, Generic[C]):
         return [torch.cat([c[i] for c in chunks]) for i in range(len(xs))]
 
     def _episode(self, zs: Tensor, ys: Tensor, n_way: int) -> Episode:
-        onehot, counts = _class_indicators(ys, n_way)
+        onehot, counts = class_indicators(ys, n_way)
         return Episode(zs, onehot.to(zs.dtype), counts.to(zs.dtype))
 
     @contextmanager
@@ -302,8 +229,8 @@ class MetricLearner(MetaLearner, Generic[C]):
         x, y, batched = self._support(support_x, support_y)
         y = y.long()
         n_way = resolve_n_way(y, n_way)
-        if _uses_batch_statistics(self.net):
-            _class_indicators(y, n_way)  # the support is embedded at predict time; check it now
+        if uses_batch_statistics(self.net):
+            class_indicators(y, n_way)  # the support is embedded at predict time; check it now
             return x, y, n_way, batched, None
         with self.evaluating():
             (zs,) = self.embed(x)
@@ -312,10 +239,44 @@ class MetricLearner(MetaLearner, Generic[C]):
 
     def _model_parts(self) -> Any:
         raise NotImplementedError(
-            f"{type(self).__name__}'s model is over class means in embedding space, not over "
-            "network weights, and is not exposed as a Pyro model yet (learner.model is for the "
-            "weight-space learners: MAML, Reptile, BayesianMAML, VariationalMetaLearner)"
+            f"{type(self).__name__} has no probabilistic model: it classifies by attention over "
+            "the embedded support set, which is not a likelihood of anything (learner.model "
+            "exists for the weight-space learners and for ProtoNet and BayesianProtoNet)"
         )
+
+    def _guide(self, context: C, batched: bool) -> TaskGuide:
+        """The guide for :attr:`model`'s ``"theta"`` given an adapted ``context``."""
+        raise NotImplementedError(
+            f"{type(self).__name__} has no probabilistic model, so its predictor has no guide"
+        )
+
+    def _embed_for_model(self, learn: bool) -> Callable[[Tensor], Tensor]:
+        """The encoder as the model reads it: ``[T, N, *features] -> [T, N, E]``.
+
+        Raises
+        ------
+        NotImplementedError
+            For an encoder whose batch norm uses batch statistics: its embedding
+            of a point depends on the other points of the call, so it defines no
+            model of one point.
+
+        """
+        if uses_batch_statistics(self.net):
+            raise NotImplementedError(
+                f"{type(self).__name__}'s encoder normalises with batch statistics, so the "
+                "embedding of a point depends on the other points of its batch and there is no "
+                "model of one point; build the encoder with running statistics (e.g. "
+                "nn.BatchNorm2d(c, track_running_stats=True)) or without batch norm"
+            )
+
+        def embed(x: Tensor) -> Tensor:
+            self._check_features("x", x)
+            if learn:
+                return self.embed(x)[0]
+            with self.evaluating():
+                return self.embed(x)[0]
+
+        return embed
 
     def adapt(
         self, support_x: Tensor, support_y: Tensor, n_way: int | None = None
@@ -408,6 +369,27 @@ class MetricPredictor(Generic[C]):
                 return self.context, zq
             zs, zq = learner.embed(self.support_x, x)
             return learner._context(learner._episode(zs, self.support_y, self.n_way)), zq
+
+    @property
+    def guide(self) -> TaskGuide:
+        """A Pyro guide for the ``"theta"`` site (the class means) of ``learner.model``.
+
+        ``Predictive(learner.model, guide=predictor.guide, num_samples=S)(query_x, n_way=N)``
+        draws query labels under the adapted class means: ProtoNet's point mass at
+        the prototypes, BayesianProtoNet's Normal posterior (the draws of
+        ``predict(query_x, num_samples=S)``). ``query_x`` is ``[T, Q, *features]``.
+
+        Raises
+        ------
+        NotImplementedError
+            For Matching Networks (no model), and for encoders with batch
+            statistics (see :attr:`MetricLearner.model`).
+
+        """
+        if self.context is None:
+            self.learner._embed_for_model(learn=False)  # raises: batch statistics
+            raise AssertionError("unreachable")
+        return self.learner._guide(self.context, self.batched)
 
     def _wrap(self, sample_log_probs: Tensor) -> ClassPrediction:
         """From ``[S, T, Q, N]`` to a prediction ``[S, *B, Q, N]``."""

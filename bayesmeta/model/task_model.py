@@ -19,8 +19,7 @@ writes gradients into them, unless the model was made with ``learn=True``
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Protocol, cast
 
 import pyro
@@ -28,6 +27,7 @@ import pyro.distributions as pdist
 from torch import Tensor, nn
 
 from bayesmeta.errors import ShapeError
+from bayesmeta.model.learner_model import LearnerModel
 from bayesmeta.model.likelihoods import Likelihood
 from bayesmeta.model.priors import WeightPrior
 from bayesmeta.nets.functional import FunctionalNet
@@ -49,7 +49,7 @@ class ThetaPrior(Protocol):
         ...
 
 
-class TaskModel:
+class TaskModel(LearnerModel):
     """The Pyro model ``model(x, y=None)`` of a learner (see the module docstring).
 
     Parameters
@@ -94,8 +94,7 @@ class TaskModel:
         self.hyper_scale = float(hyper_scale)
         self.prior = prior
         self.likelihood = likelihood
-        self.owner = owner
-        self.learn = bool(learn)
+        super().__init__(owner=owner, learn=learn)
 
     def __call__(
         self, x: Tensor, y: Tensor | None = None, subsample: Tensor | None = None
@@ -148,20 +147,6 @@ class TaskModel:
                 out = self.fnet(theta, x)
                 value: Tensor = self.likelihood.observe("y", out, y)
         return value
-
-    @contextlib.contextmanager
-    def _frozen(self) -> Iterator[None]:
-        if self.learn or self.owner is None:
-            yield
-            return
-        live = [p for p in self.owner.parameters() if p.requires_grad]
-        for p in live:
-            p.requires_grad_(False)
-        try:
-            yield
-        finally:
-            for p in live:
-                p.requires_grad_(True)
 
     def __repr__(self) -> str:
         prior = type(self.prior).__name__

@@ -1,0 +1,100 @@
+"""Episodes in embedding space: what the metric learners compute from embedded support sets.
+
+Distances between embeddings, the per-task class indicators and counts (with
+the label checks), and whether an encoder normalises with batch statistics.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import Tensor, nn
+from torch.nn.functional import one_hot
+
+__all__ = [
+    "Episode",
+    "class_indicators",
+    "resolve_n_way",
+    "squared_distances",
+    "uses_batch_statistics",
+]
+
+
+def squared_distances(a: Tensor, b: Tensor) -> Tensor:
+    """Squared Euclidean distances ``||a_i - b_j||^2`` ``[*B, Q, N]``.
+
+    Parameters
+    ----------
+    a
+        Points ``[*B, Q, E]``.
+    b
+        Points ``[*B, N, E]`` (batch dimensions broadcast).
+
+    """
+    a2 = a.pow(2).sum(-1).unsqueeze(-1)
+    b2 = b.pow(2).sum(-1).unsqueeze(-2)
+    return a2 - 2.0 * (a @ b.transpose(-1, -2)) + b2
+
+
+@dataclass(frozen=True, eq=False)
+class Episode:
+    """The embedded support sets of ``T`` tasks.
+
+    Attributes
+    ----------
+    z : Tensor
+        Support embeddings ``[T, K, E]``.
+    onehot : Tensor
+        Class indicators ``[T, K, N]`` (the embeddings' dtype).
+    counts : Tensor
+        Support examples per class ``[T, N]`` (all >= 1).
+
+    """
+
+    z: Tensor
+    onehot: Tensor
+    counts: Tensor
+
+    @property
+    def class_means(self) -> Tensor:
+        """Mean embedding of each class ``[T, N, E]`` (ProtoNet's prototypes)."""
+        sums = self.onehot.transpose(-1, -2) @ self.z
+        return sums / self.counts.unsqueeze(-1)
+
+
+def class_indicators(y: Tensor, n_way: int) -> tuple[Tensor, Tensor]:
+    """Check labels ``[T, K]``; return their one-hot ``[T, K, N]`` and class counts ``[T, N]``."""
+    if y.numel() and (int(y.min()) < 0 or int(y.max()) >= n_way):
+        raise ValueError(
+            f"support_y labels must lie in 0..n_way-1 = 0..{n_way - 1}, got labels from "
+            f"{int(y.min())} to {int(y.max())}; relabel each task's classes"
+        )
+    onehot = one_hot(y, n_way)
+    counts = onehot.sum(-2)
+    missing = (counts == 0).nonzero()
+    if missing.numel():
+        task, cls = (int(v) for v in missing[0])
+        where = f"task {task}'s support set" if y.shape[0] > 1 else "the support set"
+        raise ValueError(
+            f"{where} has no example of class {cls}; every class 0..n_way-1 = "
+            f"0..{n_way - 1} needs at least one support example ({missing.shape[0]} "
+            "(task, class) pair(s) are empty)"
+        )
+    return onehot, counts
+
+
+def resolve_n_way(y: Tensor, n_way: int | None) -> int:
+    """``n_way`` checked, or the largest label in ``y`` plus one when it is ``None``."""
+    if n_way is None:
+        return int(y.max()) + 1
+    if isinstance(n_way, bool) or not isinstance(n_way, int) or n_way < 1:
+        raise ValueError(f"n_way must be an int >= 1, got {n_way!r}")
+    return n_way
+
+
+def uses_batch_statistics(module: nn.Module) -> bool:
+    """Whether a batch-norm layer of ``module`` normalises with batch statistics in eval mode."""
+    return any(
+        isinstance(m, nn.modules.batchnorm._BatchNorm) and m.running_mean is None
+        for m in module.modules()
+    )
