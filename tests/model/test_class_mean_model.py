@@ -154,7 +154,7 @@ def test_model_errors() -> None:
         learner.model(sx, sy)
     with pytest.raises(ShapeError, match="integer labels"):
         learner.model(sx.unsqueeze(0), sy.unsqueeze(0).float())
-    with pytest.raises(ValueError, match="0..1"):
+    with pytest.raises(ValueError, match=r"0\.\.1"):
         learner.model(sx.unsqueeze(0), sy.unsqueeze(0), n_way=2)
     with pytest.raises(NotImplementedError, match="cosine"):
         _ = bm.ProtoNet(torch.nn.Linear(3, 2), distance="cosine").model
