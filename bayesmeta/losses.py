@@ -17,6 +17,7 @@ __all__ = [
     "OUTPUT_GRADS",
     "LossName",
     "ScaledLoss",
+    "StandardizedMSE",
     "TaskLoss",
     "cross_entropy",
     "cross_entropy_output_grad",
@@ -136,3 +137,26 @@ class ScaledLoss:
         if grad is None:
             return None
         return lambda out, y: self.factor * grad(out, y)
+
+
+class StandardizedMSE:
+    """The mean squared error in units of the targets' standard deviation: ``mse(out/s, y/s)``.
+
+    Parameters
+    ----------
+    scale
+        The targets' standard deviation per output ``[O]``.
+
+    """
+
+    def __init__(self, scale: Tensor) -> None:
+        self.scale = scale
+
+    def __call__(self, out: Tensor, y: Tensor) -> Tensor:
+        """``mse(out / s, y / s)`` per task, ``[*B]``."""
+        s = self.scale.to(out.dtype)
+        return mse(out / s, y / s)
+
+    def output_grad(self, out: Tensor, y: Tensor) -> Tensor:
+        """Gradient of the summed loss with respect to ``out``."""
+        return mse_output_grad(out, y) / self.scale.to(out.dtype).pow(2)

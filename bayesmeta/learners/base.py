@@ -30,6 +30,7 @@ from bayesmeta.model.task_model import TaskModel, ThetaPrior
 from bayesmeta.nets.functional import FunctionalNet
 from bayesmeta.nets.mlp import MLP
 from bayesmeta.nets.spec import net_spec
+from bayesmeta.nets.units import Units
 from bayesmeta.posteriors.guided import GuidePosterior
 from bayesmeta.tasks._checks import check_like, check_support, fmt_shape, positive
 from bayesmeta.tasks.source import TaskSource
@@ -55,6 +56,16 @@ class MetaLearner(nn.Module):
         Factory ``params -> torch.optim.Optimizer`` replacing the default.
     max_grad_norm
         Clip the meta-gradient to this norm (``None``: no clipping).
+    standardize
+        ``True``: standardise the inputs (vector features) and real-valued
+        targets inside the learner, from the first batch it trains on (see
+        :mod:`bayesmeta.nets.units`): data, predictions and intervals stay in
+        the user's units, while the weights, the prior, the inner steps and
+        the initial noise scale work in standardised ones. ``"auto"``: the
+        same, but inputs (or targets) already near unit scale
+        (:func:`~bayesmeta.nets.units.on_unit_scale`: standard deviations in
+        0.1-10, means within 5 of zero) are left as they are, so settings
+        tuned on such data keep their meaning. ``False``: the data as given.
 
     Notes
     -----
@@ -73,10 +84,18 @@ class MetaLearner(nn.Module):
         outer_lr: float = 1e-3,
         optimizer: OptimizerFactory | None = None,
         max_grad_norm: float | None = None,
+        standardize: bool | Literal["auto"] = False,
     ) -> None:
         super().__init__()
         self.net = net if isinstance(net, nn.Module) else MLP(tuple(net))
         self.fnet = FunctionalNet(self.net)
+        if not isinstance(standardize, bool) and standardize != "auto":
+            raise ValueError(f"standardize must be True, False or 'auto', got {standardize!r}")
+        self.standardize = standardize
+        #: The affine maps between the user's units and the network's (buffers).
+        self.units = Units()
+        self.fnet.units = self.units
+        self._units_checked = False
         self.outer_lr = positive("outer_lr", outer_lr)
         self.max_grad_norm = (
             None if max_grad_norm is None else positive("max_grad_norm", max_grad_norm)
@@ -214,7 +233,24 @@ class MetaLearner(nn.Module):
             raise ValueError("the tasks have empty query sets; meta-training needs query points")
         check_like("the tasks' support_x", batch.support_x, self.fnet.params()[0])
         self._check_io(batch.support_x, batch.support_y)
-        return batch.to(self.device)
+        batch = batch.to(self.device)
+        if self.standardize and not self.units.fitted and not self._units_checked:
+            self._units_checked = True
+            self._fit_units(batch)
+        return batch
+
+    def _standardizes_targets(self) -> bool:
+        """Whether the learner's objective measures real targets relative to their scale."""
+        return False
+
+    def _fit_units(self, batch: TaskBatch) -> None:
+        """Set :attr:`units` from a batch's support and query points."""
+        x = y = None
+        if self.fnet.feature_dims == 1:
+            x = torch.cat([batch.support_x, batch.query_x], dim=1)
+        if self._standardizes_targets() and batch.support_y.is_floating_point():
+            y = torch.cat([batch.support_y, batch.query_y], dim=1)
+        self.units.fit(x, y, only_off_scale=self.standardize == "auto")
 
     def _check_io(self, x: Tensor, y: Tensor) -> None:
         if self.target_kind == "regression" and not y.is_floating_point():
@@ -429,6 +465,8 @@ class MetaLearner(nn.Module):
             "outer_lr": self.outer_lr,
             "max_grad_norm": self.max_grad_norm,
         }
+        if self.standardize:
+            cfg["standardize"] = self.standardize
         spec = net_spec(self.net)
         if spec is not None:
             cfg["net"] = spec

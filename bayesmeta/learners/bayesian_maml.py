@@ -112,7 +112,7 @@ class BayesianMAML(MetaLearner):
         :func:`~bayesmeta.inference.gaussian_vi.gaussian_steps`.
     first_order
         Treat the inner gradients as constants in the meta-gradient.
-    outer_lr, optimizer, max_grad_norm
+    outer_lr, optimizer, max_grad_norm, standardize
         See :class:`~bayesmeta.learners.MetaLearner`.
 
     """
@@ -141,12 +141,20 @@ class BayesianMAML(MetaLearner):
         outer_lr: float = 1e-3,
         optimizer: OptimizerFactory | None = None,
         max_grad_norm: float | None = None,
+        standardize: bool | Literal["auto"] = "auto",
     ) -> None:
-        super().__init__(net, outer_lr=outer_lr, optimizer=optimizer, max_grad_norm=max_grad_norm)
+        super().__init__(
+            net,
+            outer_lr=outer_lr,
+            optimizer=optimizer,
+            max_grad_norm=max_grad_norm,
+            standardize=standardize,
+        )
         if posterior not in ("gaussian", "delta"):
             raise ValueError(f"posterior must be 'gaussian' or 'delta', got {posterior!r}")
         outputs = int(getattr(self.net, "out_features", 1))
         self.likelihood = make_likelihood(likelihood, noise_scale, learn_noise, outputs)
+        self.likelihood.bind_units(self.units)
         self.likelihood_name = likelihood if isinstance(likelihood, str) else "custom"
         self.target_kind = "classification" if self.likelihood.classification else "regression"
         if prior is None or isinstance(prior, str | dict):
@@ -361,6 +369,9 @@ class BayesianMAML(MetaLearner):
             self.likelihood.classification,
             observation=observation,
         )
+
+    def _standardizes_targets(self) -> bool:
+        return self.likelihood.target_units
 
     def _model_parts(self) -> tuple[WeightPrior | Flat, Likelihood]:
         """The learned prior and the likelihood (``posterior="delta"``: a point mass in it)."""

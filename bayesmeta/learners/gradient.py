@@ -11,7 +11,7 @@ for any module. Subclasses define :meth:`meta_loss` (and Reptile
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
@@ -20,7 +20,7 @@ from bayesmeta.inference.guide_svi import GuideSpec
 from bayesmeta.inference.inner_loop import gradient_steps
 from bayesmeta.learners.adapted import AdaptedPredictor
 from bayesmeta.learners.base import MetaLearner, OptimizerFactory, TargetKind, positive
-from bayesmeta.losses import LossName, TaskLoss, get_loss
+from bayesmeta.losses import LossName, StandardizedMSE, TaskLoss, get_loss
 from bayesmeta.model.likelihoods import (
     CategoricalLikelihood,
     GaussianLikelihood,
@@ -65,6 +65,12 @@ class GradientMetaLearner(MetaLearner):
         clipping). A guard for long meta-training runs in which the learned
         initialisation drifts to where a few plain steps overshoot and
         diverge on some tasks (seen with first-order MAML on sinusoids).
+    standardize
+        Standardise vector inputs and, with ``loss="mse"``, the targets inside
+        the learner (see :class:`~bayesmeta.learners.MetaLearner`); the
+        squared error of the inner and outer loops is then measured in units
+        of the targets' standard deviation, so ``inner_lr`` means the same
+        whatever the data's units. A custom loss sees the targets as given.
 
     """
 
@@ -81,8 +87,15 @@ class GradientMetaLearner(MetaLearner):
         optimizer: OptimizerFactory | None = None,
         max_grad_norm: float | None = None,
         inner_grad_clip: float | None = None,
+        standardize: bool | Literal["auto"] = "auto",
     ) -> None:
-        super().__init__(net, outer_lr=outer_lr, optimizer=optimizer, max_grad_norm=max_grad_norm)
+        super().__init__(
+            net,
+            outer_lr=outer_lr,
+            optimizer=optimizer,
+            max_grad_norm=max_grad_norm,
+            standardize=standardize,
+        )
         self.inner_lr = positive("inner_lr", inner_lr)
         self.inner_steps = check_count("inner_steps", inner_steps, minimum=0)
         self.eval_inner_steps = check_count(
@@ -94,7 +107,7 @@ class GradientMetaLearner(MetaLearner):
             None if inner_grad_clip is None else positive("inner_grad_clip", inner_grad_clip)
         )
         self.loss_name = loss if isinstance(loss, str) else getattr(loss, "__name__", "custom")
-        self.loss_fn = get_loss(loss)
+        self._loss = get_loss(loss)
         kinds: dict[str, TargetKind] = {"mse": "regression", "cross_entropy": "classification"}
         self.target_kind = kinds.get(self.loss_name, "any")
         self.learn_inner_lr = bool(learn_inner_lr)
@@ -128,6 +141,21 @@ class GradientMetaLearner(MetaLearner):
             lik.log_scale.data.copy_(noise.log().to(lik.log_scale))
             return self._flat(), lik.to(noise.device)
         return self._flat(), MSELikelihood()
+
+    @property
+    def loss_fn(self) -> TaskLoss:
+        """The per-task loss of the inner and outer loops, ``(out, y) -> [*B]``.
+
+        With standardised targets the squared error is measured in units of
+        their standard deviation (:class:`~bayesmeta.losses.StandardizedMSE`).
+        """
+        scale = self.units.target_scale()
+        if scale is None or self.loss_name != "mse":
+            return self._loss
+        return StandardizedMSE(scale)
+
+    def _standardizes_targets(self) -> bool:
+        return self.loss_name == "mse"
 
     def _flat(self) -> Flat:
         start = self.fnet.flatten([p.detach() for p in self.fnet.params()])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Literal
 
 from torch import Tensor, nn
 
@@ -60,6 +61,7 @@ class MAML(GradientMetaLearner):
         optimizer: OptimizerFactory | None = None,
         max_grad_norm: float | None = None,
         inner_grad_clip: float | None = None,
+        standardize: bool | Literal["auto"] = "auto",
     ) -> None:
         super().__init__(
             net,
@@ -72,6 +74,7 @@ class MAML(GradientMetaLearner):
             optimizer=optimizer,
             max_grad_norm=max_grad_norm,
             inner_grad_clip=inner_grad_clip,
+            standardize=standardize,
         )
         self.first_order = bool(first_order)
 

@@ -37,7 +37,7 @@ class Reptile(GradientMetaLearner):
     inner_lr, inner_steps, eval_inner_steps, loss
         See :class:`~bayesmeta.learners.GradientMetaLearner`. Reptile does not
         learn inner step sizes.
-    outer_lr, optimizer, max_grad_norm, inner_grad_clip
+    outer_lr, optimizer, max_grad_norm, inner_grad_clip, standardize
         See :class:`~bayesmeta.learners.GradientMetaLearner`.
 
     """
@@ -55,6 +55,7 @@ class Reptile(GradientMetaLearner):
         optimizer: OptimizerFactory | None = None,
         max_grad_norm: float | None = None,
         inner_grad_clip: float | None = None,
+        standardize: bool | Literal["auto"] = "auto",
     ) -> None:
         super().__init__(
             net,
@@ -67,6 +68,7 @@ class Reptile(GradientMetaLearner):
             optimizer=optimizer,
             max_grad_norm=max_grad_norm,
             inner_grad_clip=inner_grad_clip,
+            standardize=standardize,
         )
         if train_on not in ("support", "all"):
             raise ValueError(f"train_on must be 'support' or 'all', got {train_on!r}")

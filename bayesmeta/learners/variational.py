@@ -118,7 +118,7 @@ class VariationalMetaLearner(MetaLearner):
         Pyro's ``AutoNormal``) or ``"lowrank"`` (low-rank plus diagonal).
     rank
         Rank of the ``"lowrank"`` guide.
-    outer_lr, optimizer, max_grad_norm
+    outer_lr, optimizer, max_grad_norm, standardize
         Adam learning rate (or optimiser factory) and gradient clipping of
         meta-training; see :class:`~bayesmeta.learners.MetaLearner`.
 
@@ -156,10 +156,18 @@ class VariationalMetaLearner(MetaLearner):
         outer_lr: float = 1e-2,
         optimizer: OptimizerFactory | None = None,
         max_grad_norm: float | None = None,
+        standardize: bool | Literal["auto"] = "auto",
     ) -> None:
-        super().__init__(net, outer_lr=outer_lr, optimizer=optimizer, max_grad_norm=max_grad_norm)
+        super().__init__(
+            net,
+            outer_lr=outer_lr,
+            optimizer=optimizer,
+            max_grad_norm=max_grad_norm,
+            standardize=standardize,
+        )
         outputs = int(getattr(self.net, "out_features", 1))
         self.likelihood = make_likelihood(likelihood, noise_scale, learn_noise, outputs)
+        self.likelihood.bind_units(self.units)
         self.likelihood_name = likelihood if isinstance(likelihood, str) else "custom"
         self.target_kind = (
             "classification" if isinstance(self.likelihood, CategoricalLikelihood) else "regression"
@@ -212,6 +220,9 @@ class VariationalMetaLearner(MetaLearner):
 
     def _objective_name(self) -> str:
         return f"VariationalMetaLearner with likelihood {self.likelihood_name!r}"
+
+    def _standardizes_targets(self) -> bool:
+        return self.likelihood.target_units
 
     def _model_parts(self) -> tuple[HierarchicalGaussianPrior, Likelihood]:
         """The hierarchical prior (hyper sites ``psi``, then ``theta | psi``) and the likelihood."""

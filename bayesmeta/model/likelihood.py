@@ -18,6 +18,8 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import Distribution
 
+from bayesmeta.nets.units import Units
+
 __all__ = ["Likelihood", "Observation", "per_output"]
 
 #: ``f [*B, N, O] -> Distribution`` with one event per point.
@@ -34,6 +36,23 @@ class Likelihood(nn.Module):
 
     #: The targets are class labels and the network's outputs class scores.
     classification: bool = False
+    #: The targets are real numbers whose units a learner may standardise
+    #: (:mod:`bayesmeta.nets.units`); the likelihood then measures its noise scale and
+    #: its inner-step preconditioning relative to the targets' scale.
+    target_units: bool = False
+    _units: Units | None = None
+
+    def bind_units(self, units: Units) -> None:
+        """Measure the noise scale relative to ``units``' target scale (a learner's own).
+
+        Kept as a plain reference, not a submodule: the learner saves ``units``.
+        """
+        object.__setattr__(self, "_units", units)
+
+    def target_scale(self) -> Tensor | None:
+        """The targets' standard deviation ``[O]`` when standardised, else ``None``."""
+        units = self._units
+        return None if units is None else units.target_scale()
 
     def distribution(self, out: Tensor) -> Distribution:
         """``p(y | f = out)`` with one event per point: ``log_prob(y)`` is ``[*B, N]``."""

@@ -54,13 +54,17 @@ class GaussianLikelihood(Likelihood):
     Parameters
     ----------
     scale
-        Initial noise standard deviation (positive).
+        Initial noise standard deviation (positive), relative to the targets'
+        standard deviation when the learner standardises them (see
+        :mod:`bayesmeta.nets.units`).
     num_outputs
         ``O``: one scale per output.
     learn_scale
         Meta-learn the scale (default) or keep it fixed.
 
     """
+
+    target_units = True
 
     def __init__(
         self, scale: float = 0.1, *, num_outputs: int = 1, learn_scale: bool = True
@@ -76,8 +80,9 @@ class GaussianLikelihood(Likelihood):
 
     @property
     def scale(self) -> Tensor:
-        """Noise standard deviation ``[O]``."""
-        return self.log_scale.exp()
+        """Noise standard deviation ``[O]`` in the targets' units."""
+        ts = self.target_scale()
+        return self.log_scale.exp() if ts is None else self.log_scale.exp() * ts
 
     def distribution(self, out: Tensor) -> Distribution:
         """``Normal(out, sigma)`` with the outputs as the event: ``[*B, N]`` per point."""
@@ -85,13 +90,14 @@ class GaussianLikelihood(Likelihood):
 
     def point_log_prob(self, out: Tensor, y: Tensor) -> Tensor:
         """``log N(y | out, sigma^2)`` per point, summed over outputs: ``[*B, N]``."""
-        z = (y - out) / self.scale
-        per = 0.5 * z * z + self.log_scale + 0.5 * math.log(2 * math.pi)
+        scale = self.scale
+        z = (y - out) / scale
+        per = 0.5 * z * z + scale.log() + 0.5 * math.log(2 * math.pi)
         return -per.sum(-1)
 
     def output_grad(self, out: Tensor, y: Tensor) -> Tensor:
         """Gradient of the summed mean NLL with respect to ``out``."""
-        return (out - y) * (self.log_scale * -2.0).exp().div(out.shape[-2])
+        return (out - y) * self.scale.pow(-2).div(out.shape[-2])
 
     def noise_scale(self) -> Tensor:
         """The noise standard deviation ``[O]``."""
@@ -110,7 +116,7 @@ class GaussianLikelihood(Likelihood):
         (without it, steps grow as ``1 / sigma^2`` and diverge as the noise
         scale is learned down on clean data).
         """
-        return 2.0 * self.scale.pow(2).mean()
+        return 2.0 * (2.0 * self.log_scale).exp().mean()
 
 
 class MSELikelihood(Likelihood):
@@ -118,27 +124,37 @@ class MSELikelihood(Likelihood):
 
     ``exp(-MSE)`` is a Gaussian likelihood of variance 1/2 up to a constant.
     With a point-mass posterior and no prior term this makes
-    :class:`~bayesmeta.BayesianMAML` exactly :class:`~bayesmeta.MAML`.
+    :class:`~bayesmeta.BayesianMAML` exactly :class:`~bayesmeta.MAML`. When
+    the learner standardises the targets, the error is measured in units of
+    their standard deviation ``s`` (``MSE / s^2``).
     """
 
+    target_units = True
+
     def distribution(self, out: Tensor) -> Distribution:
-        """The normalised Gibbs likelihood: ``Normal(out, sqrt(O / 2))`` per output."""
-        scale = math.sqrt(out.shape[-1] / 2.0)
-        return pdist.Normal(out, torch.full_like(out, scale)).to_event(1)
+        """The normalised Gibbs likelihood: ``Normal(out, s sqrt(O / 2))`` per output."""
+        scale = torch.full_like(out, math.sqrt(out.shape[-1] / 2.0))
+        ts = self.target_scale()
+        return pdist.Normal(out, scale if ts is None else scale * ts.to(out)).to_event(1)
 
     def forward(self, out: Tensor, y: Tensor | None = None) -> Any:
         """The distribution of ``out``, or with ``y`` the mean squared error per task ``[*B]``."""
         if y is None:
             return self.distribution(out)
-        return mse(out, y)
+        ts = self.target_scale()
+        return mse(out, y) if ts is None else mse(out / ts.to(out), y / ts.to(out))
 
     def output_grad(self, out: Tensor, y: Tensor) -> Tensor:
         """Gradient of the summed MSE with respect to ``out``."""
-        return mse_output_grad(out, y)
+        ts = self.target_scale()
+        grad = mse_output_grad(out, y)
+        return grad if ts is None else grad / ts.to(out).pow(2)
 
     def point_log_prob(self, out: Tensor, y: Tensor) -> Tensor:
-        """The Gibbs log-likelihood per point, ``-mean_o (out - y)^2``: ``[*B, N]``."""
-        return -(out - y).pow(2).mean(-1)
+        """The Gibbs log-likelihood per point, ``-mean_o ((out - y) / s)^2``: ``[*B, N]``."""
+        ts = self.target_scale()
+        err = out - y if ts is None else (out - y) / ts.to(out)
+        return -err.pow(2).mean(-1)
 
     def observation(self) -> None:
         """``None``: a point estimate's noise is fitted separately (``fit_noise_scale``)."""
@@ -192,13 +208,16 @@ class StudentTLikelihood(Likelihood):
     df
         Degrees of freedom (fixed; 4 by default).
     scale
-        Initial noise scale (positive).
+        Initial noise scale (positive), relative to the targets' standard
+        deviation when the learner standardises them.
     num_outputs
         ``O``: one scale per output.
     learn_scale
         Meta-learn the scale (default) or keep it fixed.
 
     """
+
+    target_units = True
 
     def __init__(
         self,
@@ -232,7 +251,9 @@ class StudentTLikelihood(Likelihood):
     def distribution(self, out: Tensor) -> Distribution:
         """``StudentT(df, out, sigma)`` with the outputs as the event."""
         df = torch.as_tensor(self.df, dtype=out.dtype, device=out.device)
-        return pdist.StudentT(df, out, self.log_scale.exp()).to_event(1)
+        scale = self.log_scale.exp()
+        ts = self.target_scale()
+        return pdist.StudentT(df, out, scale if ts is None else scale * ts).to_event(1)
 
 
 class BernoulliLikelihood(Likelihood):
@@ -281,6 +302,7 @@ class FunctionLikelihood(Likelihood):
             raise TypeError(f"a likelihood must be callable f -> Distribution, got {fn!r}")
         self.fn = fn  # registered as a submodule when it is an nn.Module
         self.num_outputs = int(num_outputs)
+        discrete = False
         if classification is None:
             probe = torch.zeros(1, 1, num_outputs)
             try:
@@ -296,6 +318,7 @@ class FunctionLikelihood(Likelihood):
             discrete = bool(getattr(d.support, "is_discrete", False))
             classification = discrete and tuple(d.batch_shape) == (1, 1)
         self.classification = bool(classification)
+        self.target_units = not (self.classification or discrete)
 
     def _raw(self, out: Tensor) -> Distribution:
         d = self.fn(out)
@@ -319,6 +342,7 @@ class FunctionLikelihood(Likelihood):
     def step_scale(self) -> Tensor | float:
         """``2 Var(y | f)`` at ``f = 0`` (mean over outputs) for continuous targets, else 1.
 
+        In units of the targets' scale when the learner standardises them.
         As for the built-in Gaussian (``2 sigma^2``), so that an inner step of
         size ``inner_lr`` is the same size as on the squared error whatever
         the noise scale (differentiable in the callable's parameters). Where
@@ -339,11 +363,12 @@ class FunctionLikelihood(Likelihood):
             var = d.variance
         except NotImplementedError:
             var = None
+        ts = self.target_scale()
         if var is not None and bool(torch.isfinite(var).all()):
-            return 2.0 * var.mean()
+            return 2.0 * (var if ts is None else var / ts.to(var).pow(2)).mean()
         scale = getattr(d, "scale", None)
         if isinstance(scale, Tensor) and bool(torch.isfinite(scale).all()):
-            return 2.0 * scale.pow(2).mean()
+            return 2.0 * (scale if ts is None else scale / ts.to(scale)).pow(2).mean()
         return 1.0
 
 

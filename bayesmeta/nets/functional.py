@@ -9,7 +9,7 @@ flat vector ``[*B, P]``, and call :class:`FunctionalNet` to run them.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol, runtime_checkable
 
 import torch
@@ -18,6 +18,7 @@ from torch.func import functional_call, vmap
 
 from bayesmeta.errors import ShapeError
 from bayesmeta.losses import OUTPUT_GRADS, TaskLoss
+from bayesmeta.nets.units import Units
 from bayesmeta.tasks._checks import check_like, check_tensor, fmt_shape
 
 __all__ = ["BatchedForward", "FunctionalNet"]
@@ -83,6 +84,9 @@ class FunctionalNet:
             raise ValueError(f"feature_dims must be an int >= 1, got {fd!r}")
         self.feature_dims = fd
         self._batched = module.batched_forward if isinstance(module, BatchedForward) else None
+        #: Standardisation around the network (see :mod:`bayesmeta.nets.units`); a learner
+        #: sets its own. ``None`` or unfitted: the identity.
+        self.units: Units | None = None
 
     def params(self) -> tuple[Tensor, ...]:
         """The module's own (unbatched) trainable parameters, in order."""
@@ -193,6 +197,10 @@ class FunctionalNet:
         manual = getattr(self.module, "batched_loss_grad", None)
         output_grad = OUTPUT_GRADS.get(loss) or getattr(loss, "output_grad", None)
         if manual is not None and output_grad is not None:
+            units = self.units
+            if units is not None and units.fitted:
+                x = units.inputs(x)
+                output_grad = _through_outputs(units, output_grad)
             with torch.set_grad_enabled(create_graph and torch.is_grad_enabled()):
                 grads: tuple[Tensor, ...] | None = manual(params, x, output_grad, y)
             if grads is not None:
@@ -223,6 +231,13 @@ class FunctionalNet:
         """
         if isinstance(params, Tensor):
             params = self.unflatten(params)
+        units = self.units
+        if units is None or not units.fitted:
+            return self._raw(params, x)
+        return units.outputs(self._raw(params, units.inputs(x)))
+
+    def _raw(self, params: Sequence[Tensor], x: Tensor) -> Tensor:
+        """The network itself, in its own (standardised) units."""
         if self._batched is not None:
             return self._batched(params, x)
         batch = self.batch_shape(params)
@@ -254,3 +269,16 @@ class FunctionalNet:
             chunk = max(1, limit // max(int(event[0]), 1))
         out: Tensor = vmap(one, chunk_size=chunk)(flat_params, xb)
         return out.reshape(*batch, *out.shape[1:])
+
+
+def _through_outputs(
+    units: Units, output_grad: Callable[[Tensor, Tensor], Tensor]
+) -> Callable[[Tensor, Tensor], Tensor]:
+    """The loss's gradient with respect to the network's raw outputs, through ``units``."""
+
+    def grad(h: Tensor, y: Tensor) -> Tensor:
+        g = output_grad(units.outputs(h), y)
+        scale = units.target_scale()
+        return g if scale is None else g * scale.to(g.dtype)
+
+    return grad
