@@ -208,6 +208,7 @@ def nuts_posterior(
         )
     f64 = torch.float64
     net64 = FunctionalNet(copy.deepcopy(fnet.module).to(f64), feature_dims=fnet.feature_dims)
+    net64.units = None if fnet.units is None else copy.deepcopy(fnet.units).to(f64)
     loc64, scale64 = prior.loc.detach().to(f64), prior.stddev().detach().to(f64)
     prior64 = prior.frozen(f64)  # the same family (a Laplace prior stays Laplace)
     lik64 = copy.deepcopy(likelihood).to(f64)
