@@ -71,6 +71,7 @@ _ONLY_FOR: dict[str, tuple[str, ...]] = {
     "kl_weight": ("bayesian_maml",),
     "prior": ("bayesian_maml",),
     "noise": ("bayesian_maml",),
+    "standardize": ("maml", "fomaml", "reptile", "bayesian_maml", "variational"),
     "prior_scale": ("bayesian_maml", "variational", "bayesian_protonet"),
     "train_tasks": ("variational",),
     "adapt_steps": ("variational",),
@@ -169,6 +170,11 @@ class RunConfig:
     noise : str
         Bayesian MAML's observation noise on regression data: ``"gaussian"``
         or ``"student_t"`` (heavy tails); class labels are categorical.
+    standardize : str or bool
+        ``"auto"`` (default), ``true`` or ``false``: standardise inputs and
+        targets inside the weight-space learners (see
+        :class:`~bayesmeta.learners.MetaLearner`), so a table in natural
+        units needs no rescaling by hand.
     train_tasks : int
         Meta-training tasks drawn once for ``"variational"``, which fits a
         posterior to each of a fixed set of tasks.
@@ -213,6 +219,7 @@ class RunConfig:
     kl_weight: float = 1.0
     prior: str = "normal"
     noise: str = "gaussian"
+    standardize: bool | str = "auto"
     train_tasks: int = 200
     adapt_steps: int = 300
     checkpoint_every: int = 500
@@ -271,6 +278,8 @@ class RunConfig:
             raise ValueError(f"kl_weight must be >= 0 and finite, got {self.kl_weight}")
         if self.prior not in PRIORS:
             raise ValueError(f"prior must be one of {', '.join(PRIORS)}; got {self.prior!r}")
+        if not isinstance(self.standardize, bool) and self.standardize != "auto":
+            raise ValueError(f'standardize must be true, false or "auto"; got {self.standardize!r}')
         if self.noise not in NOISES:
             raise ValueError(f"noise must be one of {', '.join(NOISES)}; got {self.noise!r}")
         if self.noise != "gaussian" and self.classification:
@@ -369,6 +378,7 @@ class RunConfig:
             if cls is None:
                 return BayesianProtoNet(net, **prior, **common)
             return cast(MetaLearner, cls(net, **common))
+        common["standardize"] = self.standardize
         if self.learner == "variational":
             return VariationalMetaLearner(
                 net, likelihood=likelihood, adapt_steps=self.adapt_steps, **prior, **common

@@ -93,6 +93,8 @@ def test_values_are_typed_and_missing_keys_keep_defaults():
         ({"hidden": [8], "data": "glyphs"}, "hidden has no effect"),
         ({"n_way": 3, "channels": 8}, "n_way, channels have no effect on learner 'maml'"),
         ({"train_tasks": 10}, "train_tasks has no effect"),
+        ({"learner": "protonet", "data": "digits", "standardize": True}, "standardize has no"),
+        ({"standardize": "yes"}, "standardize must be true, false or"),
     ],
 )
 def test_bad_configs_name_the_key(raw, message):
@@ -106,6 +108,14 @@ def test_bayesian_maml_runs_with_the_prior_and_noise_a_config_names():
     ).build_learner()
     assert type(learner.prior).__name__ == "StudentT"
     assert type(learner.likelihood).__name__ == "StudentTLikelihood"
+
+
+@pytest.mark.parametrize("value", [True, False, "auto"])
+def test_standardize_reaches_the_learner(value):
+    for name in ("maml", "bayesian_maml", "variational", "reptile"):
+        learner = parse_config({"learner": name, "standardize": value}).build_learner()
+        assert learner.standardize == value
+    assert parse_config({"learner": "maml"}).build_learner().standardize == "auto"
 
 
 def test_unreadable_files(tmp_path):
