@@ -31,6 +31,8 @@ from torch.distributions import Distribution
 
 from bayesmeta.losses import cross_entropy, cross_entropy_output_grad, mse, mse_output_grad
 from bayesmeta.model.likelihood import Likelihood, Observation, per_output
+from bayesmeta.tasks._checks import positive_scalar
+from bayesmeta.tasks.source import check_count
 
 __all__ = [
     "BernoulliLikelihood",
@@ -70,10 +72,8 @@ class GaussianLikelihood(Likelihood):
         self, scale: float = 0.1, *, num_outputs: int = 1, learn_scale: bool = True
     ) -> None:
         super().__init__()
-        if not (math.isfinite(scale) and scale > 0):
-            raise ValueError(f"noise_scale must be positive and finite, got {scale}")
-        if num_outputs < 1:
-            raise ValueError(f"num_outputs must be >= 1, got {num_outputs}")
+        scale = positive_scalar("noise_scale", scale)
+        check_count("num_outputs", num_outputs, minimum=1)
         self.log_scale = nn.Parameter(
             torch.full((num_outputs,), math.log(scale)), requires_grad=learn_scale
         )
@@ -228,13 +228,9 @@ class StudentTLikelihood(Likelihood):
         learn_scale: bool = True,
     ) -> None:
         super().__init__()
-        if not (math.isfinite(df) and df > 0):
-            raise ValueError(f"df must be positive and finite, got {df}")
-        if not (math.isfinite(scale) and scale > 0):
-            raise ValueError(f"noise_scale must be positive and finite, got {scale}")
-        if num_outputs < 1:
-            raise ValueError(f"num_outputs must be >= 1, got {num_outputs}")
-        self.df = float(df)
+        self.df = positive_scalar("df", df)
+        scale = positive_scalar("noise_scale", scale)
+        check_count("num_outputs", num_outputs, minimum=1)
         self.log_scale = nn.Parameter(
             torch.full((num_outputs,), math.log(scale)), requires_grad=learn_scale
         )

@@ -38,9 +38,11 @@ from bayesmeta.model.weight_prior import (
     weights_centre,
 )
 from bayesmeta.nets.functional import FunctionalNet
-from bayesmeta.tasks._checks import fmt_shape
+from bayesmeta.tasks._checks import fmt_shape, positive_scalar
+from bayesmeta.tasks.source import check_count
 
 __all__ = [
+    "STUDENT_T_KL_POINTS",
     "Flat",
     "FlatAt",
     "GaussianPrior",
@@ -50,6 +52,7 @@ __all__ = [
     "WeightPrior",
     "check_fits",
     "gaussian_kl",
+    "log1p_square_mean",
     "weights_centre",
 ]
 
@@ -153,6 +156,64 @@ class Laplace(WeightPrior):
         return cross - entropy
 
 
+#: Nodes per weight of the rule for a Student-t prior's KL (:meth:`StudentT.kl_from`).
+STUDENT_T_KL_POINTS = 24
+
+# The rule's nodes in x = log t run from _LOW_PAD below -log(1 + a^2 + b^2), where
+# the integrand is (a^2 + b^2) t - O(t^2) and the nodes further down are summed in
+# closed form, to log(30), where e^-t < 1e-13.
+_LOW_PAD = 4.0
+_HIGH = math.log(30.0)
+
+
+def log1p_square_mean(a: Tensor, b: Tensor, num_points: int = STUDENT_T_KL_POINTS) -> Tensor:
+    """``E[log(1 + w^2)]`` for ``w ~ N(a, b^2)``, elementwise, differentiable in ``a`` and ``b``.
+
+    By Frullani's integral ``log(1 + c) = int_0^inf e^-t (1 - e^-tc) dt / t`` and
+    the Gaussian ``E[e^-t w^2] = (1 + 2 t b^2)^-1/2 exp(-t a^2 / (1 + 2 t b^2))``::
+
+        E log(1 + w^2) = int e^-t (1 - (1 + 2 t b^2)^-1/2 exp(-t a^2 / (1 + 2 t b^2))) dx
+
+    over ``x = log t``: an integrand analytic in the strip ``|Im x| < pi / 2``
+    whatever ``a`` and ``b``, so that the trapezoid rule in ``x`` converges
+    exponentially (as ``exp(-pi^2 / step)``). Each element has its own nodes
+    (the range grows as ``log(1 + a^2 + b^2)``). With 24 nodes the relative
+    error is about 1e-5 in the value and 1e-4 in the gradients, for
+    ``b`` from 1e-3 to 1e3 and ``|a|`` up to ``5 max(b, 1)``, in float32 as
+    in float64. Gauss-Hermite nodes on ``w`` instead meet the branch points of
+    ``log(1 + w^2)`` at ``w = +-i``, which for a wide ``w`` (``b >> 1``) lie
+    within a small fraction of its spread of the real line: no fixed number of
+    nodes resolves them.
+
+    Parameters
+    ----------
+    a, b
+        Mean and standard deviation of ``w`` (broadcastable).
+    num_points
+        Nodes of the trapezoid rule (at least 2).
+
+    """
+    if num_points < 2:
+        raise ValueError(f"num_points must be >= 2, got {num_points}")
+    a2, b2 = a * a, b * b
+    with torch.no_grad():  # the nodes are the rule's constants, not functions of a and b
+        low = -_LOW_PAD - torch.log1p(a2 + b2)
+        step = (_HIGH - low) / (num_points - 1)
+        k = torch.arange(num_points, dtype=low.dtype, device=low.device)
+        t = (low + step * k.reshape((-1,) + (1,) * low.dim())).exp()  # [n, *shape]
+        minus_decay, twice = -torch.exp(-t), 2.0 * t
+        t0, r = low.exp(), torch.exp(-step)
+        below1, below2 = r / (1.0 - r), r * r / (1.0 - r * r)
+    tb = twice * b2
+    g = minus_decay * torch.expm1(-0.5 * torch.log1p(tb) - t * a2 / (1.0 + tb))
+    # the nodes low - j step, j >= 1, where g = c t - (c + b^4 + 2 a^2 b^2 + c^2 / 2) t^2
+    # + O(t^3) with c = a^2 + b^2, summed as geometric series (u, w <= e^-4: no overflow)
+    u, w = t0 * a2, t0 * b2
+    first = u + w
+    second = t0 * first + w * w + 2.0 * u * w + 0.5 * first * first
+    return step * (g.sum(0) + first * below1 - second * below2)
+
+
 class StudentT(WeightPrior):
     """``theta ~ StudentT(df, loc, scale)`` per weight: heavy tails, ``df`` fixed.
 
@@ -175,13 +236,7 @@ class StudentT(WeightPrior):
         learn_loc: bool = True,
         learn_scale: bool = True,
     ) -> None:
-        if (
-            isinstance(df, bool)
-            or not isinstance(df, int | float)
-            or not (math.isfinite(df) and df > 0)
-        ):
-            raise ValueError(f"df must be a positive finite number, got {df!r}")
-        self.df = float(df)
+        self.df = positive_scalar("df", df)
         super().__init__(
             loc,
             scale,
@@ -217,6 +272,42 @@ class StudentT(WeightPrior):
         d = theta - loc
         return (self.df + 1.0) * d / (self.df * scale * scale + d * d)
 
+    def kl_from(
+        self, q_loc: Tensor, q_log_scale: Tensor, *, num_points: int | None = None
+    ) -> Tensor:
+        """``KL(q || StudentT)`` for diagonal Gaussians ``q``, accurate for any width of ``q``.
+
+        ``E_q[-log p(theta)] - H(q)``, with the entropy exact and the cross term
+        ``sum(log(scale) - c_df + (df + 1) / 2 E_q log(1 + u^2 / df))``,
+        ``u = (theta - loc) / scale``, where ``E log(1 + w^2)``, ``w ~ N(a, b^2)``,
+        is by :func:`log1p_square_mean`: a smooth one-dimensional integral that
+        stays smooth however wide ``q`` is against the prior's scale (Gauss-Hermite
+        nodes on ``q`` cannot resolve the prior's peak once ``q`` is wider than it).
+
+        Parameters
+        ----------
+        q_loc, q_log_scale
+            Mean and log standard deviation of ``q``, ``[*B, P]``.
+        num_points
+            Nodes of the rule per weight; ``None``: ``STUDENT_T_KL_POINTS``.
+
+        Returns
+        -------
+        Tensor
+            ``[*B]``.
+
+        """
+        n = STUDENT_T_KL_POINTS if num_points is None else num_points
+        v = self.df
+        root = math.sqrt(v)
+        log_scale = self.log_scale_per_weight()
+        a = (q_loc - self.loc) / (self.scale * root)
+        b = (q_log_scale - log_scale).exp() / root
+        const = math.lgamma(0.5 * (v + 1.0)) - math.lgamma(0.5 * v) - 0.5 * math.log(v * math.pi)
+        per_weight = 0.5 * (v + 1.0) * log1p_square_mean(a, b, n) + log_scale - const
+        entropy = q_log_scale.sum(-1) + 0.5 * q_loc.shape[-1] * (1.0 + math.log(2 * math.pi))
+        return per_weight.sum(-1) - entropy
+
     def _family_kwargs(self) -> dict[str, Any]:
         return {"df": self.df}
 
@@ -246,8 +337,7 @@ class Flat(nn.Module):
 
     def __init__(self, num_params: int, at: Tensor | None = None) -> None:
         super().__init__()
-        if num_params < 1:
-            raise ValueError(f"num_params must be >= 1, got {num_params}")
+        check_count("num_params", num_params, minimum=1)
         if at is not None and at.shape != (num_params,):
             raise ShapeError(f"at must have shape [{num_params}], got {fmt_shape(at.shape)}")
         self._num_params = int(num_params)

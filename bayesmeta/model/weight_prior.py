@@ -24,7 +24,7 @@ from torch.distributions import kl_divergence
 
 from bayesmeta.errors import ShapeError
 from bayesmeta.nets.functional import FunctionalNet
-from bayesmeta.tasks._checks import fmt_shape
+from bayesmeta.tasks._checks import fmt_shape, is_bool
 
 __all__ = [
     "KL_POINTS",
@@ -121,8 +121,10 @@ class WeightPrior(nn.Module):
         super().__init__()
         if scale_per not in ("weight", "tensor"):
             raise ValueError(f"scale_per must be 'weight' or 'tensor', got {scale_per!r}")
+        if is_bool(scale):
+            raise TypeError("scale must be a number or a floating tensor, got a bool")
         if scale is not None and not isinstance(scale, Tensor):
-            if isinstance(scale, bool) or not isinstance(scale, int | float):
+            if not isinstance(scale, int | float):
                 raise TypeError(f"scale must be a number or a tensor, got {type(scale).__name__}")
             if not (math.isfinite(scale) and scale > 0):
                 raise ValueError(f"prior scale must be positive and finite, got {scale}")
@@ -198,6 +200,8 @@ class WeightPrior(nn.Module):
         if isinstance(loc, FunctionalNet):
             self._tied = loc
             loc = loc.flatten([p.detach() for p in loc.params()])
+        if is_bool(loc):
+            raise TypeError("loc must be a floating tensor [P] or a FunctionalNet, got a bool")
         if not isinstance(loc, Tensor) or loc.dim() != 1 or loc.numel() == 0:
             raise ShapeError(f"loc must be a non-empty vector [P], got {_shape(loc)}")
         if not bool(torch.isfinite(loc).all()):
@@ -384,14 +388,17 @@ def positive_vector(name: str, value: float | Tensor, size: int, per: str, like:
     Raises
     ------
     TypeError
-        If ``value`` is neither a number nor a tensor.
+        If ``value`` is neither a number nor a tensor, or is a bool or a bool
+        tensor (not taken for 0 or 1).
     ShapeError
         If it is a tensor of another shape (``per`` says what one value is for).
     ValueError
         If any value is not positive and finite.
 
     """
-    if isinstance(value, bool) or not isinstance(value, int | float | Tensor):
+    if is_bool(value):
+        raise TypeError(f"{name} must be a float or a floating tensor, got a bool")
+    if not isinstance(value, int | float | Tensor):
         raise TypeError(f"{name} must be a float or a tensor, got {type(value).__name__}")
     v = torch.as_tensor(value, dtype=like.dtype, device=like.device)
     if v.dim() == 0:

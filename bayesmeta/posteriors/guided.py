@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -44,9 +45,39 @@ class FittedGuide:
 
     def draw(self) -> Tensor:
         """One draw of ``"theta"`` ``[T_g, P]`` (the guide's sites hidden from any handler)."""
-        # Traced inside a block: the guide's own sites stay hidden from any handler
-        # around this call (Predictive's trace of the replayed guide).
-        with pyro.poutine.block(), local_params() if self.local else contextlib.nullcontext():
+        return self._theta(None)
+
+    def draws(self, num: int) -> Tensor:
+        """``num`` independent draws of ``"theta"`` ``[num, T_g, P]``.
+
+        An autoguide that bayesmeta made is run once, vectorised under a plate
+        of ``num`` (Pyro's autoguides draw independently along enclosing
+        plates); a guide you built is run ``num`` times, as it may not.
+        """
+        if self.local:
+            value = self._theta(num)
+            tasks = int(self.x.shape[0])
+            if (
+                value.dim() >= 3
+                and value.shape[0] == num
+                and value[0].numel() == tasks * value.shape[-1]
+            ):
+                return value.reshape(num, tasks, value.shape[-1])
+        return torch.stack([self._theta(None) for _ in range(num)])
+
+    def _theta(self, num: int | None) -> Tensor:
+        # The plate of draws sits left of the guide's "tasks" plate (-1) and of any
+        # plate around this call (plate dimensions are allocated globally).
+        used = [f.dim for f in pyro.poutine.runtime.get_plates() if f.dim is not None]
+        # Traced inside a block: the guide's own sites (and the plate's) stay hidden
+        # from any handler around this call (Predictive's trace of the replayed guide).
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(pyro.poutine.block())
+            if self.local:
+                stack.enter_context(local_params())
+            if num is not None:
+                dim = min([-1, *used]) - 1
+                stack.enter_context(pyro.plate("_bayesmeta_draws", num, dim=dim))
             trace = pyro.poutine.trace(self.guide).get_trace(self.x, self.y)
         value = trace.nodes.get("theta", {}).get("value")
         if value is None:
@@ -114,22 +145,56 @@ class GuidePosterior(SampledPosterior):
 
 
 class _Replayed:
+    """``post.guide``: a point mass at fresh draws of the fitted guides.
+
+    The fitted guides run hidden from the handlers around the call (a
+    ``poutine.block``), so plates that enclose the call, such as the
+    ``"_num_predictive_samples"`` plate of ``Predictive(..., parallel=True)``,
+    cannot reach their sample sites: one draw would be broadcast over the
+    plate, every sample the same weights. So the guides draw once per
+    element of the enclosing vectorised plates (see :meth:`FittedGuide.draws`),
+    each draw independent.
+    """
+
     def __init__(self, post: GuidePosterior) -> None:
         self.post = post
 
-    def __call__(self, x: Tensor, y: Tensor | None = None) -> Tensor:
-        theta = torch.cat([f.draw() for f in self.post.fitted])  # [T, P]
+    def __call__(self, x: Tensor, y: Tensor | None = None, *args: Any, **kwargs: Any) -> Tensor:
         t = x.shape[0]
-        if theta.shape[0] != t:
-            if theta.shape[0] != 1:
-                raise ShapeError(
-                    f"this posterior holds {theta.shape[0]} tasks but x has {t}; adapt the "
-                    "tasks you predict for, or pass x with one task per posterior"
-                )
-            theta = theta.expand(t, -1)
+        fitted = self.post.fitted
+        held = sum(int(f.x.shape[0]) for f in fitted)
+        if held not in (1, t):
+            raise ShapeError(
+                f"this posterior holds {held} tasks but x has {t}; adapt the "
+                "tasks you predict for, or pass x with one task per posterior"
+            )
+        batch = _enclosing_batch_shape()
+        num = math.prod(batch)
+        if batch:
+            draws = torch.cat([f.draws(num) for f in fitted], dim=1)  # [num, T_held, P]
+        else:
+            draws = torch.cat([f.draw() for f in fitted])
+        theta = draws.reshape(*batch, held, -1)  # [*batch, T_held, P]
+        theta = theta.expand(*batch, t, theta.shape[-1])
         with pyro.plate("tasks", t, dim=-1):
             value: Tensor = pyro.sample("theta", pdist.Delta(theta, event_dim=1))
         return value
+
+
+def _enclosing_batch_shape() -> tuple[int, ...]:
+    """The batch shape, left of the ``"tasks"`` dimension (-1), of the enclosing vectorised plates.
+
+    E.g. ``(S,)`` under ``Predictive(..., num_samples=S, parallel=True)`` of a
+    model with one plate; ``()`` outside any plate.
+    """
+    sizes = {
+        int(f.dim): int(f.size)
+        for f in pyro.poutine.runtime.get_plates()
+        if f.dim is not None and f.dim < -1 and f.name != "tasks"
+    }
+    if not sizes:
+        return ()
+    return tuple(sizes.get(dim, 1) for dim in range(min(sizes), -1))
 
 
 @contextlib.contextmanager

@@ -9,19 +9,67 @@ from torch import Tensor
 
 from bayesmeta.errors import ShapeError
 
-__all__ = ["check_like", "check_pair", "check_support", "check_tensor", "fmt_shape", "positive"]
+__all__ = [
+    "check_like",
+    "check_pair",
+    "check_support",
+    "check_tensor",
+    "fmt_shape",
+    "is_bool",
+    "positive",
+    "positive_scalar",
+]
 
 #: Who owns the weights that data is checked against, in messages.
 _PARAMS = "the learner's parameters"
 
 
+def is_bool(value: object) -> bool:
+    """Whether ``value`` is a bool or a bool tensor (which arithmetic would take for 0 and 1)."""
+    return isinstance(value, bool) or (isinstance(value, Tensor) and value.dtype == torch.bool)
+
+
 def positive(name: str, value: float) -> float:
-    """Return ``value`` as a float if it is a positive finite number, else raise naming it."""
+    """Return ``value`` as a float if it is a positive finite number, else raise naming it.
+
+    Raises
+    ------
+    TypeError
+        If ``value`` is not an int or float; a bool is refused, not taken for 0 or 1.
+    ValueError
+        If it is not positive and finite.
+
+    """
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise TypeError(f"{name} must be a number, got {type(value).__name__}")
     if not (math.isfinite(value) and value > 0):
         raise ValueError(f"{name} must be positive and finite, got {value}")
     return float(value)
+
+
+def positive_scalar(name: str, value: float | Tensor) -> float:
+    """:func:`positive`, also taking a one-element real tensor (as a float).
+
+    Raises
+    ------
+    TypeError
+        If ``value`` is neither a number nor a real tensor; a bool or a bool
+        tensor is refused, not taken for 0 or 1.
+    ShapeError
+        If it is a tensor of more than one element.
+    ValueError
+        If it is not positive and finite.
+
+    """
+    if isinstance(value, Tensor):
+        if value.dtype == torch.bool or value.is_complex():
+            raise TypeError(f"{name} must be a number, got a {value.dtype} tensor")
+        if value.numel() != 1:
+            raise ShapeError(
+                f"{name} must be one number, got a tensor of shape {fmt_shape(value.shape)}"
+            )
+        value = value.item()
+    return positive(name, value)
 
 
 def fmt_shape(shape: torch.Size | tuple[int, ...]) -> str:
