@@ -98,8 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
         "report",
         help="calibration figures and a markdown summary of a run folder",
         description="Reload a run folder's learner, predict on the run's held-out tasks and "
-        "write RUN_DIR/report/: report.md, pit.png, coverage.png and loss.png. Prints the "
-        "coverage of the central predictive intervals.",
+        "write RUN_DIR/report/: report.md (opening with a verdict on calibration, bias, "
+        "convergence and the variational posterior), pit.png, coverage.png and loss.png. "
+        "Prints the coverage of the central predictive intervals and the verdict.",
     )
     report.add_argument("run_dir", help="a folder written by `bayesmeta run`")
     report.add_argument(
@@ -133,7 +134,7 @@ def _report(args: argparse.Namespace) -> int:
     if args.tasks < 1:
         print("bayesmeta report: error: --tasks must be >= 1", file=sys.stderr)
         return 2
-    from bayesmeta.diagnostics.report import diagnose_run, write_report
+    from bayesmeta.diagnostics.report import diagnose_run, run_verdict, write_report
 
     try:
         diagnostics = diagnose_run(
@@ -154,6 +155,10 @@ def _report(args: argparse.Namespace) -> int:
         print("central-interval coverage\nnominal  observed")
         for nominal, observed in diagnostics.coverage_rows():
             print(f"{nominal:7.1f}  {observed:8.3f}")
+    print("verdict (what to do: see the report)")
+    for finding in run_verdict(diagnostics):
+        status = "not assessed" if finding.status == "missing" else finding.status
+        print(f"  {finding.topic}: {status}: {finding.message}")
     print(f"report: {path}")
     return 0
 

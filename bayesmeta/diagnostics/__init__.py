@@ -9,7 +9,9 @@
 - :func:`simulation_based_calibration` / :func:`learner_sbc`: rank statistics of
   the inference on data simulated from the learned prior.
 - :func:`diagnose_run` / :func:`write_report`: calibration figures and a summary
-  of a ``bayesmeta run`` folder (``bayesmeta report RUN_DIR``).
+  of a ``bayesmeta run`` folder (``bayesmeta report RUN_DIR``); :func:`verdict`: the
+  report's plain findings (:class:`Finding`) on calibration, bias, convergence and the
+  variational posterior.
 """
 
 from bayesmeta.diagnostics.inference_data import to_inference_data
@@ -21,6 +23,7 @@ from bayesmeta.diagnostics.reference import (
 )
 from bayesmeta.diagnostics.report import RunDiagnostics, RunFolderError, diagnose_run, write_report
 from bayesmeta.diagnostics.sbc import SBCResult, learner_sbc, simulation_based_calibration
+from bayesmeta.diagnostics.verdict import Finding, verdict
 from bayesmeta.diagnostics.vi_quality import (
     KHAT_GOOD,
     KHAT_USABLE,
@@ -35,6 +38,7 @@ from bayesmeta.diagnostics.vi_quality import (
 __all__ = [
     "KHAT_GOOD",
     "KHAT_USABLE",
+    "Finding",
     "ReferencePosterior",
     "RunDiagnostics",
     "RunFolderError",
@@ -51,6 +55,7 @@ __all__ = [
     "reference_posterior",
     "simulation_based_calibration",
     "to_inference_data",
+    "verdict",
     "vi_quality",
     "write_report",
 ]

@@ -5,7 +5,9 @@
 tasks (same source, same :data:`~bayesmeta.experiment.EVAL_SEED`) and writes
 ``RUN_DIR/report/``: ``report.md``, ``pit.png``, ``coverage.png`` and
 ``loss.png`` (``reliability.png`` instead of the PIT and coverage figures for
-class predictions). The figures need matplotlib (``pip install bayesmeta[plot]``).
+class predictions). The report opens with a verdict (:func:`run_verdict`, see
+:mod:`bayesmeta.diagnostics.verdict`) and lists only the settings that apply to the run's
+learner and data. The figures need matplotlib (``pip install bayesmeta[plot]``).
 """
 
 from __future__ import annotations
@@ -23,11 +25,13 @@ from tqdm.auto import tqdm
 from bayesmeta import metrics
 from bayesmeta.calibration import coverage_curve, pit_values, regression_calibration_error
 from bayesmeta.class_prediction import ClassPrediction
+from bayesmeta.diagnostics.verdict import Finding, format_verdict, verdict
 from bayesmeta.evaluation import Adaptable, Evaluation
 from bayesmeta.experiment import EVAL_SEED, RunConfig, evaluate_held_out
 from bayesmeta.io.checkpoint import load_learner
 from bayesmeta.learners.training import show_progress
 from bayesmeta.reliability import Reliability, reliability
+from bayesmeta.run_config import applies
 from bayesmeta.run_folder import (
     CHECKPOINT,
     FINISHED_FILES,
@@ -40,10 +44,13 @@ from bayesmeta.tasks.task import TaskBatch
 
 __all__ = [
     "REPORT_LEVELS",
+    "Finding",
     "RunDiagnostics",
     "RunFolderError",
     "diagnose_run",
     "evaluate_run",
+    "run_verdict",
+    "settings_rows",
     "write_report",
 ]
 
@@ -248,6 +255,35 @@ def diagnose_run(
     return RunDiagnostics(*common, pit, levels, coverage, error)
 
 
+def run_verdict(d: RunDiagnostics) -> list[Finding]:
+    """The :func:`~bayesmeta.diagnostics.verdict.verdict` on a diagnosed run.
+
+    From the run's ``metrics.json`` (its 90% coverage or ECE, and a PSIS ``khat`` if it
+    holds one), its loss trace, and the PIT values or reliability data of the diagnosis.
+    """
+    pit = None if d.pit is None else d.pit.reshape(d.num_tasks, -1)  # tasks first
+    return verdict(d.metrics, d.history, config=d.config, pit=pit, reliability=d.reliability)
+
+
+def settings_rows(config: RunConfig) -> list[tuple[str, Any]]:
+    """``(setting, value)`` of the settings that apply to the run's learner and data.
+
+    A setting read only by other learners or data sources (``image_size`` for sinusoids,
+    ``inner_lr`` for ProtoNet; see :func:`~bayesmeta.run_config.applies`) is left out;
+    every other one is kept. Unset query counts show the count the run used.
+    """
+    rows: list[tuple[str, Any]] = []
+    for f in fields(RunConfig):
+        if not applies(f.name, config.learner, config.data):
+            continue
+        value = getattr(config, f.name)
+        if value is None and f.name in ("query", "eval_query"):
+            used = config.train_query if f.name == "query" else config.held_out_query
+            value = f"default ({used})" if used is not None else "default"
+        rows.append((f.name, value))
+    return rows
+
+
 def write_report(
     run: str | Path | RunDiagnostics, *, num_tasks: int = 200, progress: bool | None = None
 ) -> Path:
@@ -288,10 +324,14 @@ def write_report(
     c = d.config
     lines = [
         f"# Report: {c.learner} on {c.data}, {c.shots}-shot\n",
+        "## Verdict\n",
+        *format_verdict(run_verdict(d)),
+        "\n## Run\n",
         f"Run folder `{d.run_dir.resolve().name}`: {c.iterations} meta-iterations of "
-        f"{c.meta_batch_size} tasks, seed {c.seed}.\n",
+        f"{c.meta_batch_size} tasks, seed {c.seed}. Settings that {c.learner} on {c.data} "
+        "does not read are not listed.\n",
         "| setting | value |\n|---|---|",
-        *(f"| {f.name} | {getattr(c, f.name)} |" for f in fields(RunConfig)),
+        *(f"| {name} | {value} |" for name, value in settings_rows(c)),
         "\n## Held-out metrics\n",
         f"From `metrics.json`: {d.metrics.get('num_tasks', '?')} held-out tasks, mean ± 95% CI.\n",
         "| metric | mean | ± 95% CI |\n|---|---|---|",

@@ -78,6 +78,8 @@ def test_report_writes_the_report_and_prints_the_coverage_table(tmp_path, capsys
     assert "20 held-out tasks" in captured.out and "central-interval coverage" in captured.out
     assert "Kolmogorov-Smirnov" in captured.out
     assert "    0.9  " in captured.out and "    0.1  " in captured.out
+    verdict = captured.out.split("verdict (what to do: see the report)\n")[1]
+    assert verdict.startswith("  Calibration: ") and "  Training convergence: " in verdict
     report = run_dir / "report" / "report.md"
     assert f"report: {report}" in captured.out
     assert captured.err == ""  # no progress bar off a terminal
