@@ -17,13 +17,14 @@ from typing import Any, Literal, cast
 import torch
 
 from bayesmeta.learners.base import MetaLearner, positive
-from bayesmeta.learners.bayesian_maml import BayesianMAML, PriorName
+from bayesmeta.learners.bayesian_maml import BayesianMAML
 from bayesmeta.learners.bayesian_protonet import BayesianProtoNet
 from bayesmeta.learners.maml import MAML
 from bayesmeta.learners.matching import MatchingNet
 from bayesmeta.learners.protonet import ProtoNet
 from bayesmeta.learners.reptile import Reptile
 from bayesmeta.learners.variational import VariationalMetaLearner
+from bayesmeta.model.prior_names import PriorName
 from bayesmeta.nets.conv import Conv4
 from bayesmeta.run_data import GLYPH_EXAMPLES, run_source
 from bayesmeta.tasks.source import SeededSource, check_count

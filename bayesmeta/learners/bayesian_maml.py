@@ -14,12 +14,14 @@ from bayesmeta.inference.guide_svi import GuideSpec
 from bayesmeta.inference.inner_loop import gradient_steps
 from bayesmeta.learners.adapted import AdaptedPredictor
 from bayesmeta.learners.base import MetaLearner, OptimizerFactory, positive
+from bayesmeta.learners.noise_calibration import CalibratedNoise, PredictiveNoise
 from bayesmeta.model.likelihoods import (
     Likelihood,
     LikelihoodName,
     make_likelihood,
 )
-from bayesmeta.model.priors import Flat, Laplace, Normal, StudentT, WeightPrior
+from bayesmeta.model.prior_names import PriorName, named_prior, prior_spec
+from bayesmeta.model.priors import Flat, WeightPrior
 from bayesmeta.posteriors.gaussian import GaussianTaskPosterior, standard_normal
 from bayesmeta.posteriors.guided import GuidePosterior
 from bayesmeta.tasks.source import check_count
@@ -28,7 +30,7 @@ from bayesmeta.tasks.task import TaskBatch
 __all__ = ["BayesianMAML"]
 
 
-class BayesianMAML(MetaLearner):
+class BayesianMAML(PredictiveNoise, MetaLearner):
     """Bayesian MAML: a learned Gaussian prior, Gaussian task posteriors found by gradient steps.
 
     The model is ``theta_t ~ N(mu, diag(sigma^2))``, ``y ~ p(y | f(x; theta_t))``.
@@ -114,6 +116,15 @@ class BayesianMAML(MetaLearner):
         Treat the inner gradients as constants in the meta-gradient.
     outer_lr, optimizer, max_grad_norm, standardize
         See :class:`~bayesmeta.learners.MetaLearner`.
+    calibrate_noise
+        With a Gaussian likelihood, predict with a noise scale estimated from
+        every meta-training batch's query errors after adaptation (see
+        :mod:`bayesmeta.learners.noise_calibration`), rather than with the
+        likelihood's slowly learned scale, which the inner loop keeps using:
+        intervals start wide and stay calibrated on the training tasks as the
+        learner improves. :meth:`fit_noise_scale` re-estimates it on
+        held-out tasks. ``False``: predict with the likelihood's scale.
+        See :class:`~bayesmeta.learners.MetaLearner`.
 
     """
 
@@ -142,6 +153,7 @@ class BayesianMAML(MetaLearner):
         optimizer: OptimizerFactory | None = None,
         max_grad_norm: float | None = None,
         standardize: bool | Literal["auto"] = "auto",
+        calibrate_noise: bool = True,
     ) -> None:
         super().__init__(
             net,
@@ -155,10 +167,13 @@ class BayesianMAML(MetaLearner):
         outputs = int(getattr(self.net, "out_features", 1))
         self.likelihood = make_likelihood(likelihood, noise_scale, learn_noise, outputs)
         self.likelihood.bind_units(self.units)
+        self.calibrate_noise = bool(calibrate_noise)
+        #: The predictive noise estimate (used when :meth:`calibrates_noise`).
+        self.calibration = CalibratedNoise()
         self.likelihood_name = likelihood if isinstance(likelihood, str) else "custom"
         self.target_kind = "classification" if self.likelihood.classification else "regression"
         if prior is None or isinstance(prior, str | dict):
-            prior = _named_prior("normal" if prior is None else prior, scale_per)
+            prior = named_prior("normal" if prior is None else prior, scale_per)
         if not isinstance(prior, WeightPrior):
             raise TypeError(
                 "prior must be a bayesmeta.priors prior such as bm.priors.Laplace(), got "
@@ -171,7 +186,7 @@ class BayesianMAML(MetaLearner):
                 "source network, copy its weights into the net, or use bm.TransferLearner"
             )
         self.prior = prior.bind(self.fnet, scale=positive("prior_scale", prior_scale), loc="tied")
-        self.prior_family = _prior_spec(self.prior)
+        self.prior_family = prior_spec(self.prior)
         self.posterior = posterior
         self.noise_init = float(noise_scale)
         self.learn_noise = bool(learn_noise)
@@ -248,7 +263,10 @@ class BayesianMAML(MetaLearner):
             adapted = self._delta_steps(
                 batch.support_x, batch.support_y, steps=self.inner_steps, differentiable=True
             )
-            return self.likelihood(self.fnet(adapted, batch.query_x), batch.query_y).mean()
+            point = self.fnet(adapted, batch.query_x)
+            if self.training and self.calibrates_noise():
+                self.calibration.update(point.unsqueeze(0), batch.query_y)
+            return self.likelihood(point, batch.query_y).mean()
         loc, log_scale = gaussian_steps(
             self.fnet,
             self.prior,
@@ -266,6 +284,8 @@ class BayesianMAML(MetaLearner):
         s = self.outer_samples
         eps = standard_normal((s, *loc.shape), loc)
         out = self.fnet(loc + log_scale.exp() * eps, batch.query_x)
+        if self.training and self.calibrates_noise():
+            self.calibration.update(out, batch.query_y)
         if self.objective == "elbo" or s == 1:
             nll = self.likelihood(out, batch.query_y).mean(0)
         else:
@@ -332,8 +352,7 @@ class BayesianMAML(MetaLearner):
         if guide is not None:
             return self._adapt_guide(x, y, batched, guide, steps=steps, lr=lr, generator=generator)
         steps = self.eval_inner_steps if steps is None else check_count("steps", steps, minimum=0)
-        noise = self.likelihood.noise_scale()
-        noise = None if noise is None else noise.detach()
+        noise = self.predictive_noise()
         observation = self.likelihood.observation()
         if self.posterior == "delta":
             params = self._delta_steps(x, y, steps=steps, differentiable=False)
@@ -398,31 +417,5 @@ class BayesianMAML(MetaLearner):
             "scale_update": self.scale_update,
             "scale_rate": self.scale_rate,
             "first_order": self.first_order,
+            "calibrate_noise": self.calibrate_noise,
         }
-
-
-PriorName = Literal["normal", "laplace", "student_t"]
-_PRIORS: dict[str, type[WeightPrior]] = {
-    "normal": Normal,
-    "laplace": Laplace,
-    "student_t": StudentT,
-}
-_PRIOR_NAMES = {cls: name for name, cls in _PRIORS.items()}
-
-
-def _named_prior(spec: str | dict[str, Any], scale_per: Literal["weight", "tensor"]) -> WeightPrior:
-    """A prior from its name, or from ``{"family": name, **arguments}`` (as ``config`` writes)."""
-    kwargs = dict(spec) if isinstance(spec, dict) else {"family": spec}
-    name = kwargs.pop("family", None)
-    if name not in _PRIORS:
-        raise ValueError(f"prior must be one of {sorted(_PRIORS)} or a prior object, got {spec!r}")
-    return _PRIORS[name](scale_per=scale_per, **kwargs)
-
-
-def _prior_spec(prior: WeightPrior) -> str | dict[str, Any]:
-    """The JSON form of a built-in prior's family for ``config`` (``"custom"`` otherwise)."""
-    name = _PRIOR_NAMES.get(type(prior))
-    if name is None:
-        return "custom"
-    extra = prior._family_kwargs()
-    return {"family": name, **extra} if extra else name

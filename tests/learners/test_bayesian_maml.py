@@ -105,7 +105,7 @@ def test_meta_fit_improves_and_predictions_carry_both_uncertainties():
     pred = post.predict(task.query_x, num_samples=50)
     assert isinstance(pred, Prediction) and pred.function_samples.shape == (50, 30, 1)
     assert bool((pred.epistemic_std > 0).all())
-    torch.testing.assert_close(pred.aleatoric_std, learner.likelihood.scale.detach().expand(30, 1))
+    torch.testing.assert_close(pred.aleatoric_std, learner.predictive_noise().expand(30, 1))
     lo, hi = pred.interval(0.9)
     assert bool((hi > lo).all())
 
@@ -175,6 +175,7 @@ def test_state_dict_round_trip():
         "units.x_scale",
         "units.y_loc",
         "units.y_scale",
+        "calibration.variance",  # the predictive noise estimate
     }
 
 
