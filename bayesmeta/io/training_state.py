@@ -120,8 +120,12 @@ def load_training_state(path: str | Path, learner: MetaLearner, source: object) 
     # learned prior scale change with training and are not compared).
     keys = [k for k in ("learner", "net") if saved.get(k) != current.get(k)]
     problems = [f"{k}: {saved.get(k)!r} in the checkpoint, {current.get(k)!r} here" for k in keys]
+    # Buffers still empty here take their shape from the data (standardisation maps, the
+    # calibrated noise): only their names must match.
     own = {k: tuple(v.shape) for k, v in learner.state_dict().items()}
-    if not problems and {k: tuple(v.shape) for k, v in model.items()} != own:
+    saved_shapes = {k: (() if own.get(k) == (0,) else tuple(v.shape)) for k, v in model.items()}
+    own = {k: (() if shape == (0,) else shape) for k, shape in own.items()}
+    if not problems and saved_shapes != own:
         problems.append("its tensors' names or shapes differ from this learner's")
     if problems:
         raise CheckpointError(
