@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import torch
 import torch.distributed as dist
@@ -212,7 +212,7 @@ class MetaLearner(nn.Module):
         if not isinstance(model, TaskModel):
             raise TypeError(f"{type(self).__name__} does not fit Pyro guides to its model")
         start = self.fnet.flatten([p.detach() for p in self.fnet.params()])
-        return adapt_guide(
+        post = adapt_guide(
             model,
             x,
             y,
@@ -223,6 +223,8 @@ class MetaLearner(nn.Module):
             generator=generator,
             start=start,
         )
+        with_noise = getattr(self, "with_predictive_noise", None)  # the Bayesian learners'
+        return post if with_noise is None else cast(GuidePosterior, with_noise(post))
 
     # -- data checks ---------------------------------------------------------
 

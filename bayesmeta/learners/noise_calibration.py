@@ -19,7 +19,8 @@ start wide and narrow as the learner improves.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import dataclasses
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import torch
 from torch import Tensor, nn
@@ -32,7 +33,9 @@ from bayesmeta.prediction import Prediction
 from bayesmeta.tasks.task import TaskBatch
 
 if TYPE_CHECKING:
-    from bayesmeta.learners.bayesian_maml import BayesianMAML
+    from bayesmeta.learners.base import MetaLearner
+
+P = TypeVar("P")
 
 __all__ = ["CalibratedNoise", "PredictiveNoise", "residual_noise_variance"]
 
@@ -131,10 +134,12 @@ class CalibratedNoise(nn.Module):
 
 
 class PredictiveNoise:
-    """What :class:`~bayesmeta.BayesianMAML` does with its :class:`CalibratedNoise`.
+    """What a Bayesian learner does with its :class:`CalibratedNoise`.
 
-    A mixin over the learner: it reads ``calibrate_noise``, ``calibration``,
-    ``likelihood``, ``likelihood_name``, ``prior``, ``fnet`` and ``adapt``.
+    A mixin over :class:`~bayesmeta.BayesianMAML` and
+    :class:`~bayesmeta.learners.VariationalMetaLearner`: it reads
+    ``calibrate_noise``, ``calibration``, ``likelihood``, ``likelihood_name``
+    and the learner's ``adapt`` and model parts.
     """
 
     calibrate_noise: bool
@@ -155,11 +160,19 @@ class PredictiveNoise:
         noise = self.likelihood.noise_scale()
         return None if noise is None else noise.detach()
 
-    def fit_noise_scale(self, batch: TaskBatch, *, num_samples: int = 50) -> Tensor:
+    def fit_noise_scale(
+        self,
+        batch: TaskBatch,
+        *,
+        num_samples: int = 50,
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
         """Re-estimate the predictive noise on tasks (e.g. held out from meta-training).
 
         Adapts to each task's support set and sets the noise to what the
-        posterior's function draws leave unexplained on the query sets.
+        posterior's function draws leave unexplained on the query sets. The
+        draws come from ``generator`` (default: a new one seeded 0), so torch's
+        global random state is left as it was.
 
         Returns
         -------
@@ -179,12 +192,15 @@ class PredictiveNoise:
                 f"{self.likelihood_name!r} likelihood's own scale is used for predictions"
             )
         batch = self._learner()._check_batch(batch, need_query=True)
+        learner: Any = self._learner()
+        if generator is None:
+            generator = torch.Generator(device=learner.device).manual_seed(0)
+        post = learner.adapt(batch.support_x, batch.support_y, generator=generator)
         with torch.no_grad():
-            post = self._learner().adapt(batch.support_x, batch.support_y)
             if isinstance(post, AdaptedPredictor):
-                draws = self._learner().fnet(post.params, batch.query_x).unsqueeze(0)
+                draws = learner.fnet(post.params, batch.query_x).unsqueeze(0)
             else:
-                pred = post.predict(batch.query_x, num_samples=num_samples)
+                pred = post.predict(batch.query_x, num_samples=num_samples, generator=generator)
                 assert isinstance(pred, Prediction)
                 draws = pred.function_samples
         self.calibration.set(draws, batch.query_y)
@@ -207,11 +223,21 @@ class PredictiveNoise:
         likelihood = likelihood.to(device=noise.device, dtype=noise.dtype)
         likelihood.log_scale.data.copy_(noise.detach().log())
         learner = self._learner()
-        return TaskModel(learner.fnet, learner.prior, likelihood, owner=learner)
+        prior, _ = learner._model_parts()
+        return TaskModel(learner.fnet, prior, likelihood, owner=learner, **learner._model_options())
 
     def adaptation_model(self) -> LearnerModel:
         """The model :meth:`adapt` conditions on: the prior and the likelihood's own scale."""
         return super().model  # type: ignore[misc]
 
-    def _learner(self) -> BayesianMAML:
+    def with_predictive_noise(self, posterior: P) -> P:
+        """``posterior`` predicting with :meth:`predictive_noise` (where it has a noise scale)."""
+        if not self.calibrates_noise() or not dataclasses.is_dataclass(posterior):
+            return posterior
+        if not any(f.name == "noise_scale" for f in dataclasses.fields(posterior)):
+            return posterior
+        noise = self.predictive_noise()
+        return dataclasses.replace(posterior, noise_scale=noise)  # type: ignore[type-var]
+
+    def _learner(self) -> MetaLearner:
         return self  # type: ignore[return-value]

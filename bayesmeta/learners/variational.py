@@ -45,6 +45,7 @@ from bayesmeta.learners.distributed import (
     shard_range,
     sync_parameters,
 )
+from bayesmeta.learners.noise_calibration import CalibratedNoise, PredictiveNoise
 from bayesmeta.learners.training import History, check_finite, run_meta_fit
 from bayesmeta.model.likelihoods import (
     CategoricalLikelihood,
@@ -67,7 +68,7 @@ GuideName = Literal["normal", "lowrank"]
 _LOCAL_PARAMS = ("task_loc", "task_log_scale")
 
 
-class VariationalMetaLearner(MetaLearner):
+class VariationalMetaLearner(PredictiveNoise, MetaLearner):
     """Meta-learn a weight prior by hierarchical SVI; adapt to new tasks by SVI under it.
 
     Meta-training fits ``q(psi)`` and one ``q(theta_t)`` per meta-training
@@ -121,6 +122,13 @@ class VariationalMetaLearner(MetaLearner):
     outer_lr, optimizer, max_grad_norm, standardize
         Adam learning rate (or optimiser factory) and gradient clipping of
         meta-training; see :class:`~bayesmeta.learners.MetaLearner`.
+    calibrate_noise
+        With a Gaussian likelihood, predict with a noise scale calibrated at the
+        end of every :meth:`meta_fit` on up to ``CALIBRATION_TASKS`` of the
+        meta-training tasks (adapted to their support sets, scored on their
+        query sets; see :mod:`bayesmeta.learners.noise_calibration`), rather
+        than with the likelihood's learned scale, which adaptation keeps
+        using: a short run's intervals are wide, not narrow.
 
     Attributes
     ----------
@@ -157,6 +165,7 @@ class VariationalMetaLearner(MetaLearner):
         optimizer: OptimizerFactory | None = None,
         max_grad_norm: float | None = None,
         standardize: bool | Literal["auto"] = "auto",
+        calibrate_noise: bool = True,
     ) -> None:
         super().__init__(
             net,
@@ -168,6 +177,9 @@ class VariationalMetaLearner(MetaLearner):
         outputs = int(getattr(self.net, "out_features", 1))
         self.likelihood = make_likelihood(likelihood, noise_scale, learn_noise, outputs)
         self.likelihood.bind_units(self.units)
+        self.calibrate_noise = bool(calibrate_noise)
+        #: The predictive noise estimate (see ``calibrate_noise``).
+        self.calibration = CalibratedNoise()
         self.likelihood_name = likelihood if isinstance(likelihood, str) else "custom"
         self.target_kind = (
             "classification" if isinstance(self.likelihood, CategoricalLikelihood) else "regression"
@@ -217,6 +229,9 @@ class VariationalMetaLearner(MetaLearner):
         self.adapt_lr = positive("adapt_lr", adapt_lr)
         self.guide = _check_guide(guide)
         self.rank = check_count("rank", rank, minimum=1)
+
+    #: Most meta-training tasks :meth:`meta_fit` calibrates the predictive noise on.
+    CALIBRATION_TASKS = 50
 
     def _objective_name(self) -> str:
         return f"VariationalMetaLearner with likelihood {self.likelihood_name!r}"
@@ -573,7 +588,7 @@ class VariationalMetaLearner(MetaLearner):
             from bayesmeta.io.training_state import resume
 
             history, after_step = resume(checkpoint, self, source, iterations, checkpoint_every)
-        return run_meta_fit(
+        result = run_meta_fit(
             lambda b: self.meta_step(b, subsample_size=meta_batch_size, generator=source.generator),
             source,
             iterations,
@@ -584,6 +599,10 @@ class VariationalMetaLearner(MetaLearner):
             history=history,
             after_step=after_step,
         )
+        if self.calibrates_noise() and batch.query_x.shape[1] > 0:
+            count = min(batch.support_x.shape[0], self.CALIBRATION_TASKS)
+            self.fit_noise_scale(batch.select(range(count)))
+        return result
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         """The global (``q(psi)``) and per-task (``q(theta_t)``) optimisers, by name."""
@@ -709,6 +728,7 @@ class VariationalMetaLearner(MetaLearner):
             num_particles=self.num_particles,
             generator=generator,
         )
+        post = self.with_predictive_noise(post)
         if batched:
             return post
         if isinstance(post, GaussianTaskPosterior):
@@ -724,6 +744,7 @@ class VariationalMetaLearner(MetaLearner):
             "likelihood": self.likelihood_name,
             "noise_scale": self.noise_init,
             "learn_noise": self.learn_noise,
+            "calibrate_noise": self.calibrate_noise,
             "prior_scale": self.prior_scale,
             "hyper_loc": self.hyper_loc,
             "hyper_loc_std": self.hyper_loc_std,

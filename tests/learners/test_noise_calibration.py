@@ -101,3 +101,18 @@ def test_fit_noise_scale_on_held_out_tasks_and_errors() -> None:
     off = bm.BayesianMAML((1, 8, 1), calibrate_noise=False)
     off.meta_fit(Sinusoid(5, 10, seed=0), 2, meta_batch_size=5, progress=False)
     torch.testing.assert_close(off.predictive_noise(), off.likelihood.scale.detach())
+
+
+def test_variational_short_run_errs_wide_and_training_is_untouched() -> None:
+    test = Sinusoid(5, 20, seed=5).sample(40)
+    results = {}
+    for calibrate in (True, False):
+        torch.manual_seed(0)
+        learner = bm.VariationalMetaLearner((1, 40, 40, 1), calibrate_noise=calibrate)
+        learner.meta_fit(Sinusoid(5, 10, seed=0), 30, num_tasks=60, progress=False)
+        summary = bm.evaluate(learner, test).summary()
+        weights = torch.cat([p.detach().reshape(-1) for p in learner.fnet.params()])
+        results[calibrate] = (float(summary["coverage_90"][0]), float(summary["mse"][0]), weights)
+    assert results[True][0] >= 0.85 and results[False][0] < 0.5, results
+    torch.testing.assert_close(results[True][2], results[False][2], rtol=0, atol=0)
+    assert results[True][1] == pytest.approx(results[False][1], rel=1e-5)
