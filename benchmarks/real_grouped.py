@@ -132,6 +132,9 @@ def fit(name: str, data: GroupedSet, k: int, iterations: int, quick: bool, seed:
     if name == "VariationalMetaLearner":
         vml = bm.VariationalMetaLearner(NET, **({"adapt_steps": 20} if quick else {}))
         vml.meta_fit(data.train_batch(seed), iterations, batch_size, progress=False)
+        # Calibrate its predictive noise on training tasks shaped as the held-out ones (K
+        # support points, the following ones as query), not on the fitting batch's split.
+        vml.fit_noise_scale(data.train_source(k, seed).sample(len(data.train)))
         return vml
     if name == "TransferLearner":
         source = source_network(data, iterations, seed)
@@ -170,6 +173,8 @@ def run_set(
             t0 = time.perf_counter()
             if learner_name in K_FREE and learner_name in cache:
                 learner, train_s = cache[learner_name]
+                if isinstance(learner, bm.VariationalMetaLearner):  # its noise for this K
+                    learner.fit_noise_scale(data.train_source(k, seed).sample(len(data.train)))
             else:
                 learner = fit(learner_name, data, k, iterations, quick, seed)
                 train_s = time.perf_counter() - t0

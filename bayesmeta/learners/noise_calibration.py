@@ -152,13 +152,23 @@ class PredictiveNoise:
         return self.calibrate_noise and isinstance(self.likelihood, GaussianLikelihood)
 
     def predictive_noise(self) -> Tensor | None:
-        """The noise scale ``[O]`` predictions use: the calibrated one, else the likelihood's."""
+        """The noise scale ``[O]`` predictions use.
+
+        With a calibrated estimate, the larger of it and the likelihood's own
+        scale: the calibration widens intervals that the learned scale leaves
+        too narrow, and never narrows them below the model's noise (an
+        estimate that the posterior's spread alone explains the errors on the
+        training tasks does not carry over to new ones). Else the
+        likelihood's scale.
+        """
+        noise = self.likelihood.noise_scale()
+        noise = None if noise is None else noise.detach()
         if self.calibrates_noise():
             scale = self.calibration.scale()
             if scale is not None:
-                return scale.detach()
-        noise = self.likelihood.noise_scale()
-        return None if noise is None else noise.detach()
+                scale = scale.detach()
+                return scale if noise is None else torch.maximum(scale, noise.to(scale))
+        return noise
 
     def fit_noise_scale(
         self,
@@ -216,8 +226,8 @@ class PredictiveNoise:
         :meth:`adaptation_model` is the model the posterior was adapted
         under, with the likelihood's own scale.
         """
-        noise = self.calibration.scale() if self.calibrates_noise() else None
-        if noise is None:
+        noise = self.predictive_noise() if self.calibration.fitted else None
+        if noise is None or not self.calibrates_noise():
             return super().model  # type: ignore[misc]
         likelihood = GaussianLikelihood(1.0, num_outputs=noise.numel(), learn_scale=False)
         likelihood = likelihood.to(device=noise.device, dtype=noise.dtype)
