@@ -143,3 +143,28 @@ def test_fast_output_gradient_path_matches_autograd_through_the_maps() -> None:
     slow = torch.autograd.grad(lik(fnet(ps, x), y).sum(), ps)
     for a, b in zip(fast, slow, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_checkpoint_round_trip_keeps_units_and_calibrated_noise(tmp_path) -> None:
+    torch.manual_seed(0)
+    learner = bm.BayesianMAML((1, 8, 1))
+    src = _Fixed([Sinusoid(5, 10, seed=s).sample(8) for s in range(2)], (3.0, 13.0, 10.0, 33.0))
+    learner.meta_fit(src, 4, meta_batch_size=8, progress=False)
+    assert learner.units.fitted and learner.calibration.fitted
+    path = tmp_path / "learner.safetensors"
+    from bayesmeta.io import load_learner, save_learner
+
+    save_learner(learner, path)
+    loaded = load_learner(path)
+    task = _scaled(Sinusoid(5, 10, seed=7).sample(2), 3.0, 13.0, 10.0, 33.0)
+    preds = []
+    for model in (learner, loaded):
+        post = model.adapt(
+            task.support_x, task.support_y, generator=torch.Generator().manual_seed(0)
+        )
+        preds.append(
+            post.predict(task.query_x, num_samples=20, generator=torch.Generator().manual_seed(1))
+        )
+    torch.testing.assert_close(preds[0].mean, preds[1].mean)
+    torch.testing.assert_close(preds[0].std, preds[1].std)
+    torch.testing.assert_close(loaded.predictive_noise(), learner.predictive_noise())
