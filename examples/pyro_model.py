@@ -81,7 +81,7 @@ def nuts_prediction(learner: bm.BayesianMAML, theta: Tensor, xq: Tensor) -> bm.P
     """The posterior predictive of NUTS draws ``theta`` ``[S, 1, P]`` at ``xq`` ``[1, Q, D]``."""
     with torch.no_grad():
         f = learner.fnet(theta, xq)[:, 0]  # [S, Q, O]: one task
-        noise = learner.likelihood.noise_scale().detach()
+        noise = learner.predictive_noise()  # the noise predict() uses (calibrated)
     return bm.Prediction(f, noise)
 
 
@@ -182,7 +182,7 @@ def main() -> None:
     # -- 6. NUTS on the same model, one task ----------------------------------------------------
     tic = time.perf_counter()
     mcmc = MCMC(
-        NUTS(model, max_tree_depth=cfg.nuts_depth),
+        NUTS(learner.adaptation_model(), max_tree_depth=cfg.nuts_depth),  # what adapt() uses
         num_samples=cfg.nuts_samples,
         warmup_steps=cfg.nuts_samples,
         disable_progbar=True,
@@ -191,7 +191,7 @@ def main() -> None:
     theta = mcmc.get_samples()["theta"]  # [S, 1, P]
     n_eff = mcmc.diagnostics()["theta"]["n_eff"]
     print(
-        f"[6] NUTS on learner.model, task 0: {cfg.nuts_samples} draws after "
+        f"[6] NUTS on learner.adaptation_model(), task 0: {cfg.nuts_samples} draws after "
         f"{cfg.nuts_samples} warm-up steps in {time.perf_counter() - tic:.1f} s "
         f"(median n_eff {float(n_eff.median()):.0f})"
     )
