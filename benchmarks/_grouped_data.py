@@ -83,9 +83,9 @@ class GroupedSet:
         """Every training group once, as many random rows each as the smallest group has."""
         return self.train_source(1, seed).sample(len(self.train))
 
-    def test_batches(self, k_support: int) -> list[TaskBatch]:
-        """Held-out groups, first ``k_support`` rows in time as support, batched by query size."""
-        source = from_dataframe(
+    def test_source(self, k_support: int) -> GroupedTasks:
+        """Held-out groups as tasks: the first ``k_support`` rows in time as support."""
+        return from_dataframe(
             self.table,
             group="group",
             x="x",
@@ -95,8 +95,11 @@ class GroupedSet:
             order_by="x",
             groups=self.test,
         )
+
+    def test_batches(self, k_support: int) -> list[TaskBatch]:
+        """Held-out groups, first ``k_support`` rows in time as support, batched by query size."""
         buckets: dict[int, list[Task]] = {}
-        for task in source.tasks():
+        for task in self.test_source(k_support).tasks():
             buckets.setdefault(len(task.query_x), []).append(task)
         return [TaskBatch.stack(tasks) for _, tasks in sorted(buckets.items())]
 

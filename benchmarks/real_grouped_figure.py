@@ -31,7 +31,7 @@ from matplotlib.lines import Line2D
 from torch import Tensor
 
 import bayesmeta as bm
-from bayesmeta.tasks import Task, from_dataframe
+from bayesmeta.tasks import Task
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -49,16 +49,7 @@ DEFAULT_OUT = HERE.parent / "docs" / "img" / "real_grouped_forecasts.png"
 
 def held_out_tasks(data: GroupedSet, count: int) -> list[tuple[str, Task]]:
     """``count`` held-out groups spread over ``data.test``: first ``K`` rows as support."""
-    source = from_dataframe(
-        data.table,
-        group="group",
-        x="x",
-        y="y",
-        k_support=K,
-        split="first",
-        order_by="x",
-        groups=data.test,
-    )
+    source = data.test_source(K)
     step = max(1, len(data.test) // count)
     names = data.test[::step][:count]
     return [(str(name), source.task(name)) for name in names]
