@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import Any, Literal, TypeVar
 
 import torch
 import torch.distributed as dist
@@ -38,6 +38,7 @@ from bayesmeta.tasks.task import TaskBatch
 
 __all__ = ["MetaLearner", "OptimizerFactory", "TargetKind", "positive"]
 
+P = TypeVar("P")
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
 TargetKind = Literal["regression", "classification", "any"]
 
@@ -223,8 +224,15 @@ class MetaLearner(nn.Module):
             generator=generator,
             start=start,
         )
-        with_noise = getattr(self, "with_predictive_noise", None)  # the Bayesian learners'
-        return post if with_noise is None else cast(GuidePosterior, with_noise(post))
+        return self.with_predictive_noise(post)
+
+    def with_predictive_noise(self, posterior: P) -> P:
+        """``posterior`` as the learner's predictions use it (unchanged here).
+
+        Learners that calibrate their predictive noise (see
+        :mod:`bayesmeta.learners.noise_calibration`) swap in that noise scale.
+        """
+        return posterior
 
     # -- data checks ---------------------------------------------------------
 

@@ -29,6 +29,7 @@ from bayesmeta.learners.adapted import AdaptedPredictor
 from bayesmeta.model.learner_model import LearnerModel
 from bayesmeta.model.likelihoods import GaussianLikelihood
 from bayesmeta.model.task_model import TaskModel
+from bayesmeta.nets.units import load_data_shaped
 from bayesmeta.prediction import Prediction
 from bayesmeta.tasks.task import TaskBatch
 
@@ -124,12 +125,10 @@ class CalibratedNoise(nn.Module):
         """The noise standard deviation ``[O]``, or ``None`` before any batch."""
         return self.variance.sqrt() if self.fitted else None
 
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # type: ignore[no-untyped-def]
-        key = prefix + "variance"
-        if key in state_dict:
-            self.variance = torch.empty_like(state_dict[key], device=self.variance.device)
-        else:  # saved before the estimate existed
-            state_dict[key] = self.variance
+    def _load_from_state_dict(
+        self, state_dict: dict[str, Any], prefix: str, *args: Any, **kwargs: Any
+    ) -> None:
+        load_data_shaped(self, state_dict, prefix, ("variance",))
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
 
@@ -226,9 +225,10 @@ class PredictiveNoise:
         :meth:`adaptation_model` is the model the posterior was adapted
         under, with the likelihood's own scale.
         """
-        noise = self.predictive_noise() if self.calibration.fitted else None
-        if noise is None or not self.calibrates_noise():
+        if not (self.calibrates_noise() and self.calibration.fitted):
             return super().model  # type: ignore[misc]
+        noise = self.predictive_noise()
+        assert noise is not None  # a calibrated estimate exists
         likelihood = GaussianLikelihood(1.0, num_outputs=noise.numel(), learn_scale=False)
         likelihood = likelihood.to(device=noise.device, dtype=noise.dtype)
         likelihood.log_scale.data.copy_(noise.detach().log())

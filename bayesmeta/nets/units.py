@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-__all__ = ["Units", "on_unit_scale"]
+__all__ = ["Units", "load_data_shaped", "on_unit_scale"]
 
 #: A feature or target whose standard deviation is below this fraction of its mean
 #: magnitude (or exactly zero) is centred but not scaled.
@@ -129,17 +129,28 @@ class Units(nn.Module):
     def _load_from_state_dict(
         self, state_dict: dict[str, Any], prefix: str, *args: Any, **kwargs: Any
     ) -> None:
-        # The shapes are the data's, unknown when the learner is built: take the saved ones.
-        # A state without these buffers (saved before they existed) leaves them unfitted.
-        for name in ("x_loc", "x_scale", "y_loc", "y_scale"):
-            key = prefix + name
-            if key in state_dict:
-                setattr(self, name, torch.empty_like(state_dict[key], device=self.x_loc.device))
-            else:
-                state_dict[key] = getattr(self, name)
+        load_data_shaped(self, state_dict, prefix, ("x_loc", "x_scale", "y_loc", "y_scale"))
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def extra_repr(self) -> str:
         """Which maps are set."""
         parts = [n for n, t in (("x", self.x_loc), ("y", self.y_loc)) if t.numel()]
         return "standardises " + (" and ".join(parts) if parts else "nothing (not fitted)")
+
+
+def load_data_shaped(
+    module: nn.Module, state_dict: dict[str, Any], prefix: str, names: tuple[str, ...]
+) -> None:
+    """Prepare ``module``'s buffers ``names``, whose shapes follow the data, for loading.
+
+    Their shapes are unknown when a learner is built: each takes the saved
+    tensor's shape. A state saved before the buffer existed keeps the
+    module's current (empty, unfitted) value. Call from ``_load_from_state_dict``.
+    """
+    for name in names:
+        key = prefix + name
+        current: Tensor = getattr(module, name)
+        if key in state_dict:
+            setattr(module, name, torch.empty_like(state_dict[key], device=current.device))
+        else:
+            state_dict[key] = current
