@@ -21,15 +21,18 @@ Rows (``--learners``):
   effects get their exact Gaussian posterior given its K points (``_mixed_model.py``).
 * MAML, BayesianMAML, VariationalMetaLearner: the library's defaults on a 1-32-32-1 MLP,
   meta-trained ``--iterations`` steps on the training groups (meta-batch: 25 groups, or all
-  when fewer). MAML and BayesianMAML draw a fresh random split of each group's rows at
-  every step (K support points, the rest as query); MAML's noise scale is then fitted
-  (``fit_noise_scale``) on 10 random splits per training group, since MAML has no noise
-  model of its own. VariationalMetaLearner fits the training groups' points (as many per
+  when fewer). MAML and BayesianMAML train on tasks built as the held-out ones are (each
+  group's first K rows in time as support, the following ones as query; ``--train-split
+  random`` draws a fresh random split at every step instead); MAML's noise scale is then
+  fitted (``fit_noise_scale``) on the training groups, since MAML has no noise model of
+  its own. VariationalMetaLearner fits the training groups' points (as many per
   group as the smallest group has, drawn once).
 * TransferLearner: its defaults (SVI, per-tensor prior scales) with the prior centred on a
   1-32-32-1 MLP fitted to the pooled training rows (full-batch Adam, ``--iterations``
   steps); the prior and noise scales are learned from the training groups
-  (``fit_prior``), as the library's docs recommend when related tasks exist.
+  (``fit_prior``), as the library's docs recommend when related tasks exist, and its
+  predictive noise is calibrated on the training groups split as the held-out ones
+  (``fit_noise_scale``).
 
 Metrics from ``bayesmeta.evaluate`` (the mixed model goes through it too, as a Gaussian
 ``Prediction``): query MSE, predictive NLL per point, coverage of the central 90%
@@ -142,7 +145,10 @@ def fit(name: str, data: GroupedSet, k: int, iterations: int, quick: bool, seed:
         related = data.train_batch(seed)
         x = torch.cat([related.support_x, related.query_x], 1)
         y = torch.cat([related.support_y, related.query_y], 1)
-        return transfer.fit_prior(x, y)
+        transfer.fit_prior(x, y)
+        # Its predictive noise, calibrated on training tasks split as the held-out ones.
+        transfer.fit_noise_scale(data.train_source(k, seed).sample(len(data.train)))
+        return transfer
     raise ValueError(f"unknown learner {name!r}")
 
 
@@ -173,7 +179,7 @@ def run_set(
             t0 = time.perf_counter()
             if learner_name in K_FREE and learner_name in cache:
                 learner, train_s = cache[learner_name]
-                if isinstance(learner, bm.VariationalMetaLearner):  # its noise for this K
+                if learner_name != "MixedLM":  # the predictive noise for this K
                     learner.fit_noise_scale(data.train_source(k, seed).sample(len(data.train)))
             else:
                 learner = fit(learner_name, data, k, iterations, quick, seed)

@@ -23,6 +23,7 @@ from bayesmeta.posteriors.gaussian import GaussianTaskPosterior
 from bayesmeta.posteriors.guided import GuidePosterior
 from bayesmeta.tasks._checks import check_support, check_tensor, fmt_shape
 from bayesmeta.tasks.source import check_count
+from bayesmeta.tasks.task import TaskBatch
 from bayesmeta.transfer.fitting import TransferFit, fit_transfer
 from bayesmeta.transfer.laplace import (
     LaplacePosterior,
@@ -30,6 +31,7 @@ from bayesmeta.transfer.laplace import (
     jacobians,
     optimise_evidence,
 )
+from bayesmeta.transfer.predictive_noise import fit_predictive_noise, with_noise
 from bayesmeta.transfer.source import free_mask, load_source
 
 __all__ = ["TransferLearner"]
@@ -109,7 +111,10 @@ class TransferLearner:
     prior_scale_ : Tensor or None
         Per-group prior scales ``[G]`` learned by :meth:`fit_prior`.
     noise_scale_ : Tensor or None
-        Noise scale ``[O]`` learned by :meth:`fit_prior`.
+        Noise scale ``[O]`` learned by :meth:`fit_prior` (adaptation uses it).
+    predictive_noise_ : Tensor or None
+        Noise scale ``[O]`` that predictions use, set by :meth:`fit_noise_scale`
+        (``None``: the noise adaptation used).
     last_fit_ : TransferFit or None
         The raw result of the latest fit, with its objective trace.
 
@@ -187,6 +192,7 @@ class TransferLearner:
         self.init: Tensor | None = None
         self.prior_scale_: Tensor | None = None
         self.noise_scale_: Tensor | None = None
+        self.predictive_noise_: Tensor | None = None
         self.last_fit_: TransferFit | None = None
 
     # -- checkpoints (bayesmeta.io.save_learner / load_learner) --------------------------
@@ -223,6 +229,7 @@ class TransferLearner:
             "init": self.init,
             "prior_scale_": self.prior_scale_,
             "noise_scale_": self.noise_scale_,
+            "predictive_noise_": self.predictive_noise_,
         }
         state.update({k: v.detach() for k, v in optional.items() if v is not None})
         return state
@@ -245,6 +252,7 @@ class TransferLearner:
         self.init = state.get("init")
         self.prior_scale_ = state.get("prior_scale_")
         self.noise_scale_ = state.get("noise_scale_")
+        self.predictive_noise_ = state.get("predictive_noise_")
 
     @classmethod
     def from_scratch(
@@ -356,7 +364,49 @@ class TransferLearner:
             p_log, log_noise = fit.prior_log_scale, fit.log_noise
         self.prior_scale_ = p_log[0].exp()
         self.noise_scale_ = None if log_noise is None else log_noise[0].exp()
+        self.predictive_noise_ = None  # calibrated for the previous prior
         return self
+
+    def fit_noise_scale(
+        self,
+        batch: TaskBatch,
+        *,
+        num_samples: int = 50,
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
+        """Calibrate the noise that predictions use on related tasks' held-out points.
+
+        Adapts to each task's support set and sets :attr:`predictive_noise_` to
+        what the posterior's function draws leave unexplained on the query sets
+        (see :mod:`bayesmeta.transfer.predictive_noise`); adaptation keeps its
+        own noise scale. Call it after :meth:`fit_prior`, with tasks split as
+        the target tasks will be (e.g. each related group's first K points as
+        support and the later ones as query for forecasting).
+
+        Parameters
+        ----------
+        batch
+            Related tasks ``[T, K, *features]`` with query sets ``[T, Q, *features]``.
+        num_samples
+            Function draws per task.
+        generator
+            Random generator for the draws (default: seeded 0).
+
+        Returns
+        -------
+        Tensor
+            The predictive noise scale ``[O]``.
+
+        Raises
+        ------
+        ValueError
+            For classification, ``method="laplace"`` or a batch without query points.
+
+        """
+        self.predictive_noise_ = None
+        noise = fit_predictive_noise(self, batch, num_samples=num_samples, generator=generator)
+        self.predictive_noise_ = noise
+        return noise
 
     def adapt(
         self,
@@ -404,8 +454,11 @@ class TransferLearner:
                     "weights are not part of the transfer model: adapt with guide= without "
                     "weights, or use method='bayes'"
                 )
-            return adapt_guide(
-                self.model, x, y, batched, guide, steps=steps, lr=lr, generator=generator
+            return with_noise(
+                adapt_guide(
+                    self.model, x, y, batched, guide, steps=steps, lr=lr, generator=generator
+                ),
+                self.predictive_noise_,
             )
         w = self._weights(weights if weights is None or batched else weights.unsqueeze(0), y)
         t = x.shape[0]
@@ -441,8 +494,10 @@ class TransferLearner:
             noise = noise[0, 0]
         if fit.log_scale is not None:
             log_scale = fit.log_scale if batched else fit.log_scale[0]
-            return GaussianTaskPosterior(self.fnet, loc, log_scale, noise, self.classification)
-        return AdaptedPredictor(self.fnet, self.fnet.unflatten(loc), noise, self.classification)
+            post = GaussianTaskPosterior(self.fnet, loc, log_scale, noise, self.classification)
+            return with_noise(post, self.predictive_noise_)
+        point = AdaptedPredictor(self.fnet, self.fnet.unflatten(loc), noise, self.classification)
+        return with_noise(point, self.predictive_noise_)
 
     # -- internals -------------------------------------------------------------
 
