@@ -1,7 +1,7 @@
 """A JAX floor for bayesmeta's MAML and Bayesian MAML meta-iterations (issue 18).
 
     pip install -e '.[floor]'                        # jax[cpu] and optax, benchmark-only
-    python benchmarks/floor_jax.py                   # 3 rounds of 40 interleaved iterations
+    python benchmarks/floor_jax.py                   # 3 rounds of 100 interleaved iterations
     python benchmarks/floor_jax.py --quick           # a smoke run, seconds
     python benchmarks/floor_jax.py --rounds 5 --iters 100
 
@@ -359,6 +359,15 @@ class Agreement:
     ok: bool
 
 
+#: The directions the timed steps take, jitted as they are there (compiled on first use).
+_CHECKED: dict[str, Callable[..., Any]] = {
+    "MAML": jax.jit(maml_direction(False)),
+    "FOMAML": jax.jit(maml_direction(True)),
+    "Reptile": jax.jit(reptile_direction),
+    "BayesianMAML": jax.jit(jax.value_and_grad(bmaml_loss), static_argnums=4),
+}
+
+
 def compare(
     learner_name: str, state: str, learner: bm.MetaLearner, batch: bm.TaskBatch
 ) -> Agreement:
@@ -374,16 +383,16 @@ def compare(
         shape = (len(batch), learner.fnet.num_params)
         base = torch.empty(shape).normal_()
         eps_out = torch.empty((1, *shape)).normal_()[0]
-        loss_j, grads_j = jax.value_and_grad(bmaml_loss)(
+        loss_j, grads_j = _CHECKED["BayesianMAML"](
             params, jb, _array(base), _array(eps_out), BMAMLSettings.of(learner)
         )
     elif isinstance(learner, bm.Reptile):
         loss_t = learner.meta_gradients(batch)
-        loss_j, grads_j = reptile_direction(params, jb)
+        loss_j, grads_j = _CHECKED["Reptile"](params, jb)
     else:
         assert isinstance(learner, bm.MAML)
         loss_t = learner.meta_gradients(batch)
-        loss_j, grads_j = maml_direction(learner.first_order)(params, jb)
+        loss_j, grads_j = _CHECKED["FOMAML" if learner.first_order else "MAML"](params, jb)
     grads_t = torch_grads(learner)
     # Reptile's direction theta - mean_t phi_t is a difference of weights: its rounding
     # error scales with the weights, not with the (small) difference.
@@ -525,7 +534,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="a smoke run (seconds)")
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--iters", type=int, default=40, help="interleaved iterations per round")
+    parser.add_argument("--iters", type=int, default=100, help="interleaved iterations per round")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     rounds, iters = (1, 3) if args.quick else (args.rounds, args.iters)
