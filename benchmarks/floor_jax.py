@@ -104,8 +104,8 @@ def sinusoid_batches(n: int = 10, seed: int = 0) -> list[bm.TaskBatch]:
 
 
 def to_jax_batch(batch: bm.TaskBatch) -> Batch:
-    parts = (batch.support_x, batch.support_y, batch.query_x, batch.query_y)
-    return tuple(jnp.asarray(p.detach().cpu().numpy()) for p in parts)  # type: ignore[return-value]
+    sx, sy, qx, qy = (batch.support_x, batch.support_y, batch.query_x, batch.query_y)
+    return _array(sx), _array(sy), _array(qx), _array(qy)
 
 
 def _array(t: torch.Tensor) -> Any:
@@ -144,14 +144,14 @@ def torch_grads(learner: bm.MetaLearner) -> Any:
 
 def check_supported(learner: bm.MetaLearner) -> None:
     """Refuse settings that the JAX versions below do not compute."""
-    if learner.units.fitted:
-        raise SystemExit("the learner standardised the sinusoids; the JAX floor does not")
+    ok = not learner.units.fitted and learner.max_grad_norm is None
     if isinstance(learner, bm.BayesianMAML):
         from bayesmeta.model.likelihoods import GaussianLikelihood
         from bayesmeta.model.priors import Normal
 
         ok = (
-            isinstance(learner.prior, Normal)
+            ok
+            and isinstance(learner.prior, Normal)
             and learner.prior.scale_per == "weight"
             and isinstance(learner.likelihood, GaussianLikelihood)
             and learner.posterior == "gaussian"
@@ -161,8 +161,22 @@ def check_supported(learner: bm.MetaLearner) -> None:
             and learner.inner_steps <= TASKS  # one draw rotated over the tasks
             and not learner.first_order
         )
-        if not ok:
-            raise SystemExit("the JAX floor computes the BayesianMAML fast path's defaults only")
+    elif isinstance(learner, bm.MAML | bm.Reptile):
+        ok = (
+            ok
+            and (learner.inner_lr, learner.inner_steps) == (INNER_LR, INNER_STEPS)
+            and learner.inner_lrs is None
+            and learner.inner_grad_clip is None
+            and learner.loss_name == "mse"
+            and (not isinstance(learner, bm.Reptile) or learner.train_on == "all")
+        )
+    else:
+        ok = False
+    if not ok:
+        raise SystemExit(
+            f"the JAX floor does not compute this {type(learner).__name__}'s settings "
+            "(see check_supported)"
+        )
 
 
 # -- the JAX side ----------------------------------------------------------------
