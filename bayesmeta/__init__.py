@@ -1,6 +1,6 @@
 """bayesmeta: Bayesian meta-learning and transfer learning on Pyro and PyTorch."""
 
-from bayesmeta import guides, metrics, model, nets, priors, tasks, transfer
+from bayesmeta import baselines, guides, metrics, model, nets, priors, tasks, transfer
 from bayesmeta.class_prediction import ClassPrediction
 from bayesmeta.errors import BayesmetaError, NonFiniteLossError, ShapeError
 from bayesmeta.evaluation import evaluate
@@ -43,6 +43,7 @@ __all__ = [
     "TransferLearner",
     "VariationalMetaLearner",
     "__version__",
+    "baselines",
     "evaluate",
     "guides",
     "metrics",
