@@ -1,6 +1,8 @@
 """Task data: containers, built-in task families and tasks from user arrays."""
 
 from bayesmeta.tasks.arrays import TaskPool, from_arrays
+from bayesmeta.tasks.augment import augment_classes
+from bayesmeta.tasks.cross_domain import cross_domain_episodes, match_style
 from bayesmeta.tasks.episodes import Episodes, split_classes
 from bayesmeta.tasks.glyphs import glyph_episodes, make_glyphs
 from bayesmeta.tasks.images import digits_episodes, load_digits, load_image_folder
@@ -22,6 +24,8 @@ __all__ = [
     "TaskBatch",
     "TaskPool",
     "TaskSource",
+    "augment_classes",
+    "cross_domain_episodes",
     "digits_episodes",
     "from_arrays",
     "from_dataframe",
@@ -29,6 +33,7 @@ __all__ = [
     "load_digits",
     "load_image_folder",
     "make_glyphs",
+    "match_style",
     "read_csv",
     "split_classes",
 ]
