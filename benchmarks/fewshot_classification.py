@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -43,9 +44,12 @@ import bayesmeta as bm
 from bayesmeta.evaluation import evaluate
 from bayesmeta.learners import MetaLearner
 from bayesmeta.nets import Conv4
-from bayesmeta.tasks import Episodes, load_digits, make_glyphs, split_classes
 
 HERE = Path(__file__).parent
+sys.path.insert(0, str(HERE))
+
+import _fewshot_extra as extra  # noqa: E402
+
 LEARNERS = (
     "ProtoNet",
     "BayesianProtoNet",
@@ -117,63 +121,75 @@ class _Sampled:
         return _Predictor()
 
 
-def sources(
-    dataset: str, shots: int, train_queries: int, test_queries: int, args: argparse.Namespace
-) -> tuple[Episodes, Episodes, int]:
-    """Meta-training and meta-test episode sources over disjoint classes, and the image size."""
-    if dataset == "glyphs":
-        x, labels = make_glyphs(
-            args.glyph_classes, 20, 28, seed=args.seed, distortion=args.glyph_distortion
-        )
-        train_cls, _val_cls, test_cls = split_classes(labels, (0.64, 0.16, 0.2), seed=args.seed)
-        size = 28
-    else:
-        x, labels = load_digits()
-        train_cls, test_cls = torch.arange(5), torch.arange(5, 10)
-        size = 8
-    train = Episodes(x, labels, 5, shots, train_queries, classes=train_cls, seed=args.seed)
-    test = Episodes(x, labels, 5, shots, test_queries, classes=test_cls, seed=args.seed + 1)
-    return train, test, size
+def _row(
+    dataset: str, shots: int, name: str, scored: Any, test_batch: bm.TaskBatch, **extra: Any
+) -> dict[str, Any]:
+    """Score ``scored`` on the test episodes and print one line."""
+    t0 = time.perf_counter()
+    summary = evaluate(scored, test_batch, chunk_size=50).summary()
+    row = {
+        "dataset": dataset,
+        "shots": shots,
+        "learner": name,
+        "eval_s": time.perf_counter() - t0,
+        **extra,
+        **{k: list(summary[k]) for k in ("accuracy", "nll", "brier", "ece")},
+    }
+    print(
+        f"{dataset} {shots}-shot {name}: acc {summary['accuracy'][0]:.3f} "
+        f"nll {summary['nll'][0]:.3f} ece {summary['ece'][0]:.3f} "
+        f"({row['fit_s']:.0f} s fit, {row['eval_s']:.0f} s eval)",
+        flush=True,
+    )
+    return row
 
 
 def accuracy_rows(args: argparse.Namespace) -> list[dict[str, Any]]:
-    """Meta-train and score every learner on every data set and shot count."""
+    """Score the baselines and meta-train and score every learner, per data set and shots."""
     rows = []
     for dataset in args.datasets:
         for shots in args.shots:
-            train, test, size = sources(dataset, shots, args.train_queries, 15, args)
-            test_batch = test.sample(args.eval_tasks)
+            src = extra.make_sources(dataset, shots, args.train_queries, 15, args)
+            test_batch = src.test.sample(args.eval_tasks)
+            for name, baseline, fit_s, info in extra.baselines(src, args):
+                rows.append(
+                    _row(
+                        dataset,
+                        shots,
+                        name,
+                        baseline,
+                        test_batch,
+                        fit_s=fit_s,
+                        kind="baseline",
+                        **info,
+                    )
+                )
             for name in args.learners:
                 torch.manual_seed(args.seed)
-                learner = make(name, 5, size, args.hidden)
+                learner = make(name, 5, src.size, args.hidden)
                 iterations = (
                     args.metric_iterations if name in METRIC_LEARNERS else args.gradient_iterations
                 )
+                if dataset == "glyphs2digits" and args.cross_iterations:
+                    iterations = args.cross_iterations
                 t0 = time.perf_counter()
-                learner.meta_fit(train, iterations, args.meta_batch, progress=False)
+                info = extra.meta_fit_early_stopped(learner, src, iterations, args)
                 fit_s = time.perf_counter() - t0
-                t0 = time.perf_counter()
                 scored = (
                     _Sampled(learner, args.posterior_samples) if name == "BayesianMAML" else learner
                 )
-                result = evaluate(scored, test_batch, chunk_size=50)
-                eval_s = time.perf_counter() - t0
-                summary = result.summary()
-                row = {
-                    "dataset": dataset,
-                    "shots": shots,
-                    "learner": name,
-                    "iterations": iterations,
-                    "fit_s": fit_s,
-                    "eval_s": eval_s,
-                    **{k: list(summary[k]) for k in ("accuracy", "nll", "brier", "ece")},
-                }
-                rows.append(row)
-                print(
-                    f"{dataset} {shots}-shot {name}: acc {summary['accuracy'][0]:.3f} "
-                    f"nll {summary['nll'][0]:.3f} ece {summary['ece'][0]:.3f} "
-                    f"({fit_s:.0f} s fit, {eval_s:.0f} s eval)",
-                    flush=True,
+                rows.append(
+                    _row(
+                        dataset,
+                        shots,
+                        name,
+                        scored,
+                        test_batch,
+                        fit_s=fit_s,
+                        kind="learner",
+                        iterations=iterations,
+                        **info,
+                    )
                 )
     return rows
 
@@ -200,8 +216,8 @@ def _looped_step(learner: MetaLearner, batch: bm.TaskBatch) -> None:
 
 def speed_rows(args: argparse.Namespace) -> list[dict[str, Any]]:
     """Vectorised against looped meta-steps on 32 5-way 1-shot glyph episodes."""
-    train, _test, size = sources("glyphs", 1, 15, 15, args)
-    batch = train.sample(32)
+    src = extra.make_sources("glyphs", 1, 15, 15, args)
+    batch, size = src.train.sample(32), src.size
     rows = []
     for name in ("ProtoNet", "MAML"):
         torch.manual_seed(args.seed)
@@ -231,11 +247,12 @@ def _cell(pair: list[float], digits: int = 3) -> str:
 def print_tables(acc: list[dict[str, Any]], spd: list[dict[str, Any]]) -> None:
     """Markdown tables of the accuracy and speed results."""
     if acc:
-        print("\n| data | shots | learner | accuracy | NLL | ECE (15 bins) | Brier | fit (s) |")
+        print("\n| data | shots | method | accuracy | NLL | ECE (15 bins) | Brier | fit (s) |")
         print("|---|---|---|---|---|---|---|---|")
         for r in acc:
+            name = f"*{r['learner']}*" if r.get("kind") == "baseline" else r["learner"]
             print(
-                f"| {r['dataset']} | {r['shots']} | {r['learner']} | {_cell(r['accuracy'])} | "
+                f"| {r['dataset']} | {r['shots']} | {name} | {_cell(r['accuracy'])} | "
                 f"{_cell(r['nll'])} | {_cell(r['ece'])} | {r['brier'][0]:.3f} | {r['fit_s']:.0f} |"
             )
     if spd:
@@ -252,7 +269,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny settings, for CI")
     parser.add_argument("--only", choices=["accuracy", "speed"], help="run one part")
-    parser.add_argument("--datasets", nargs="+", default=["glyphs", "digits"])
+    parser.add_argument(
+        "--datasets", nargs="+", default=["glyphs", "digits"], choices=extra.DATASETS
+    )
     parser.add_argument("--shots", type=int, nargs="+", default=[1, 5])
     parser.add_argument("--learners", nargs="+", default=list(LEARNERS), choices=LEARNERS)
     parser.add_argument("--metric-iterations", type=int, default=300)
@@ -273,6 +292,7 @@ def main() -> None:
         default=1.5,
         help="variation between a glyph's drawings (1.0 is make_glyphs' default)",
     )
+    extra.add_arguments(parser)
     parser.add_argument("--repeats", type=int, default=5, help="timed repeats in the speed part")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument("--seed", type=int, default=0)
@@ -282,6 +302,7 @@ def main() -> None:
         args.metric_iterations = args.gradient_iterations = 2
         args.eval_tasks, args.repeats, args.glyph_classes, args.hidden = 10, 1, 60, 8
         args.meta_batch, args.shots = 2, [1]
+        args.pretrain_steps, args.val_tasks, args.val_every, args.cross_size = 4, 10, 2, 8
     torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()

@@ -10,13 +10,25 @@ SCRIPT = Path(__file__).parents[1] / "benchmarks" / "fewshot_classification.py"
 
 def test_fewshot_benchmark_quick_prints_tables_and_writes_results(tmp_path):
     args = [sys.executable, str(SCRIPT), "--quick", "--threads", "1", "--out", str(tmp_path)]
+    args += ["--datasets", "glyphs", "digits", "glyphs2digits"]
     done = subprocess.run(args, capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "| glyphs | 1 | BayesianProtoNet |" in done.stdout
     assert "| MAML |" in done.stdout and "speed-up" in done.stdout
     (result,) = tmp_path.glob("fewshot_classification-*.json")
     data = json.loads(result.read_text())
-    learners = {r["learner"] for r in data["accuracy"]}
+    assert (
+        "| digits | 1 | *1-NN* |" in done.stdout
+        and "| glyphs2digits | 1 | *Baseline++* |" in done.stdout
+    )
+    learners = {r["learner"] for r in data["accuracy"] if r["kind"] == "learner"}
+    baselines = {(r["dataset"], r["learner"]) for r in data["accuracy"] if r["kind"] == "baseline"}
+    assert baselines == {
+        (d, b)
+        for d in ("glyphs", "digits", "glyphs2digits")
+        for b in ("1-NN", "centroid", "probe", "Baseline", "Baseline++")
+    }
+    assert all(r["temperature"] > 0 for r in data["accuracy"] if r["kind"] == "baseline")
     assert learners == {
         "ProtoNet",
         "BayesianProtoNet",

@@ -94,6 +94,7 @@ def cross_domain_episodes(
     target_test_classes: Sequence[int] = (5, 6, 7, 8, 9),
     source_rotations: Sequence[int] = (0,),
     source_flips: bool = False,
+    image_size: int = 8,
     seed: int = 0,
 ) -> dict[str, Episodes]:
     """Episodes that meta-train on a source domain and test on the digits.
@@ -119,6 +120,10 @@ def cross_domain_episodes(
     source_rotations, source_flips
         Class-count augmentation of the source (:func:`~bayesmeta.tasks.augment_classes`);
         ``(0,)`` and ``False`` for none.
+    image_size
+        Side ``S`` of the returned images. The glyphs are always matched to the digits at
+        8x8; a larger ``S`` then upsamples both domains alike (bilinear), which leaves a
+        four-block conv net more than a 1x1 feature map.
     seed
         Seed of the glyphs, the split and the episode sources.
 
@@ -127,7 +132,7 @@ def cross_domain_episodes(
     dict of str to Episodes
         ``"train"`` (source classes), ``"source_val"`` (held-out source classes; ``"glyphs"``
         only), ``"val"`` (target training classes), ``"test"`` (target test classes); images
-        ``[1, 8, 8]``.
+        ``[1, S, S]``.
 
     Examples
     --------
@@ -141,6 +146,7 @@ def cross_domain_episodes(
     if source not in ("glyphs", "digits"):
         raise ValueError(f"source must be 'glyphs' or 'digits', got {source!r}")
     check_count("num_classes", num_classes, minimum=2)
+    out_size = check_count("image_size", image_size, minimum=1)
     tx, ty = load_digits()
     size = tx.shape[-1]
     train_digits = torch.as_tensor(list(target_train_classes), dtype=torch.long)
@@ -159,6 +165,11 @@ def cross_domain_episodes(
         keep = torch.isin(ty, train_digits)
         gx, gy = tx[keep], ty[keep]
         train_cls, val_cls = torch.unique(gy), None
+    if out_size != size:
+        tx, gx = (
+            functional.interpolate(a, size=(out_size, out_size), mode="bilinear").clamp(0, 1)
+            for a in (tx, gx)
+        )
     if tuple(source_rotations) != (0,) or source_flips:
         r = len(source_rotations) * (2 if source_flips else 1)
         gx, gy = augment_classes(gx, gy, rotations=source_rotations, flips=source_flips)

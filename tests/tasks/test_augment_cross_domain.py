@@ -65,3 +65,9 @@ def test_cross_domain_episodes_have_the_digits_shapes_and_disjoint_targets():
     assert aug["train"].num_classes == 20 and "source_val" not in aug
     with pytest.raises(ValueError, match="both"):
         cross_domain_episodes(source="digits", target_test_classes=(4, 5, 6, 7, 8))
+
+
+def test_cross_domain_episodes_upsample_both_domains():
+    eps = cross_domain_episodes(5, 1, 2, num_classes=30, examples_per_class=4, image_size=16)
+    assert eps["train"].sample(1).support_x.shape == (1, 5, 1, 16, 16)
+    assert eps["test"].x.shape[-2:] == (16, 16) and float(eps["test"].x.max()) <= 1.0

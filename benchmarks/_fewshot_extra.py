@@ -1,0 +1,197 @@
+"""Episode sources, baselines and early stopping for benchmarks/fewshot_classification.py.
+
+Issue 19: every learner is scored beside simple baselines on the same episodes, and the digits
+are also meta-trained from other sources (their own classes rotated and flipped, or a
+generated glyph alphabet) than their five training classes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from bayesmeta.baselines import (
+    Baseline,
+    LinearProbe,
+    NearestCentroid,
+    NearestNeighbour,
+    pretrain_encoder,
+)
+from bayesmeta.evaluation import evaluate
+from bayesmeta.learners import MetaLearner
+from bayesmeta.nets import Conv4
+from bayesmeta.tasks import (
+    Episodes,
+    augment_classes,
+    cross_domain_episodes,
+    load_digits,
+    make_glyphs,
+    split_classes,
+)
+
+DATASETS = ("glyphs", "digits", "digits-aug", "glyphs2digits")
+BASELINES = ("1-NN", "centroid", "probe", "Baseline", "Baseline++")
+
+
+@dataclass
+class Sources:
+    """Meta-training, validation and test episodes, and the image size.
+
+    ``val_heldout``: the validation classes are not training classes, so early stopping and
+    temperature fits on them are honest estimates for new classes.
+    """
+
+    train: Episodes
+    val: Episodes
+    test: Episodes
+    size: int
+    val_heldout: bool
+
+
+def _like(source: Episodes, q_query: int, seed: int) -> Episodes:
+    """The same classes as ``source`` with ``q_query`` query images per class."""
+    return Episodes(
+        source.x, source.labels, 5, source.k_shot, q_query, classes=source.classes, seed=seed
+    )
+
+
+def make_sources(
+    dataset: str, shots: int, train_queries: int, test_queries: int, args: argparse.Namespace
+) -> Sources:
+    """Episode sources over disjoint classes for one data set (see the module docstring)."""
+    s = args.seed
+    if dataset == "glyphs":
+        x, labels = make_glyphs(
+            args.glyph_classes, 20, 28, seed=s, distortion=args.glyph_distortion
+        )
+        train_cls, val_cls, test_cls = split_classes(labels, (0.64, 0.16, 0.2), seed=s)
+        train = Episodes(x, labels, 5, shots, train_queries, classes=train_cls, seed=s)
+        val = Episodes(x, labels, 5, shots, test_queries, classes=val_cls, seed=s + 2)
+        test = Episodes(x, labels, 5, shots, test_queries, classes=test_cls, seed=s + 1)
+        return Sources(train, val, test, 28, True)
+    if dataset == "glyphs2digits":
+        eps = cross_domain_episodes(
+            5,
+            shots,
+            test_queries,
+            num_classes=args.glyph_classes,
+            distortion=args.cross_distortion,
+            image_size=args.cross_size,
+            seed=s,
+        )
+        train = _like(eps["train"], train_queries, s)
+        return Sources(train, eps["val"], eps["test"], args.cross_size, True)
+    x, labels = load_digits()
+    test = Episodes(x, labels, 5, shots, test_queries, classes=range(5, 10), seed=s + 1)
+    # No digit is left for validation: the "val" episodes reuse the training digits.
+    val = Episodes(x, labels, 5, shots, test_queries, classes=range(5), seed=s + 2)
+    if dataset == "digits":
+        train = Episodes(x, labels, 5, shots, train_queries, classes=range(5), seed=s)
+    elif dataset == "digits-aug":
+        keep = labels < 5
+        ax, ay = augment_classes(x[keep], labels[keep], flips=True)  # 40 classes
+        train = Episodes(ax, ay, 5, shots, train_queries, seed=s)
+    else:
+        raise ValueError(f"unknown data set {dataset!r}")
+    return Sources(train, val, test, 8, False)
+
+
+def _pretrained(src: Sources, head: str, args: argparse.Namespace) -> tuple[Conv4, dict[str, Any]]:
+    """A Conv4 encoder pre-trained to classify every training class (Chen et al. 2019)."""
+    torch.manual_seed(args.seed)
+    encoder = Conv4(1, None, hidden=args.hidden, image_size=src.size, track_running_stats=True)
+    keep = torch.isin(src.train.labels, src.train.classes)
+    val = src.val.sample(args.val_tasks) if src.val_heldout else None
+    info = pretrain_encoder(
+        encoder,
+        src.train.x[keep],
+        src.train.labels[keep],
+        steps=args.pretrain_steps,
+        head=head,  # type: ignore[arg-type]
+        val=val,
+        eval_every=max(1, args.pretrain_steps // 10),
+        seed=args.seed,
+    )
+    return encoder, dict(info)
+
+
+def baselines(
+    src: Sources, args: argparse.Namespace
+) -> Iterator[tuple[str, Baseline, float, dict[str, Any]]]:
+    """Each baseline with its temperature fitted on the validation episodes, and its fit time.
+
+    Raw pixels: 1-NN, nearest centroid and a logistic-regression probe. Pre-trained Conv4:
+    Baseline (linear head) and Baseline++ (cosine head), each pre-trained with its own head.
+    """
+    for name in args.baselines:
+        t0 = time.perf_counter()
+        info: dict[str, Any] = {}
+        baseline: Baseline
+        if name == "1-NN":
+            baseline = NearestNeighbour()
+        elif name == "centroid":
+            baseline = NearestCentroid()
+        elif name == "probe":
+            baseline = LinearProbe()
+        else:
+            head = "linear" if name == "Baseline" else "cosine"
+            encoder, info = _pretrained(src, head, args)
+            baseline = LinearProbe(encoder, head=head)  # type: ignore[arg-type]
+        info["temperature"] = baseline.fit_temperature(src.val, args.val_tasks, seed=args.seed)
+        yield name, baseline, time.perf_counter() - t0, info
+
+
+def meta_fit_early_stopped(
+    learner: MetaLearner, src: Sources, iterations: int, args: argparse.Namespace
+) -> dict[str, Any]:
+    """Meta-train; with held-out validation classes keep the state of best validation accuracy.
+
+    Validation accuracy on ``args.val_tasks`` episodes every ``args.val_every`` iterations
+    (0: never, keep the last state).
+    """
+    if not (src.val_heldout and args.val_every):
+        learner.meta_fit(src.train, iterations, args.meta_batch, progress=False)
+        return {}
+    val = src.val.sample(args.val_tasks, generator=torch.Generator().manual_seed(args.seed))
+    best: dict[str, Any] = {"val_accuracy": [], "best_step": 0, "acc": -1.0, "state": None}
+
+    def check(step: int, _loss: float) -> None:
+        if (step + 1) % args.val_every and step + 1 != iterations:
+            return
+        acc = evaluate(learner, val, chunk_size=50).summary()["accuracy"][0]
+        best["val_accuracy"].append((step + 1, round(acc, 4)))
+        if acc > best["acc"]:
+            best.update(acc=acc, best_step=step + 1, state=copy.deepcopy(learner.state_dict()))
+
+    learner.meta_fit(src.train, iterations, args.meta_batch, progress=False, callback=check)
+    if best["state"] is not None:
+        learner.load_state_dict(best["state"])
+    return {"best_step": best["best_step"], "val_accuracy": best["val_accuracy"]}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of the baselines and the cross-domain data set."""
+    parser.add_argument("--baselines", nargs="*", default=list(BASELINES), choices=BASELINES)
+    parser.add_argument("--pretrain-steps", type=int, default=1500, help="Baseline pre-training")
+    parser.add_argument(
+        "--val-tasks", type=int, default=200, help="validation episodes (temperature, stopping)"
+    )
+    parser.add_argument(
+        "--val-every", type=int, default=100, help="iterations between validation scores (0: off)"
+    )
+    parser.add_argument(
+        "--cross-size", type=int, default=16, help="image side of glyphs2digits (digits upsampled)"
+    )
+    parser.add_argument("--cross-distortion", type=float, default=1.0, help="glyphs2digits glyphs")
+    parser.add_argument(
+        "--cross-iterations",
+        type=int,
+        default=None,
+        help="meta-iterations of every learner on glyphs2digits (default: as the others)",
+    )
