@@ -303,6 +303,7 @@ def main() -> None:
         args.eval_tasks, args.repeats, args.glyph_classes, args.hidden = 10, 1, 60, 8
         args.meta_batch, args.shots = 2, [1]
         args.pretrain_steps, args.val_tasks, args.val_every, args.cross_size = 4, 10, 2, 8
+        args.bll_val_tasks = 4
     torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()

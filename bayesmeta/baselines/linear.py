@@ -27,9 +27,9 @@ class LinearProbe(Baseline):
     Each task's head starts at zero and takes ``steps`` full-batch Adam steps on the support
     cross-entropy plus ``l2 / 2 * ||W||^2`` (the bias is not penalised); all tasks of a call are
     fitted at once. Embeddings are centred on the support set's mean and divided by its root
-    mean square deviation, one number per task (``"linear"``), or scaled to unit length (``"cosine"``, logits
-    ``scale * cos(z, w_c)``). Predictions are ``softmax(logits / temperature)``; fit the
-    temperature on training-class episodes with
+    mean square deviation, one number per task (``"linear"``), or scaled to unit length
+    (``"cosine"``, logits ``scale * cos(z, w_c)``). Predictions are
+    ``softmax(logits / temperature)``; fit the temperature on training-class episodes with
     :meth:`~bayesmeta.baselines.Baseline.fit_temperature`.
 
     Parameters
@@ -87,7 +87,7 @@ class LinearProbe(Baseline):
         return (z - centre) / spread
 
     def fit_state(self, zs: Tensor, onehot: Tensor) -> tuple[Tensor, ...]:
-        """Fit the heads; keep ``(centre [T, 1, E], spread [T, 1, 1], W [T, E, N], b [T, 1, N])``."""
+        """Fit the heads; keep ``(centre [T,1,E], spread [T,1,1], W [T,E,N], b [T,1,N])``."""
         centre = zs.mean(1, keepdim=True)
         # One scale per task: a per-dimension one would blow up the dimensions that happen to
         # be constant over a few support examples (blank pixels in one shot).
