@@ -39,7 +39,7 @@ from bayesmeta.transfer import BayesianLastLayer
 DATASETS = ("glyphs", "digits", "digits-aug", "glyphs2digits")
 BASELINES = ("1-NN", "centroid", "probe", "Baseline", "Baseline++", "BayesianLastLayer")
 #: Prior scales of BayesianLastLayer's head tried on the validation episodes.
-BLL_PRIOR_SCALES = (0.3, 1.0, 3.0)
+BLL_PRIOR_SCALES = (0.3, 1.0, 3.0, 10.0)
 
 
 @dataclass

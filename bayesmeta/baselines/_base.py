@@ -178,7 +178,7 @@ class Baseline:
             raise ShapeError("support_y must be an integer tensor [K] or [T, K]")
         batched = support_y.dim() == 2
         ys = _batched("support_y", support_y, 1)
-        if not isinstance(support_x, Tensor) or support_x.dim() < ys.dim() - (not batched) + 1:
+        if not isinstance(support_x, Tensor) or support_x.dim() < (3 if batched else 2):
             raise ShapeError("support_x must be [K, *features] or [T, K, *features]")
         xs = support_x if batched else support_x.unsqueeze(0)
         if xs.shape[:2] != ys.shape:
