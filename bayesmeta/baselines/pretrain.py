@@ -129,7 +129,7 @@ def pretrain_encoder(
         if head == "linear"
         else _CosineHead(dim, int(classes.numel()), scale)
     )
-    clf.to(dtype=x.dtype)
+    clf.to(device=x.device, dtype=x.dtype)
     opt = torch.optim.Adam([*encoder.parameters(), *clf.parameters()], lr=lr)
     result = PretrainResult(steps=n_steps, best_step=n_steps, val_accuracy=[])
     best_acc, best_state = -1.0, None

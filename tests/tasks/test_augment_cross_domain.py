@@ -65,6 +65,10 @@ def test_cross_domain_episodes_have_the_digits_shapes_and_disjoint_targets():
     assert aug["train"].num_classes == 20 and "source_val" not in aug
     with pytest.raises(ValueError, match="both"):
         cross_domain_episodes(source="digits", target_test_classes=(4, 5, 6, 7, 8))
+    with pytest.raises(ValueError, match="target"):
+        cross_domain_episodes(target="omniglot")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="source"):
+        cross_domain_episodes(source="mnist")  # type: ignore[arg-type]
 
 
 def test_cross_domain_episodes_upsample_both_domains():
