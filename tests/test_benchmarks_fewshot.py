@@ -26,9 +26,12 @@ def test_fewshot_benchmark_quick_prints_tables_and_writes_results(tmp_path):
     assert baselines == {
         (d, b)
         for d in ("glyphs", "digits", "glyphs2digits")
-        for b in ("1-NN", "centroid", "probe", "Baseline", "Baseline++")
+        for b in ("1-NN", "centroid", "probe", "Baseline", "Baseline++", "BayesianLastLayer")
     }
-    assert all(r["temperature"] > 0 for r in data["accuracy"] if r["kind"] == "baseline")
+    for r in data["accuracy"]:
+        if r["kind"] == "baseline":
+            fitted = r["prior_scale"] if r["learner"] == "BayesianLastLayer" else r["temperature"]
+            assert fitted > 0
     assert learners == {
         "ProtoNet",
         "BayesianProtoNet",
