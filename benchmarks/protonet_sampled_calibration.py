@@ -24,7 +24,6 @@ import torch
 import bayesmeta as bm
 from bayesmeta.class_prediction import ClassPrediction
 from bayesmeta.evaluation import evaluate
-from bayesmeta.learners.prototype_posterior import sample_log_probs
 from bayesmeta.nets import Conv4
 from bayesmeta.tasks import Episodes, make_glyphs, split_classes
 
@@ -45,11 +44,9 @@ class Scored:
             return self.post.predict(query_x)
         if self.mode == "sampled":
             return self.post.predict(query_x, self.samples, generator=self.generator)
-        context, zq = self.post._query(query_x)
-        log_p = sample_log_probs(
-            context, zq, self.samples, generator=self.generator, query_update=False
+        return self.post.predict(
+            query_x, self.samples, generator=self.generator, query_update=False
         )
-        return ClassPrediction(log_p)
 
 
 def main(argv: list[str] | None = None) -> None:

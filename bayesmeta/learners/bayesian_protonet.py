@@ -261,6 +261,7 @@ class PrototypePredictor(MetricPredictor[PrototypePosterior]):
         num_samples: int | None = None,
         *,
         generator: torch.Generator | None = None,
+        query_update: bool = True,
     ) -> ClassPrediction:
         """Class probabilities at ``query_x`` ``[*B, Q, *features]``.
 
@@ -281,6 +282,10 @@ class PrototypePredictor(MetricPredictor[PrototypePosterior]):
             :mod:`bayesmeta.learners.prototype_posterior`).
         generator
             Random generator for the draws.
+        query_update
+            With ``num_samples``: ``False`` draws the class means from the
+            support posterior alone (what Pyro's ``Predictive`` samples with
+            :attr:`guide`), whose average is less confident than the closed form.
 
         Returns
         -------
@@ -293,5 +298,7 @@ class PrototypePredictor(MetricPredictor[PrototypePosterior]):
         check_count("num_samples", num_samples, minimum=1)
         context, zq = self._query(query_x)
         with torch.no_grad():
-            log_p = sample_log_probs(context, zq, num_samples, generator=generator)
+            log_p = sample_log_probs(
+                context, zq, num_samples, generator=generator, query_update=query_update
+            )
         return self._wrap(log_p)
