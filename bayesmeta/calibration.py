@@ -18,9 +18,9 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from bayesmeta._checks import fmt_shape
 from bayesmeta.errors import ShapeError
 from bayesmeta.prediction import Prediction
-from bayesmeta.tasks._checks import fmt_shape
 
 __all__ = [
     "COVERAGE_LEVELS",

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from bayesmeta._checks import fmt_shape
 from bayesmeta.errors import ShapeError
-from bayesmeta.tasks._checks import fmt_shape
 
 __all__ = ["ClassPrediction"]
 

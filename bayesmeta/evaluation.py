@@ -10,11 +10,12 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from bayesmeta import metrics
+from bayesmeta._checks import check_count
 from bayesmeta.class_prediction import ClassPrediction
 from bayesmeta.learners.training import show_progress
 from bayesmeta.prediction import Prediction
 from bayesmeta.reliability import ECE_BINS, Reliability, reliability
-from bayesmeta.tasks.source import TaskSource, check_count
+from bayesmeta.tasks.source import TaskSource
 from bayesmeta.tasks.task import TaskBatch
 
 __all__ = ["Adaptable", "Evaluation", "evaluate"]

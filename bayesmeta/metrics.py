@@ -15,12 +15,12 @@ import math
 import torch
 from torch import Tensor
 
+from bayesmeta._checks import check_tensor, fmt_shape
 from bayesmeta.calibration import PACOH_LEVELS, calibration_curve, regression_calibration_error
 from bayesmeta.class_prediction import ClassPrediction
 from bayesmeta.errors import ShapeError
 from bayesmeta.prediction import Prediction
 from bayesmeta.reliability import ECE_BINS, Reliability, expected_calibration_error, reliability
-from bayesmeta.tasks._checks import check_tensor, fmt_shape
 
 __all__ = [
     "ECE_BINS",

@@ -22,9 +22,9 @@ import torch
 from torch import Tensor
 from torch.distributions import Distribution
 
+from bayesmeta._checks import check_tensor, fmt_shape
 from bayesmeta.errors import ShapeError
 from bayesmeta.model.likelihoods import per_output
-from bayesmeta.tasks._checks import check_tensor, fmt_shape
 
 __all__ = ["Prediction"]
 

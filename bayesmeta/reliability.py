@@ -14,9 +14,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from bayesmeta._checks import fmt_shape
 from bayesmeta.class_prediction import ClassPrediction
 from bayesmeta.errors import ShapeError
-from bayesmeta.tasks._checks import fmt_shape
 
 __all__ = ["ECE_BINS", "Reliability", "expected_calibration_error", "reliability"]
 

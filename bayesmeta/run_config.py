@@ -16,7 +16,8 @@ from typing import Any, Literal, cast
 
 import torch
 
-from bayesmeta.learners.base import MetaLearner, positive
+from bayesmeta._checks import check_count, positive
+from bayesmeta.learners.base import MetaLearner
 from bayesmeta.learners.bayesian_maml import BayesianMAML
 from bayesmeta.learners.bayesian_protonet import BayesianProtoNet
 from bayesmeta.learners.maml import MAML
@@ -27,7 +28,7 @@ from bayesmeta.learners.variational import VariationalMetaLearner
 from bayesmeta.model.prior_names import PriorName
 from bayesmeta.nets.conv import Conv4
 from bayesmeta.run_data import GLYPH_EXAMPLES, run_source
-from bayesmeta.tasks.source import SeededSource, check_count
+from bayesmeta.tasks.source import SeededSource
 from bayesmeta.tasks.tables import GroupedTasks
 from bayesmeta.tasks.task import TaskBatch
 

@@ -23,6 +23,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from bayesmeta import metrics
+from bayesmeta._checks import check_count
 from bayesmeta.calibration import coverage_curve, pit_values, regression_calibration_error
 from bayesmeta.class_prediction import ClassPrediction
 from bayesmeta.diagnostics.verdict import Finding, format_verdict, verdict
@@ -39,7 +40,6 @@ from bayesmeta.run_folder import (
     read_json,
     read_run_config,
 )
-from bayesmeta.tasks.source import check_count
 from bayesmeta.tasks.task import TaskBatch
 
 __all__ = [

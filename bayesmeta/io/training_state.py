@@ -24,11 +24,11 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
+from bayesmeta._checks import check_count
 from bayesmeta.io.checkpoint import CheckpointError, tensor_checksum
 from bayesmeta.learners.base import MetaLearner
 from bayesmeta.learners.distributed import is_distributed
 from bayesmeta.learners.training import History
-from bayesmeta.tasks.source import check_count
 
 __all__ = ["TRAINING_FORMAT", "load_training_state", "resume", "save_training_state"]
 

@@ -16,6 +16,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
+from bayesmeta._checks import check_like, check_support, fmt_shape, positive
 from bayesmeta.errors import NonFiniteLossError, ShapeError
 from bayesmeta.inference.guide_svi import GuideSpec, adapt_guide
 from bayesmeta.learners.distributed import (
@@ -32,7 +33,6 @@ from bayesmeta.nets.mlp import MLP
 from bayesmeta.nets.spec import net_spec
 from bayesmeta.nets.units import Units
 from bayesmeta.posteriors.guided import GuidePosterior
-from bayesmeta.tasks._checks import check_like, check_support, fmt_shape, positive
 from bayesmeta.tasks.source import TaskSource
 from bayesmeta.tasks.task import TaskBatch
 

@@ -16,9 +16,10 @@ from typing import Any, Literal, NamedTuple
 import torch
 from torch import Tensor, nn
 
+from bayesmeta._checks import check_count, positive
 from bayesmeta.class_prediction import ClassPrediction
 from bayesmeta.guides.fixed import NormalGuide, TaskGuide
-from bayesmeta.learners.base import OptimizerFactory, positive
+from bayesmeta.learners.base import OptimizerFactory
 from bayesmeta.learners.metric import (
     Episode,
     MetricLearner,
@@ -27,7 +28,6 @@ from bayesmeta.learners.metric import (
     squared_distances,
 )
 from bayesmeta.model.class_mean_model import ClassMeanModel
-from bayesmeta.tasks.source import check_count
 
 __all__ = [
     "BayesianProtoNet",

@@ -16,10 +16,11 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
+from bayesmeta._checks import check_count, positive
 from bayesmeta.inference.guide_svi import GuideSpec
 from bayesmeta.inference.inner_loop import gradient_steps
 from bayesmeta.learners.adapted import AdaptedPredictor
-from bayesmeta.learners.base import MetaLearner, OptimizerFactory, TargetKind, positive
+from bayesmeta.learners.base import MetaLearner, OptimizerFactory, TargetKind
 from bayesmeta.losses import LossName, StandardizedMSE, TaskLoss, get_loss
 from bayesmeta.model.likelihoods import (
     CategoricalLikelihood,
@@ -29,7 +30,6 @@ from bayesmeta.model.likelihoods import (
 )
 from bayesmeta.model.priors import Flat
 from bayesmeta.posteriors.guided import GuidePosterior
-from bayesmeta.tasks.source import check_count
 from bayesmeta.tasks.task import TaskBatch
 
 __all__ = ["GradientMetaLearner", "OptimizerFactory"]

@@ -10,8 +10,9 @@ from dataclasses import dataclass, field
 
 from tqdm.auto import tqdm
 
+from bayesmeta._checks import check_count
 from bayesmeta.errors import NonFiniteLossError
-from bayesmeta.tasks.source import TaskSource, check_count
+from bayesmeta.tasks.source import TaskSource
 from bayesmeta.tasks.task import TaskBatch
 
 __all__ = ["History", "check_finite", "run_meta_fit", "show_progress"]

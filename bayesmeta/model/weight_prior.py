@@ -22,9 +22,9 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import kl_divergence
 
+from bayesmeta._checks import fmt_shape, is_bool
 from bayesmeta.errors import ShapeError
 from bayesmeta.nets.functional import FunctionalNet
-from bayesmeta.tasks._checks import fmt_shape, is_bool
 
 __all__ = [
     "KL_POINTS",

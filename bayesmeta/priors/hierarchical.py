@@ -21,10 +21,10 @@ import pyro.distributions as pdist
 import torch
 from torch import Tensor, nn
 
+from bayesmeta._checks import fmt_shape
 from bayesmeta.errors import ShapeError
 from bayesmeta.model.weight_prior import check_fits, positive_vector, weights_centre
 from bayesmeta.nets.functional import FunctionalNet
-from bayesmeta.tasks._checks import fmt_shape
 
 __all__ = ["HierarchicalGaussianPrior", "HyperPosterior"]
 

@@ -18,9 +18,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from bayesmeta._checks import check_count, fmt_shape
 from bayesmeta.errors import ShapeError
-from bayesmeta.tasks._checks import fmt_shape
-from bayesmeta.tasks.source import SeededSource, check_count
+from bayesmeta.tasks.source import SeededSource
 from bayesmeta.tasks.task import TaskBatch
 
 __all__ = ["Episodes", "split_classes"]
