@@ -11,8 +11,8 @@ from tqdm.auto import tqdm
 
 from bayesmeta import metrics
 from bayesmeta._checks import check_count
+from bayesmeta._progress import show_progress
 from bayesmeta.class_prediction import ClassPrediction
-from bayesmeta.learners.training import show_progress
 from bayesmeta.prediction import Prediction
 from bayesmeta.reliability import ECE_BINS, Reliability, reliability
 from bayesmeta.tasks.source import TaskSource

@@ -17,12 +17,12 @@ from bayesmeta.evaluation import Adaptable, Evaluation, evaluate
 from bayesmeta.io.checkpoint import save_learner
 from bayesmeta.learners.base import MetaLearner
 from bayesmeta.learners.gradient import GradientMetaLearner
-from bayesmeta.learners.training import History
 from bayesmeta.learners.variational import VariationalMetaLearner
 from bayesmeta.run_config import RunConfig
 from bayesmeta.run_folder import CHECKPOINT, RunFolderError, new_run_dir, read_run_config
 from bayesmeta.tasks.source import SeededSource
 from bayesmeta.tasks.task import TaskBatch
+from bayesmeta.training.loop import History
 
 __all__ = [
     "EVAL_SEED",

@@ -20,7 +20,7 @@ import torch.distributed as dist
 import bayesmeta as bm
 from bayesmeta.evaluation import evaluate
 from bayesmeta.experiment import format_table
-from bayesmeta.learners.distributed import init_from_env
+from bayesmeta.training.distributed import init_from_env
 
 
 def main() -> None:

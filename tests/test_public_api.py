@@ -18,7 +18,8 @@ import bayesmeta.inference.guide_svi
 import bayesmeta.inference.svi
 import bayesmeta.io
 import bayesmeta.learners
-import bayesmeta.learners.distributed
+import bayesmeta.training
+import bayesmeta.training.distributed
 import bayesmeta.losses
 import bayesmeta.metrics
 import bayesmeta.model
@@ -56,7 +57,8 @@ MODULES = [
     bayesmeta.inference.svi,
     bayesmeta.io,
     bayesmeta.learners,
-    bayesmeta.learners.distributed,
+    bayesmeta.training,
+    bayesmeta.training.distributed,
     bayesmeta.losses,
     bayesmeta.metrics,
     bayesmeta.model,

@@ -24,13 +24,13 @@ from tqdm.auto import tqdm
 
 from bayesmeta import metrics
 from bayesmeta._checks import check_count
+from bayesmeta._progress import show_progress
 from bayesmeta.calibration import coverage_curve, pit_values, regression_calibration_error
 from bayesmeta.class_prediction import ClassPrediction
 from bayesmeta.diagnostics.verdict import Finding, format_verdict, verdict
 from bayesmeta.evaluation import Adaptable, Evaluation
 from bayesmeta.experiment import EVAL_SEED, RunConfig, evaluate_held_out
 from bayesmeta.io.checkpoint import load_learner
-from bayesmeta.learners.training import show_progress
 from bayesmeta.reliability import Reliability, reliability
 from bayesmeta.run_config import applies
 from bayesmeta.run_folder import (

@@ -20,7 +20,8 @@ from pyro.infer.autoguide import AutoGuide, init_to_value
 from torch import Tensor, nn
 
 from bayesmeta._checks import check_count, positive
-from bayesmeta.inference.svi import run_svi, seeded_by
+from bayesmeta._seeding import seeded_by
+from bayesmeta.inference.svi import run_svi
 from bayesmeta.inference.task_svi import INIT_SCALE_RATIO
 from bayesmeta.model.task_model import TaskModel
 from bayesmeta.model.weight_prior import WeightPrior

@@ -7,7 +7,6 @@ can rebuild the learner before loading its weights.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -15,9 +14,8 @@ from typing import Any
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
-from torch import Tensor
 
-from bayesmeta.errors import BayesmetaError
+from bayesmeta.errors import CheckpointError
 from bayesmeta.learners.base import MetaLearner
 from bayesmeta.learners.bayesian_maml import BayesianMAML
 from bayesmeta.learners.bayesian_protonet import BayesianProtoNet
@@ -27,6 +25,7 @@ from bayesmeta.learners.protonet import ProtoNet
 from bayesmeta.learners.reptile import Reptile
 from bayesmeta.learners.variational import VariationalMetaLearner
 from bayesmeta.nets.spec import build_net
+from bayesmeta.training.state import tensor_checksum
 from bayesmeta.transfer.prior import TransferLearner
 
 __all__ = [
@@ -48,20 +47,6 @@ _LEARNERS: dict[str, type[MetaLearner] | type[TransferLearner]] = {
     "TransferLearner": TransferLearner,
     "VariationalMetaLearner": VariationalMetaLearner,
 }
-
-
-def tensor_checksum(tensors: dict[str, Tensor]) -> str:
-    """SHA-256 over the tensors' names, dtypes, shapes and bytes, in name order."""
-    digest = hashlib.sha256()
-    for name in sorted(tensors):
-        t = tensors[name].detach().cpu().contiguous()
-        digest.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
-        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    return digest.hexdigest()
-
-
-class CheckpointError(BayesmetaError, ValueError):
-    """A checkpoint is missing, corrupted, or does not fit the learner."""
 
 
 def build_learner(

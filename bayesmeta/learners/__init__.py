@@ -14,8 +14,8 @@ from bayesmeta.learners.protonet import (
     PrototypePredictor,
 )
 from bayesmeta.learners.reptile import Reptile
-from bayesmeta.learners.training import History
 from bayesmeta.learners.variational import VariationalMetaLearner
+from bayesmeta.training.loop import History
 
 __all__ = [
     "MAML",

@@ -19,12 +19,6 @@ from torch import Tensor, nn
 from bayesmeta._checks import check_like, check_support, fmt_shape, positive
 from bayesmeta.errors import NonFiniteLossError, ShapeError
 from bayesmeta.inference.guide_svi import GuideSpec, adapt_guide
-from bayesmeta.learners.distributed import (
-    distributed_meta_gradients,
-    is_distributed,
-    sync_parameters,
-)
-from bayesmeta.learners.training import History, check_finite, run_meta_fit
 from bayesmeta.model.learner_model import LearnerModel
 from bayesmeta.model.likelihoods import Likelihood
 from bayesmeta.model.task_model import TaskModel, ThetaPrior
@@ -35,6 +29,13 @@ from bayesmeta.nets.units import Units
 from bayesmeta.posteriors.guided import GuidePosterior
 from bayesmeta.tasks.source import TaskSource
 from bayesmeta.tasks.task import TaskBatch
+from bayesmeta.training.distributed import (
+    distributed_meta_gradients,
+    is_distributed,
+    sync_parameters,
+)
+from bayesmeta.training.loop import History, check_finite, run_meta_fit
+from bayesmeta.training.state import resume
 
 __all__ = ["MetaLearner", "OptimizerFactory", "TargetKind", "positive"]
 
@@ -404,7 +405,7 @@ class MetaLearner(nn.Module):
             ``callback(iteration, loss)`` after each step; a returned dict of
             floats is recorded in ``History.extra``.
         checkpoint
-            A training-checkpoint file (see :mod:`bayesmeta.io.training_state`),
+            A training-checkpoint file (see :mod:`bayesmeta.training.state`),
             written every ``checkpoint_every`` iterations and at the end. If it
             exists when ``meta_fit`` starts, training resumes from it (learner,
             optimiser, torch's and the source's random states, history) and
@@ -433,7 +434,7 @@ class MetaLearner(nn.Module):
         initialised (e.g. under ``torchrun``), training is data-parallel: rank
         0's parameters are broadcast, each rank computes the meta-gradient of
         its share of every meta-batch, and the ranks sum them before the same
-        update (see :mod:`bayesmeta.learners.distributed`). The source must be
+        update (see :mod:`bayesmeta.training.distributed`). The source must be
         seeded alike on every rank; the first meta-batch is checked. Only rank
         0 writes checkpoints.
 
@@ -441,8 +442,6 @@ class MetaLearner(nn.Module):
         self.train()
         history, after_step = None, None
         if checkpoint is not None:
-            from bayesmeta.io.training_state import resume
-
             history, after_step = resume(checkpoint, self, source, iterations, checkpoint_every)
         step = self.meta_step
         if is_distributed():

@@ -16,7 +16,7 @@ import torch
 import torch.distributed as dist
 
 import bayesmeta as bm
-from bayesmeta.learners.distributed import init_from_env
+from bayesmeta.training.distributed import init_from_env
 
 
 def build(name: str, seed: int):

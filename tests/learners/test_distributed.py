@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import bayesmeta as bm
-from bayesmeta.learners.distributed import DistributedError, is_distributed, shard
+from bayesmeta.training.distributed import DistributedError, is_distributed, shard
 
 WORKER = Path(__file__).with_name("distributed_worker.py")
 
@@ -46,7 +46,7 @@ def single_process(name: str) -> tuple[torch.Tensor, list[float]]:
 
 # Reptile runs with SGD: its direction theta - mean(phi) is a difference of nearly equal
 # numbers, and Adam's normalisation turns the round-off of a near-zero entry into a step
-# of up to lr (see bayesmeta.learners.distributed).
+# of up to lr (see bayesmeta.training.distributed).
 @pytest.mark.parametrize("name", ["maml", "reptile_sgd"])
 def test_two_ranks_match_one_process(tmp_path, name):
     ranks = torchrun(tmp_path, name)
