@@ -18,8 +18,6 @@ import bayesmeta.inference.guide_svi
 import bayesmeta.inference.svi
 import bayesmeta.io
 import bayesmeta.learners
-import bayesmeta.training
-import bayesmeta.training.distributed
 import bayesmeta.losses
 import bayesmeta.metrics
 import bayesmeta.model
@@ -40,6 +38,8 @@ import bayesmeta.run_config
 import bayesmeta.run_data
 import bayesmeta.run_folder
 import bayesmeta.tasks
+import bayesmeta.training
+import bayesmeta.training.distributed
 import bayesmeta.transfer
 
 MODULES = [

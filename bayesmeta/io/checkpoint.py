@@ -17,13 +17,7 @@ from safetensors.torch import load_file, save_file
 
 from bayesmeta.errors import CheckpointError
 from bayesmeta.learners.base import MetaLearner
-from bayesmeta.learners.bayesian_maml import BayesianMAML
-from bayesmeta.learners.bayesian_protonet import BayesianProtoNet
-from bayesmeta.learners.maml import MAML
-from bayesmeta.learners.matching import MatchingNet
-from bayesmeta.learners.protonet import ProtoNet
-from bayesmeta.learners.reptile import Reptile
-from bayesmeta.learners.variational import VariationalMetaLearner
+from bayesmeta.learners.registry import learner_class, register
 from bayesmeta.nets.spec import build_net
 from bayesmeta.training.state import tensor_checksum
 from bayesmeta.transfer.prior import TransferLearner
@@ -37,16 +31,7 @@ __all__ = [
 ]
 
 FORMAT = "bayesmeta-checkpoint-1"
-_LEARNERS: dict[str, type[MetaLearner] | type[TransferLearner]] = {
-    "BayesianMAML": BayesianMAML,
-    "BayesianProtoNet": BayesianProtoNet,
-    "MAML": MAML,
-    "MatchingNet": MatchingNet,
-    "ProtoNet": ProtoNet,
-    "Reptile": Reptile,
-    "TransferLearner": TransferLearner,
-    "VariationalMetaLearner": VariationalMetaLearner,
-}
+register(TransferLearner)  # transfer/ sits above learners/: its learner joins here
 
 
 def build_learner(
@@ -54,9 +39,7 @@ def build_learner(
 ) -> MetaLearner | TransferLearner:
     """Rebuild a learner (with fresh weights) from its ``config()`` dictionary, on ``device``."""
     cfg = dict(config)
-    name = cfg.pop("learner", None)
-    if name not in _LEARNERS:
-        raise CheckpointError(f"unknown learner {name!r}; known: {sorted(_LEARNERS)}")
+    cls = learner_class(cfg.pop("learner", None))
     if cfg.get("prior") == "custom":
         raise CheckpointError(
             "the checkpoint's learner used a custom prior class, which a config cannot rebuild; "
@@ -71,7 +54,8 @@ def build_learner(
         net = build_net(cfg.pop("net", None)).to(device)
     except ValueError as err:
         raise CheckpointError(str(err)) from err
-    return _LEARNERS[name](net, **cfg)
+    learner: MetaLearner | TransferLearner = cls(net, **cfg)
+    return learner
 
 
 def save_learner(learner: MetaLearner | TransferLearner, path: str | Path) -> Path:
