@@ -5,7 +5,9 @@ import pytest
 import torch
 
 from bayesmeta import metrics
-from bayesmeta.calibration import (
+from bayesmeta.errors import ShapeError
+from bayesmeta.predictions.prediction import Prediction
+from bayesmeta.scoring.calibration import (
     COVERAGE_LEVELS,
     PACOH_LEVELS,
     calibration_curve,
@@ -13,8 +15,6 @@ from bayesmeta.calibration import (
     pit_values,
     regression_calibration_error,
 )
-from bayesmeta.errors import ShapeError
-from bayesmeta.prediction import Prediction
 
 N01 = NormalDist()
 

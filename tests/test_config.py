@@ -10,9 +10,9 @@ import torch
 from PIL import Image
 
 from bayesmeta.cli.main import main
-from bayesmeta.config import ConfigError, load_config, parse_config
-from bayesmeta.experiment import RunConfig, run_experiment
-from bayesmeta.run_config import DATA, LEARNERS
+from bayesmeta.runs.config import DATA, LEARNERS
+from bayesmeta.runs.config_file import ConfigError, load_config, parse_config
+from bayesmeta.runs.experiment import RunConfig, run_experiment
 
 CONFIGS = sorted((Path(__file__).parents[1] / "examples" / "configs").glob("*.toml"))
 

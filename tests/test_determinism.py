@@ -16,7 +16,7 @@ import pytest
 import torch
 
 import bayesmeta as bm
-from bayesmeta.experiment import RunConfig, quick, run_experiment
+from bayesmeta.runs.experiment import RunConfig, quick, run_experiment
 from bayesmeta.tasks import Episodes, Sinusoid
 
 

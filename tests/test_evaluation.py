@@ -1,7 +1,7 @@
 import torch
 
 from bayesmeta import MAML, Sinusoid
-from bayesmeta.evaluation import evaluate
+from bayesmeta.scoring.evaluation import evaluate
 
 
 def test_evaluate_chunks_agree_with_one_pass():

@@ -8,9 +8,9 @@ from safetensors.torch import load_file
 
 from bayesmeta.cli.main import main
 from bayesmeta.diagnostics.report import diagnose_run
-from bayesmeta.experiment import RunConfig, resume_run, run_experiment
-from bayesmeta.run_config import RunConfig as SameConfig
-from bayesmeta.run_folder import CHECKPOINT, RunFolderError
+from bayesmeta.runs.config import RunConfig as SameConfig
+from bayesmeta.runs.experiment import RunConfig, resume_run, run_experiment
+from bayesmeta.runs.folder import CHECKPOINT, RunFolderError
 
 
 class InterruptError(Exception):

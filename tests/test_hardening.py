@@ -22,8 +22,6 @@ from torch import nn
 
 import bayesmeta as bm
 from bayesmeta import metrics
-from bayesmeta.calibration import coverage_curve, pit_values, regression_calibration_error
-from bayesmeta.class_prediction import ClassPrediction
 from bayesmeta.diagnostics import (
     learner_sbc,
     reference_posterior,
@@ -34,7 +32,9 @@ from bayesmeta.diagnostics import (
 from bayesmeta.errors import NonFiniteLossError, ShapeError
 from bayesmeta.io import CheckpointError, load_learner, save_learner
 from bayesmeta.nets import MLP, Conv4
-from bayesmeta.prediction import Prediction
+from bayesmeta.predictions.class_prediction import ClassPrediction
+from bayesmeta.predictions.prediction import Prediction
+from bayesmeta.scoring.calibration import coverage_curve, pit_values, regression_calibration_error
 from bayesmeta.tasks import (
     Episodes,
     GroupedTasks,

@@ -1,6 +1,6 @@
 import torch
 
-from bayesmeta.losses import ScaledLoss, cross_entropy, mse
+from bayesmeta.nets.losses import ScaledLoss, cross_entropy, mse
 from bayesmeta.priors import GaussianLikelihood
 
 

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from bayesmeta import metrics
-from bayesmeta.plotting import (
+from bayesmeta.scoring.plotting import (
     _binomial_band,
     plot_coverage_curve,
     plot_loss_trace,

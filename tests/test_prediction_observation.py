@@ -6,8 +6,8 @@ import pyro.distributions as dist
 import pytest
 import torch
 
-from bayesmeta.metrics import crps
-from bayesmeta.prediction import Prediction
+from bayesmeta.predictions.prediction import Prediction
+from bayesmeta.scoring.metrics import crps
 
 #: t_{0.95} with 4 degrees of freedom (standard tables): 2.131847.
 T95_DF4 = 2.131847

@@ -5,12 +5,7 @@ import inspect
 import pytest
 
 import bayesmeta
-import bayesmeta.calibration
-import bayesmeta.class_prediction
-import bayesmeta.config
 import bayesmeta.diagnostics
-import bayesmeta.evaluation
-import bayesmeta.experiment
 import bayesmeta.guides
 import bayesmeta.inference
 import bayesmeta.inference.gaussian_vi
@@ -18,8 +13,7 @@ import bayesmeta.inference.guide_svi
 import bayesmeta.inference.svi
 import bayesmeta.io
 import bayesmeta.learners
-import bayesmeta.losses
-import bayesmeta.metrics
+import bayesmeta.learners.registry
 import bayesmeta.model
 import bayesmeta.model.likelihood
 import bayesmeta.model.likelihoods
@@ -27,29 +21,36 @@ import bayesmeta.model.priors
 import bayesmeta.model.task_model
 import bayesmeta.model.weight_prior
 import bayesmeta.nets
+import bayesmeta.nets.losses
 import bayesmeta.nets.spec
-import bayesmeta.plotting
 import bayesmeta.posteriors
 import bayesmeta.posteriors.guided
-import bayesmeta.prediction
+import bayesmeta.predictions
+import bayesmeta.predictions.class_prediction
+import bayesmeta.predictions.prediction
 import bayesmeta.priors
-import bayesmeta.reliability
-import bayesmeta.run_config
-import bayesmeta.run_data
-import bayesmeta.run_folder
+import bayesmeta.runs
+import bayesmeta.runs.config
+import bayesmeta.runs.config_file
+import bayesmeta.runs.data
+import bayesmeta.runs.experiment
+import bayesmeta.runs.folder
+import bayesmeta.scoring
+import bayesmeta.scoring.calibration
+import bayesmeta.scoring.evaluation
+import bayesmeta.scoring.metrics
+import bayesmeta.scoring.plotting
+import bayesmeta.scoring.reliability
 import bayesmeta.tasks
 import bayesmeta.training
 import bayesmeta.training.distributed
+import bayesmeta.training.loop
+import bayesmeta.training.state
 import bayesmeta.transfer
 
 MODULES = [
     bayesmeta,
-    bayesmeta.calibration,
-    bayesmeta.class_prediction,
-    bayesmeta.config,
     bayesmeta.diagnostics,
-    bayesmeta.evaluation,
-    bayesmeta.experiment,
     bayesmeta.guides,
     bayesmeta.inference,
     bayesmeta.inference.gaussian_vi,
@@ -57,10 +58,7 @@ MODULES = [
     bayesmeta.inference.svi,
     bayesmeta.io,
     bayesmeta.learners,
-    bayesmeta.training,
-    bayesmeta.training.distributed,
-    bayesmeta.losses,
-    bayesmeta.metrics,
+    bayesmeta.learners.registry,
     bayesmeta.model,
     bayesmeta.model.likelihood,
     bayesmeta.model.likelihoods,
@@ -68,17 +66,31 @@ MODULES = [
     bayesmeta.model.task_model,
     bayesmeta.model.weight_prior,
     bayesmeta.nets,
+    bayesmeta.nets.losses,
     bayesmeta.nets.spec,
-    bayesmeta.plotting,
     bayesmeta.posteriors,
     bayesmeta.posteriors.guided,
-    bayesmeta.prediction,
+    bayesmeta.predictions,
+    bayesmeta.predictions.class_prediction,
+    bayesmeta.predictions.prediction,
     bayesmeta.priors,
-    bayesmeta.reliability,
-    bayesmeta.run_config,
-    bayesmeta.run_data,
-    bayesmeta.run_folder,
+    bayesmeta.runs,
+    bayesmeta.runs.config,
+    bayesmeta.runs.config_file,
+    bayesmeta.runs.data,
+    bayesmeta.runs.experiment,
+    bayesmeta.runs.folder,
+    bayesmeta.scoring,
+    bayesmeta.scoring.calibration,
+    bayesmeta.scoring.evaluation,
+    bayesmeta.scoring.metrics,
+    bayesmeta.scoring.plotting,
+    bayesmeta.scoring.reliability,
     bayesmeta.tasks,
+    bayesmeta.training,
+    bayesmeta.training.distributed,
+    bayesmeta.training.loop,
+    bayesmeta.training.state,
     bayesmeta.transfer,
 ]
 
@@ -118,6 +130,6 @@ def test_top_level_exports_resolve():
 
 
 def test_evaluate_is_at_the_top_level():
-    import bayesmeta.evaluation
+    import bayesmeta.scoring.evaluation
 
-    assert bayesmeta.evaluate is bayesmeta.evaluation.evaluate
+    assert bayesmeta.evaluate is bayesmeta.scoring.evaluation.evaluate

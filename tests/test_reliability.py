@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from bayesmeta import ClassPrediction, metrics
-from bayesmeta.evaluation import ece_with_interval
+from bayesmeta.scoring.evaluation import ece_with_interval
 
 
 def test_ece_known_answer_by_hand():

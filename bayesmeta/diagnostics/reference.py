@@ -37,7 +37,7 @@ from bayesmeta.model.priors import WeightPrior
 from bayesmeta.model.task_model import TaskModel
 from bayesmeta.nets.functional import FunctionalNet
 from bayesmeta.posteriors.gaussian import SampledPosterior
-from bayesmeta.prediction import Prediction
+from bayesmeta.predictions.prediction import Prediction
 
 __all__ = ["ReferencePosterior", "compare_predictives", "nuts_posterior", "reference_posterior"]
 

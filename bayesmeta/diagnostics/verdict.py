@@ -34,8 +34,8 @@ from bayesmeta.diagnostics.findings import (
     _pct,
 )
 from bayesmeta.diagnostics.verdict_training import convergence_finding, posterior_finding
-from bayesmeta.reliability import Reliability
-from bayesmeta.run_config import RunConfig
+from bayesmeta.runs.config import RunConfig
+from bayesmeta.scoring.reliability import Reliability
 from bayesmeta.training.loop import History
 
 __all__ = [

@@ -17,7 +17,6 @@ import torch
 from torch import Tensor, nn
 
 from bayesmeta._checks import check_count, positive
-from bayesmeta.class_prediction import ClassPrediction
 from bayesmeta.guides.fixed import NormalGuide, TaskGuide
 from bayesmeta.learners.base import OptimizerFactory
 from bayesmeta.learners.metric import (
@@ -28,6 +27,7 @@ from bayesmeta.learners.metric import (
     squared_distances,
 )
 from bayesmeta.model.class_mean_model import ClassMeanModel
+from bayesmeta.predictions.class_prediction import ClassPrediction
 
 __all__ = [
     "BayesianProtoNet",

@@ -21,7 +21,6 @@ from bayesmeta.inference.guide_svi import GuideSpec
 from bayesmeta.inference.inner_loop import gradient_steps
 from bayesmeta.learners.adapted import AdaptedPredictor
 from bayesmeta.learners.base import MetaLearner, OptimizerFactory, TargetKind
-from bayesmeta.losses import LossName, StandardizedMSE, TaskLoss, get_loss
 from bayesmeta.model.likelihoods import (
     CategoricalLikelihood,
     GaussianLikelihood,
@@ -29,6 +28,7 @@ from bayesmeta.model.likelihoods import (
     MSELikelihood,
 )
 from bayesmeta.model.priors import Flat
+from bayesmeta.nets.losses import LossName, StandardizedMSE, TaskLoss, get_loss
 from bayesmeta.posteriors.guided import GuidePosterior
 from bayesmeta.tasks.task import TaskBatch
 
@@ -147,7 +147,7 @@ class GradientMetaLearner(MetaLearner):
         """The per-task loss of the inner and outer loops, ``(out, y) -> [*B]``.
 
         With standardised targets the squared error is measured in units of
-        their standard deviation (:class:`~bayesmeta.losses.StandardizedMSE`).
+        their standard deviation (:class:`~bayesmeta.nets.losses.StandardizedMSE`).
         """
         scale = self.units.target_scale()
         if scale is None or self.loss_name != "mse":

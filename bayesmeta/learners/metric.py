@@ -34,7 +34,6 @@ import torch
 from torch import Tensor, nn
 
 from bayesmeta._checks import fmt_shape
-from bayesmeta.class_prediction import ClassPrediction
 from bayesmeta.errors import ShapeError
 from bayesmeta.guides.fixed import TaskGuide
 from bayesmeta.learners.base import MetaLearner, OptimizerFactory
@@ -46,6 +45,7 @@ from bayesmeta.learners.episodes import (
     uses_batch_statistics,
 )
 from bayesmeta.nets.functional import FunctionalNet
+from bayesmeta.predictions.class_prediction import ClassPrediction
 from bayesmeta.tasks.task import TaskBatch
 
 __all__ = ["Episode", "MetricLearner", "MetricPredictor", "resolve_n_way", "squared_distances"]

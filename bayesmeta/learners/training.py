@@ -1,4 +1,4 @@
-"""Deprecated: this module moved to :mod:`bayesmeta.training.loop`; import from there.
+"""Deprecated: moved to :mod:`bayesmeta.training.loop`; import from there.
 
 The old path keeps working, with a ``DeprecationWarning``, for one release.
 """

@@ -30,8 +30,8 @@ from torch import Tensor, nn
 from torch.distributions import Distribution
 
 from bayesmeta._checks import check_count, positive_scalar
-from bayesmeta.losses import cross_entropy, cross_entropy_output_grad, mse, mse_output_grad
 from bayesmeta.model.likelihood import Likelihood, Observation, per_output
+from bayesmeta.nets.losses import cross_entropy, cross_entropy_output_grad, mse, mse_output_grad
 
 __all__ = [
     "BernoulliLikelihood",

@@ -11,12 +11,12 @@ import torch
 from torch import Tensor
 
 from bayesmeta._checks import fmt_shape
-from bayesmeta.class_prediction import ClassPrediction
 from bayesmeta.errors import ShapeError
 from bayesmeta.guides.fixed import NormalGuide
 from bayesmeta.model.likelihoods import Observation
 from bayesmeta.nets.functional import FunctionalNet
-from bayesmeta.prediction import Prediction
+from bayesmeta.predictions.class_prediction import ClassPrediction
+from bayesmeta.predictions.prediction import Prediction
 
 __all__ = ["GaussianTaskPosterior", "SampledPosterior", "standard_normal"]
 
