@@ -5,7 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-SCRIPT = Path(__file__).parents[1] / "benchmarks" / "bayesian_sinusoid.py"
+SCRIPT = Path(__file__).parents[2] / "benchmarks" / "bayesian_sinusoid.py"
 
 
 def test_bayesian_benchmark_quick_prints_tables_and_writes_results(tmp_path):

@@ -4,7 +4,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-SCRIPT = Path(__file__).parents[1] / "benchmarks" / "transfer_regression.py"
+SCRIPT = Path(__file__).parents[2] / "benchmarks" / "transfer_regression.py"
 
 
 def test_quick_run_prints_a_row_per_method_and_shot_count(tmp_path):

@@ -11,7 +11,7 @@ import torch
 import bayesmeta as bm
 from bayesmeta.tasks import PacohCauchy, PacohSinusoid
 
-SCRIPT = Path(__file__).parents[1] / "benchmarks" / "pacoh_regression.py"
+SCRIPT = Path(__file__).parents[2] / "benchmarks" / "pacoh_regression.py"
 
 
 def _module():

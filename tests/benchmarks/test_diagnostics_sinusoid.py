@@ -4,7 +4,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-SCRIPT = Path(__file__).parents[1] / "benchmarks" / "diagnostics_sinusoid.py"
+SCRIPT = Path(__file__).parents[2] / "benchmarks" / "diagnostics_sinusoid.py"
 
 
 def test_quick_run_prints_the_khat_and_nuts_tables(tmp_path):

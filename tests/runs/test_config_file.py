@@ -14,7 +14,7 @@ from bayesmeta.runs.config import DATA, LEARNERS
 from bayesmeta.runs.config_file import ConfigError, load_config, parse_config
 from bayesmeta.runs.experiment import RunConfig, run_experiment
 
-CONFIGS = sorted((Path(__file__).parents[1] / "examples" / "configs").glob("*.toml"))
+CONFIGS = sorted((Path(__file__).parents[2] / "examples" / "configs").glob("*.toml"))
 
 
 def test_there_is_a_config_per_learner_and_per_data_source():
