@@ -38,6 +38,7 @@ from bayesmeta.inference.guide_svi import GuideSpec
 from bayesmeta.inference.task_svi import INIT_SCALE_RATIO, task_posterior_svi
 from bayesmeta.learners.base import MetaLearner, OptimizerFactory, positive
 from bayesmeta.learners.noise_calibration import CalibratedNoise, PredictiveNoise
+from bayesmeta.model.hyper import HierarchicalGaussianPrior, HyperPosterior
 from bayesmeta.model.likelihoods import (
     CategoricalLikelihood,
     Likelihood,
@@ -49,7 +50,6 @@ from bayesmeta.model.task_model import TaskModel
 from bayesmeta.posteriors.gaussian import GaussianTaskPosterior
 from bayesmeta.posteriors.guided import GuidePosterior
 from bayesmeta.posteriors.lowrank import LowRankTaskPosterior
-from bayesmeta.priors.hierarchical import HierarchicalGaussianPrior, HyperPosterior
 from bayesmeta.tasks.source import TaskSource, check_count
 from bayesmeta.tasks.task import Task, TaskBatch
 from bayesmeta.training.distributed import (

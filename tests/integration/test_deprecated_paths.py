@@ -20,6 +20,7 @@ MOVED = {
     "bayesmeta.metrics": "bayesmeta.scoring.metrics",
     "bayesmeta.plotting": "bayesmeta.scoring.plotting",
     "bayesmeta.prediction": "bayesmeta.predictions.prediction",
+    "bayesmeta.priors.hierarchical": "bayesmeta.model.hyper",
     "bayesmeta.reliability": "bayesmeta.scoring.reliability",
     "bayesmeta.run_config": "bayesmeta.runs.config",
     "bayesmeta.run_data": "bayesmeta.runs.data",
