@@ -12,7 +12,8 @@ from typing import Literal, Protocol
 
 import torch
 
-from bayesmeta.tasks.episodes import Episodes, split_classes
+from bayesmeta.tasks.episodes import Episodes
+from bayesmeta.tasks.labelled import split_classes
 from bayesmeta.tasks.glyphs import glyph_episodes
 from bayesmeta.tasks.images import digits_episodes, load_image_folder
 from bayesmeta.tasks.regression import Sinusoid, SinusoidOrLine
