@@ -23,7 +23,7 @@ from torch import Tensor, nn
 
 from bayesmeta._checks import fmt_shape
 from bayesmeta.errors import ShapeError
-from bayesmeta.model.weight_prior import check_fits, positive_vector, weights_centre
+from bayesmeta.model.weight_layout import check_fits, positive_vector, weights_centre
 from bayesmeta.nets.functional import FunctionalNet
 
 __all__ = ["HierarchicalGaussianPrior", "HyperPosterior"]
