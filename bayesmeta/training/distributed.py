@@ -22,6 +22,7 @@ process group of more than one rank is initialised.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
 import torch
 import torch.distributed as dist
@@ -35,6 +36,7 @@ __all__ = [
     "all_reduce_gradients",
     "broadcast_seed",
     "check_same_batch",
+    "data_parallel_step",
     "distributed_meta_gradients",
     "init_from_env",
     "is_distributed",
@@ -159,6 +161,32 @@ def distributed_meta_gradients(learner: object, batch: TaskBatch, *, check: bool
     value = learner.meta_gradients(part)  # type: ignore[attr-defined]
     params: list[Tensor] = [p for p in learner.parameters() if p.requires_grad]  # type: ignore[attr-defined]
     return all_reduce_gradients(params, value, len(part) / len(batch))
+
+
+def data_parallel_step(
+    learner: object, apply_gradients: Callable[[float], float]
+) -> Callable[[TaskBatch], float]:
+    """A meta-training step that sums the ranks' shards' meta-gradients, then applies them.
+
+    The ranks' batches are compared on the first call only.
+
+    Parameters
+    ----------
+    learner
+        A :class:`~bayesmeta.learners.MetaLearner` (see :func:`distributed_meta_gradients`).
+    apply_gradients
+        Clips, checks and applies the gradients held in ``.grad``; takes and returns the
+        meta-loss.
+
+    """
+    first = [True]
+
+    def step(batch: TaskBatch) -> float:
+        value = distributed_meta_gradients(learner, batch, check=first[0])
+        first[0] = False
+        return apply_gradients(value)
+
+    return step
 
 
 def all_reduce_gradients(params: list[Tensor], value: float, weight: float) -> float:
