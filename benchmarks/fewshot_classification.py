@@ -40,9 +40,9 @@ from typing import Any
 import torch
 
 import bayesmeta as bm
-from bayesmeta.evaluation import evaluate
 from bayesmeta.learners import MetaLearner
 from bayesmeta.nets import Conv4
+from bayesmeta.scoring.evaluation import evaluate
 from bayesmeta.tasks import Episodes, load_digits, make_glyphs, split_classes
 
 HERE = Path(__file__).parent

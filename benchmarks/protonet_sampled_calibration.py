@@ -22,9 +22,9 @@ from typing import Any
 import torch
 
 import bayesmeta as bm
-from bayesmeta.class_prediction import ClassPrediction
-from bayesmeta.evaluation import evaluate
 from bayesmeta.nets import Conv4
+from bayesmeta.predictions.class_prediction import ClassPrediction
+from bayesmeta.scoring.evaluation import evaluate
 from bayesmeta.tasks import Episodes, make_glyphs, split_classes
 
 

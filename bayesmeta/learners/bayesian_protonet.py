@@ -16,9 +16,9 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
-from bayesmeta.class_prediction import ClassPrediction
+from bayesmeta._checks import check_count, positive
 from bayesmeta.guides.fixed import NormalGuide, TaskGuide
-from bayesmeta.learners.base import OptimizerFactory, positive
+from bayesmeta.learners.base import OptimizerFactory
 from bayesmeta.learners.metric import (
     Episode,
     MetricLearner,
@@ -31,7 +31,7 @@ from bayesmeta.learners.prototype_posterior import (
     sample_log_probs,
 )
 from bayesmeta.model.class_mean_model import ClassMeanModel
-from bayesmeta.tasks.source import check_count
+from bayesmeta.predictions.class_prediction import ClassPrediction
 
 __all__ = [
     "BayesianProtoNet",

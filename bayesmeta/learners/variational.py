@@ -37,16 +37,8 @@ from torch import Tensor, nn
 from bayesmeta.inference.guide_svi import GuideSpec
 from bayesmeta.inference.task_svi import INIT_SCALE_RATIO, task_posterior_svi
 from bayesmeta.learners.base import MetaLearner, OptimizerFactory, positive
-from bayesmeta.learners.distributed import (
-    all_reduce_gradients,
-    broadcast_seed,
-    check_same_batch,
-    is_distributed,
-    shard_range,
-    sync_parameters,
-)
 from bayesmeta.learners.noise_calibration import CalibratedNoise, PredictiveNoise
-from bayesmeta.learners.training import History, check_finite, run_meta_fit
+from bayesmeta.model.hyper import HierarchicalGaussianPrior, HyperPosterior
 from bayesmeta.model.likelihoods import (
     CategoricalLikelihood,
     Likelihood,
@@ -58,9 +50,18 @@ from bayesmeta.model.task_model import TaskModel
 from bayesmeta.posteriors.gaussian import GaussianTaskPosterior
 from bayesmeta.posteriors.guided import GuidePosterior
 from bayesmeta.posteriors.lowrank import LowRankTaskPosterior
-from bayesmeta.priors.hierarchical import HierarchicalGaussianPrior, HyperPosterior
 from bayesmeta.tasks.source import TaskSource, check_count
 from bayesmeta.tasks.task import Task, TaskBatch
+from bayesmeta.training.distributed import (
+    all_reduce_gradients,
+    broadcast_seed,
+    check_same_batch,
+    is_distributed,
+    shard_range,
+    sync_parameters,
+)
+from bayesmeta.training.loop import History, check_finite, run_meta_fit
+from bayesmeta.training.state import resume
 
 __all__ = ["VariationalMetaLearner"]
 
@@ -585,8 +586,6 @@ class VariationalMetaLearner(PredictiveNoise, MetaLearner):
         source = _Fixed(batch, seed)
         history, after_step = None, None
         if checkpoint is not None:  # after _bind: the tasks' q(theta_t) exist to load into
-            from bayesmeta.io.training_state import resume
-
             history, after_step = resume(checkpoint, self, source, iterations, checkpoint_every)
         result = run_meta_fit(
             lambda b: self.meta_step(b, subsample_size=meta_batch_size, generator=source.generator),

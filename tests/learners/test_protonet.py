@@ -8,8 +8,8 @@ from torch import nn
 import bayesmeta as bm
 from bayesmeta import BayesianProtoNet, ProtoNet, ShapeError, TaskBatch
 from bayesmeta.learners.prototype_posterior import sample_log_probs
-from bayesmeta.metrics import accuracy
 from bayesmeta.nets import MLP
+from bayesmeta.scoring.metrics import accuracy
 from tests.learners.metric_data import Blobs, encoder, unequal_batch
 
 
