@@ -13,13 +13,13 @@ from typing import Any, cast
 
 import torch
 
-from bayesmeta.scoring.evaluation import Adaptable, Evaluation, evaluate
 from bayesmeta.io.checkpoint import save_learner
 from bayesmeta.learners.base import MetaLearner
 from bayesmeta.learners.gradient import GradientMetaLearner
 from bayesmeta.learners.variational import VariationalMetaLearner
 from bayesmeta.runs.config import RunConfig
 from bayesmeta.runs.folder import CHECKPOINT, RunFolderError, new_run_dir, read_run_config
+from bayesmeta.scoring.evaluation import Adaptable, Evaluation, evaluate
 from bayesmeta.tasks.source import SeededSource
 from bayesmeta.tasks.task import TaskBatch
 from bayesmeta.training.loop import History
