@@ -1,9 +1,7 @@
 """bayesmeta: Bayesian meta-learning and transfer learning on Pyro and PyTorch."""
 
-from bayesmeta import baselines, guides, metrics, model, nets, priors, tasks, transfer
-from bayesmeta.class_prediction import ClassPrediction
+from bayesmeta import baselines, guides, model, nets, priors, tasks, transfer
 from bayesmeta.errors import BayesmetaError, NonFiniteLossError, ShapeError
-from bayesmeta.evaluation import evaluate
 from bayesmeta.learners import (
     MAML,
     AdaptedPredictor,
@@ -15,7 +13,10 @@ from bayesmeta.learners import (
     Reptile,
     VariationalMetaLearner,
 )
-from bayesmeta.prediction import Prediction
+from bayesmeta.predictions.class_prediction import ClassPrediction
+from bayesmeta.predictions.prediction import Prediction
+from bayesmeta.scoring import metrics
+from bayesmeta.scoring.evaluation import evaluate
 from bayesmeta.tasks import Sinusoid, SinusoidOrLine, Task, TaskBatch
 from bayesmeta.transfer import BayesianLastLayer, TransferLearner
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 __all__ = [
     "BayesmetaError",
+    "CheckpointError",
     "NonFiniteLossError",
     "ShapeError",
 ]
@@ -20,6 +21,10 @@ class BayesmetaError(Exception):
 
 class ShapeError(BayesmetaError, ValueError):
     """An argument has the wrong shape, number of dimensions or dtype."""
+
+
+class CheckpointError(BayesmetaError, ValueError):
+    """A checkpoint is missing, corrupted, or does not fit the learner."""
 
 
 class NonFiniteLossError(BayesmetaError, FloatingPointError):

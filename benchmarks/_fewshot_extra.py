@@ -23,9 +23,9 @@ from bayesmeta.baselines import (
     NearestNeighbour,
     pretrain_encoder,
 )
-from bayesmeta.evaluation import evaluate
 from bayesmeta.learners import MetaLearner
 from bayesmeta.nets import Conv4
+from bayesmeta.scoring.evaluation import evaluate
 from bayesmeta.tasks import (
     Episodes,
     augment_classes,

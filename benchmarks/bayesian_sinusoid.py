@@ -37,10 +37,10 @@ from typing import Any
 import torch
 
 import bayesmeta as bm
-from bayesmeta.calibration import regression_calibration_error
-from bayesmeta.evaluation import evaluate
 from bayesmeta.learners import BayesianMAML, MetaLearner
-from bayesmeta.plotting import plot_predictions
+from bayesmeta.scoring.calibration import regression_calibration_error
+from bayesmeta.scoring.evaluation import evaluate
+from bayesmeta.scoring.plotting import plot_predictions
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))

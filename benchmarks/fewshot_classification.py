@@ -41,9 +41,9 @@ from typing import Any
 import torch
 
 import bayesmeta as bm
-from bayesmeta.evaluation import evaluate
 from bayesmeta.learners import MetaLearner
 from bayesmeta.nets import Conv4
+from bayesmeta.scoring.evaluation import evaluate
 
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))

@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 import bayesmeta as bm
-from bayesmeta.evaluation import evaluate
+from bayesmeta.scoring.evaluation import evaluate
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))

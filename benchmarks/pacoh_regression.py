@@ -48,8 +48,8 @@ from torch import Tensor
 
 import bayesmeta as bm
 from bayesmeta import metrics
-from bayesmeta.calibration import regression_calibration_error
 from bayesmeta.learners import BayesianMAML, MetaLearner, VariationalMetaLearner
+from bayesmeta.scoring.calibration import regression_calibration_error
 from bayesmeta.tasks import PacohCauchy, PacohSinusoid, SeededSource, TaskBatch
 
 HERE = Path(__file__).resolve().parent

@@ -57,8 +57,8 @@ from torch import Tensor
 
 import bayesmeta as bm
 from bayesmeta import metrics
-from bayesmeta.evaluation import Adaptable
 from bayesmeta.nets import MLP
+from bayesmeta.scoring.evaluation import Adaptable
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))

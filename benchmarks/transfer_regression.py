@@ -46,8 +46,8 @@ from typing import Any
 
 import torch
 
-from bayesmeta.evaluation import evaluate
 from bayesmeta.nets import MLP
+from bayesmeta.scoring.evaluation import evaluate
 from bayesmeta.tasks import Sinusoid, TaskBatch
 from bayesmeta.transfer import BayesianLastLayer, TransferLearner
 

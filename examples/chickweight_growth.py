@@ -21,8 +21,8 @@ import argparse
 import torch
 
 import bayesmeta as bm
-from bayesmeta.evaluation import evaluate
-from bayesmeta.experiment import format_table
+from bayesmeta.runs.experiment import format_table
+from bayesmeta.scoring.evaluation import evaluate
 from bayesmeta.tasks import from_dataframe
 
 

@@ -18,9 +18,9 @@ import torch
 import torch.distributed as dist
 
 import bayesmeta as bm
-from bayesmeta.evaluation import evaluate
-from bayesmeta.experiment import format_table
-from bayesmeta.learners.distributed import init_from_env
+from bayesmeta.runs.experiment import format_table
+from bayesmeta.scoring.evaluation import evaluate
+from bayesmeta.training.distributed import init_from_env
 
 
 def main() -> None:

@@ -20,10 +20,10 @@ from typing import Any
 import torch
 
 import bayesmeta as bm
-from bayesmeta.evaluation import evaluate
-from bayesmeta.experiment import format_table
 from bayesmeta.nets import Conv4
-from bayesmeta.plotting import plot_reliability
+from bayesmeta.runs.experiment import format_table
+from bayesmeta.scoring.evaluation import evaluate
+from bayesmeta.scoring.plotting import plot_reliability
 from bayesmeta.tasks import digits_episodes
 
 

@@ -36,7 +36,7 @@ from pyro.infer.autoguide import AutoLowRankMultivariateNormal
 from torch import Tensor
 
 import bayesmeta as bm
-from bayesmeta.experiment import format_table
+from bayesmeta.runs.experiment import format_table
 
 LEVEL = 0.9  # the central interval whose coverage the tables report
 

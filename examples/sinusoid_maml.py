@@ -12,8 +12,8 @@ from pathlib import Path
 import torch
 
 import bayesmeta as bm
-from bayesmeta.evaluation import evaluate
-from bayesmeta.experiment import format_table
+from bayesmeta.runs.experiment import format_table
+from bayesmeta.scoring.evaluation import evaluate
 
 
 def main() -> None:
@@ -36,7 +36,7 @@ def main() -> None:
     print(format_table({"MAML": result.summary()}, title="held-out 5-shot tasks, mean ± 95% CI"))
 
     try:
-        from bayesmeta.plotting import plot_predictions
+        from bayesmeta.scoring.plotting import plot_predictions
     except ImportError:
         print("install matplotlib for the figure")
         return

@@ -20,9 +20,9 @@ import argparse
 
 import torch
 
-from bayesmeta.evaluation import evaluate
-from bayesmeta.experiment import format_table
 from bayesmeta.nets import MLP
+from bayesmeta.runs.experiment import format_table
+from bayesmeta.scoring.evaluation import evaluate
 from bayesmeta.tasks import Sinusoid
 from bayesmeta.transfer import BayesianLastLayer, TransferLearner
 

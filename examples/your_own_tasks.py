@@ -14,8 +14,8 @@ import numpy as np
 import torch
 
 import bayesmeta as bm
-from bayesmeta.evaluation import evaluate
-from bayesmeta.experiment import format_table
+from bayesmeta.runs.experiment import format_table
+from bayesmeta.scoring.evaluation import evaluate
 from bayesmeta.tasks import TaskPool, from_arrays
 
 

@@ -8,10 +8,10 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from bayesmeta.class_prediction import ClassPrediction
+from bayesmeta._checks import check_count, fmt_shape
 from bayesmeta.errors import ShapeError
-from bayesmeta.tasks._checks import fmt_shape
-from bayesmeta.tasks.source import TaskSource, check_count
+from bayesmeta.predictions.class_prediction import ClassPrediction
+from bayesmeta.tasks.source import TaskSource
 
 __all__ = ["Baseline", "BaselinePredictor"]
 

@@ -8,8 +8,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn.functional import normalize
 
+from bayesmeta._checks import check_count
 from bayesmeta.baselines._base import Baseline, _positive
-from bayesmeta.tasks.source import check_count
 
 __all__ = ["Head", "LinearProbe"]
 

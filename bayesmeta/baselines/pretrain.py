@@ -9,12 +9,11 @@ import torch
 from torch import Tensor, nn
 from torch.nn.functional import normalize
 
+from bayesmeta._checks import check_count, fmt_shape
 from bayesmeta.baselines._base import _positive
 from bayesmeta.baselines.linear import Head
 from bayesmeta.baselines.neighbours import NearestCentroid
 from bayesmeta.errors import ShapeError
-from bayesmeta.tasks._checks import fmt_shape
-from bayesmeta.tasks.source import check_count
 from bayesmeta.tasks.task import TaskBatch
 
 __all__ = ["PretrainResult", "pretrain_encoder"]

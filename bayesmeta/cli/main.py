@@ -14,10 +14,10 @@ from pathlib import Path
 
 import torch
 
-from bayesmeta.config import parse_config, read_config
 from bayesmeta.errors import BayesmetaError
-from bayesmeta.experiment import RunResult, format_table, quick, resume_run, run_experiment
-from bayesmeta.run_config import DATA, LEARNERS, RunConfig
+from bayesmeta.runs.config import DATA, LEARNERS, RunConfig
+from bayesmeta.runs.config_file import parse_config, read_config
+from bayesmeta.runs.experiment import RunResult, format_table, quick, resume_run, run_experiment
 
 __all__ = ["build_parser", "main"]
 

@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass
 from typing import Literal
 
-from bayesmeta.run_config import RunConfig
+from bayesmeta.runs.config import RunConfig
 
 __all__ = [
     "BIAS_OK",

@@ -33,15 +33,15 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from bayesmeta.class_prediction import ClassPrediction
+from bayesmeta._checks import check_tensor, fmt_shape
 from bayesmeta.diagnostics._model import draw_targets
 from bayesmeta.errors import ShapeError
 from bayesmeta.learners.adapted import AdaptedPredictor
 from bayesmeta.model.likelihoods import categorical_point_log_prob
 from bayesmeta.nets.functional import FunctionalNet
 from bayesmeta.posteriors.gaussian import SampledPosterior
-from bayesmeta.prediction import Prediction
-from bayesmeta.tasks._checks import check_tensor, fmt_shape
+from bayesmeta.predictions.class_prediction import ClassPrediction
+from bayesmeta.predictions.prediction import Prediction
 
 __all__ = ["to_inference_data"]
 

@@ -29,6 +29,7 @@ from pyro.infer import MCMC, NUTS
 from pyro.infer.autoguide import init_to_value
 from torch import Tensor
 
+from bayesmeta._checks import check_count, check_pair, fmt_shape
 from bayesmeta.diagnostics._model import adaptation_model
 from bayesmeta.errors import ShapeError
 from bayesmeta.model.likelihoods import Likelihood, Observation
@@ -36,9 +37,7 @@ from bayesmeta.model.priors import WeightPrior
 from bayesmeta.model.task_model import TaskModel
 from bayesmeta.nets.functional import FunctionalNet
 from bayesmeta.posteriors.gaussian import SampledPosterior
-from bayesmeta.prediction import Prediction
-from bayesmeta.tasks._checks import check_pair, fmt_shape
-from bayesmeta.tasks.source import check_count
+from bayesmeta.predictions.prediction import Prediction
 
 __all__ = ["ReferencePosterior", "compare_predictives", "nuts_posterior", "reference_posterior"]
 

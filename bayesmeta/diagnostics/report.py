@@ -1,8 +1,8 @@
 """Diagnose a run folder: calibration figures and a markdown report.
 
-:func:`write_report` reads a folder written by :func:`~bayesmeta.experiment.run_experiment`
+:func:`write_report` reads a folder written by :func:`~bayesmeta.runs.experiment.run_experiment`
 (``bayesmeta run``), reloads its learner, predicts on the run's own held-out
-tasks (same source, same :data:`~bayesmeta.experiment.EVAL_SEED`) and writes
+tasks (same source, same :data:`~bayesmeta.runs.experiment.EVAL_SEED`) and writes
 ``RUN_DIR/report/``: ``report.md``, ``pit.png``, ``coverage.png`` and
 ``loss.png`` (``reliability.png`` instead of the PIT and coverage figures for
 class predictions). The report opens with a verdict (:func:`run_verdict`, see
@@ -22,24 +22,24 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from bayesmeta import metrics
-from bayesmeta.calibration import coverage_curve, pit_values, regression_calibration_error
-from bayesmeta.class_prediction import ClassPrediction
+from bayesmeta._checks import check_count
+from bayesmeta._progress import show_progress
 from bayesmeta.diagnostics.verdict import Finding, format_verdict, verdict
-from bayesmeta.evaluation import Adaptable, Evaluation
-from bayesmeta.experiment import EVAL_SEED, RunConfig, evaluate_held_out
 from bayesmeta.io.checkpoint import load_learner
-from bayesmeta.learners.training import show_progress
-from bayesmeta.reliability import Reliability, reliability
-from bayesmeta.run_config import applies
-from bayesmeta.run_folder import (
+from bayesmeta.predictions.class_prediction import ClassPrediction
+from bayesmeta.runs.config import applies
+from bayesmeta.runs.experiment import EVAL_SEED, RunConfig, evaluate_held_out
+from bayesmeta.runs.folder import (
     CHECKPOINT,
     FINISHED_FILES,
     RunFolderError,
     read_json,
     read_run_config,
 )
-from bayesmeta.tasks.source import check_count
+from bayesmeta.scoring import metrics
+from bayesmeta.scoring.calibration import coverage_curve, pit_values, regression_calibration_error
+from bayesmeta.scoring.evaluation import Adaptable, Evaluation
+from bayesmeta.scoring.reliability import Reliability, reliability
 from bayesmeta.tasks.task import TaskBatch
 
 __all__ = [
@@ -144,7 +144,7 @@ def _held_out(
 ) -> tuple[RunConfig, dict[str, Any], dict[str, Any], Adaptable, TaskBatch]:
     """The run's files, its learner, and the first ``num_tasks`` of its held-out tasks.
 
-    The tasks are drawn again exactly as :func:`~bayesmeta.experiment.run_experiment`
+    The tasks are drawn again exactly as :func:`~bayesmeta.runs.experiment.run_experiment`
     drew the ones behind ``metrics.json`` (all of them when ``num_tasks`` is ``None``).
     """
     config, metrics_json, history = _load(run_dir)
@@ -163,7 +163,7 @@ def evaluate_run(run_dir: str | Path, *, num_tasks: int | None = None) -> Evalua
     Parameters
     ----------
     run_dir
-        A folder written by :func:`~bayesmeta.experiment.run_experiment`.
+        A folder written by :func:`~bayesmeta.runs.experiment.run_experiment`.
     num_tasks
         Score only the first ``num_tasks`` of the run's ``eval_tasks`` held-out
         tasks (drawn again exactly as the run drew them); all by default.
@@ -173,7 +173,7 @@ def evaluate_run(run_dir: str | Path, *, num_tasks: int | None = None) -> Evalua
     Evaluation
         The same metrics as the run's ``metrics.json``: posterior sampling
         is seeded as in the run (see
-        :func:`~bayesmeta.experiment.evaluate_held_out`).
+        :func:`~bayesmeta.runs.experiment.evaluate_held_out`).
 
     Raises
     ------
@@ -201,7 +201,7 @@ def diagnose_run(
     Parameters
     ----------
     run_dir
-        A folder written by :func:`~bayesmeta.experiment.run_experiment`.
+        A folder written by :func:`~bayesmeta.runs.experiment.run_experiment`.
     num_tasks
         Tasks to diagnose: the first ``min(num_tasks, config.eval_tasks)`` of
         the tasks behind ``metrics.json``, drawn again exactly as the run drew them.
@@ -269,7 +269,7 @@ def settings_rows(config: RunConfig) -> list[tuple[str, Any]]:
     """``(setting, value)`` of the settings that apply to the run's learner and data.
 
     A setting read only by other learners or data sources (``image_size`` for sinusoids,
-    ``inner_lr`` for ProtoNet; see :func:`~bayesmeta.run_config.applies`) is left out;
+    ``inner_lr`` for ProtoNet; see :func:`~bayesmeta.runs.config.applies`) is left out;
     every other one is kept. Unset query counts show the count the run used.
     """
     rows: list[tuple[str, Any]] = []
@@ -292,7 +292,7 @@ def write_report(
     Parameters
     ----------
     run
-        A folder written by :func:`~bayesmeta.experiment.run_experiment`, or
+        A folder written by :func:`~bayesmeta.runs.experiment.run_experiment`, or
         the :func:`diagnose_run` of one.
     num_tasks, progress
         Passed to :func:`diagnose_run` (ignored for a :class:`RunDiagnostics`).
@@ -311,7 +311,7 @@ def write_report(
 
     """
     try:
-        from bayesmeta import plotting
+        from bayesmeta.scoring import plotting
     except ImportError as err:
         raise ImportError("the report needs matplotlib: pip install bayesmeta[plot]") from err
     d = (

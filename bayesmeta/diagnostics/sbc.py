@@ -17,12 +17,12 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from bayesmeta._checks import check_count
 from bayesmeta.diagnostics._model import adaptation_model, draw_targets
 from bayesmeta.model.likelihoods import CategoricalLikelihood, GaussianLikelihood, Likelihood
 from bayesmeta.model.priors import GaussianPrior
 from bayesmeta.nets.functional import FunctionalNet
 from bayesmeta.posteriors.gaussian import SampledPosterior
-from bayesmeta.tasks.source import check_count
 
 __all__ = ["SBCResult", "learner_sbc", "simulation_based_calibration"]
 

@@ -34,9 +34,9 @@ from bayesmeta.diagnostics.findings import (
     _pct,
 )
 from bayesmeta.diagnostics.verdict_training import convergence_finding, posterior_finding
-from bayesmeta.learners.training import History
-from bayesmeta.reliability import Reliability
-from bayesmeta.run_config import RunConfig
+from bayesmeta.runs.config import RunConfig
+from bayesmeta.scoring.reliability import Reliability
+from bayesmeta.training.loop import History
 
 __all__ = [
     "BIAS_OK",

@@ -19,7 +19,7 @@ from bayesmeta.diagnostics.findings import (
     _pct,
 )
 from bayesmeta.diagnostics.vi_quality import KHAT_GOOD, KHAT_USABLE
-from bayesmeta.run_config import RunConfig
+from bayesmeta.runs.config import RunConfig
 
 __all__ = ["convergence_finding", "posterior_finding"]
 

@@ -26,13 +26,13 @@ import torch
 from pyro.ops.stats import fit_generalized_pareto
 from torch import Tensor
 
+from bayesmeta._checks import check_pair, fmt_shape
 from bayesmeta.diagnostics._model import adaptation_model
 from bayesmeta.errors import ShapeError
 from bayesmeta.model.likelihoods import Likelihood
 from bayesmeta.model.priors import GaussianPrior
 from bayesmeta.nets.functional import FunctionalNet
 from bayesmeta.posteriors.gaussian import SampledPosterior
-from bayesmeta.tasks._checks import check_pair, fmt_shape
 
 __all__ = [
     "KHAT_GOOD",

@@ -6,8 +6,8 @@ import pyro
 import pyro.distributions as pdist
 from torch import Tensor
 
+from bayesmeta._checks import fmt_shape
 from bayesmeta.errors import ShapeError
-from bayesmeta.tasks._checks import fmt_shape
 
 __all__ = ["DeltaGuide", "LowRankGuide", "NormalGuide", "TaskGuide"]
 

@@ -21,10 +21,10 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from bayesmeta.losses import ScaledLoss
 from bayesmeta.model.likelihoods import Likelihood
 from bayesmeta.model.priors import GaussianPrior, Normal, WeightPrior
 from bayesmeta.nets.functional import FunctionalNet
+from bayesmeta.nets.losses import ScaledLoss
 from bayesmeta.posteriors.gaussian import standard_normal
 
 __all__ = [

@@ -19,13 +19,13 @@ import torch
 from pyro.infer.autoguide import AutoGuide, init_to_value
 from torch import Tensor, nn
 
-from bayesmeta.inference.svi import run_svi, seeded_by
+from bayesmeta._checks import check_count, positive
+from bayesmeta._seeding import seeded_by
+from bayesmeta.inference.svi import run_svi
 from bayesmeta.inference.task_svi import INIT_SCALE_RATIO
 from bayesmeta.model.task_model import TaskModel
 from bayesmeta.model.weight_prior import WeightPrior
 from bayesmeta.posteriors.guided import FittedGuide, GuidePosterior, draw_theta, local_params
-from bayesmeta.tasks._checks import positive
-from bayesmeta.tasks.source import check_count
 
 __all__ = ["GUIDE_LR", "GUIDE_STEPS", "GuideSpec", "adapt_guide", "fit_guide"]
 

@@ -15,8 +15,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from bayesmeta.losses import TaskLoss
 from bayesmeta.nets.functional import FunctionalNet
+from bayesmeta.nets.losses import TaskLoss
 
 __all__ = ["gradient_steps"]
 

@@ -3,15 +3,14 @@
 :func:`run_svi` drives ``Trace_ELBO`` with a torch Adam optimiser over the
 parameters it is given, annealing the rate on a cosine, and takes gradients by
 ``torch.autograd.grad`` so that nothing else (the learner's meta-parameters)
-collects any. :func:`seeded_by` draws Pyro's noise from a seed taken from a
-``torch.Generator``.
+collects any. :func:`seeded_by` (from :mod:`bayesmeta._seeding`) draws Pyro's noise from a
+seed taken from a ``torch.Generator``.
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pyro
@@ -19,6 +18,7 @@ import torch
 from pyro.infer import Trace_ELBO
 from torch import Tensor, nn
 
+from bayesmeta._seeding import seeded_by
 from bayesmeta.errors import NonFiniteLossError
 
 __all__ = ["run_svi", "seeded_by"]
@@ -84,15 +84,3 @@ def run_svi(
         opt.step()
         schedule.step()
     return trace
-
-
-@contextlib.contextmanager
-def seeded_by(generator: torch.Generator | None, device: torch.device) -> Iterator[None]:
-    """Draw torch's (hence Pyro's) noise from a seed taken from ``generator``."""
-    if generator is None:
-        yield
-        return
-    seed = int(torch.randint(2**62, (1,), generator=generator, device=generator.device))
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        torch.manual_seed(seed)
-        yield

@@ -30,7 +30,8 @@ from pyro.nn import PyroParam
 from torch import Tensor, nn
 from torch.distributions import constraints
 
-from bayesmeta.inference.svi import run_svi, seeded_by
+from bayesmeta._seeding import seeded_by
+from bayesmeta.inference.svi import run_svi
 from bayesmeta.model.likelihoods import Likelihood
 from bayesmeta.model.priors import WeightPrior
 from bayesmeta.model.task_model import TaskModel

@@ -7,7 +7,6 @@ can rebuild the learner before loading its weights.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -15,18 +14,12 @@ from typing import Any
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
-from torch import Tensor
 
-from bayesmeta.errors import BayesmetaError
+from bayesmeta.errors import CheckpointError
 from bayesmeta.learners.base import MetaLearner
-from bayesmeta.learners.bayesian_maml import BayesianMAML
-from bayesmeta.learners.bayesian_protonet import BayesianProtoNet
-from bayesmeta.learners.maml import MAML
-from bayesmeta.learners.matching import MatchingNet
-from bayesmeta.learners.protonet import ProtoNet
-from bayesmeta.learners.reptile import Reptile
-from bayesmeta.learners.variational import VariationalMetaLearner
+from bayesmeta.learners.registry import learner_class, register
 from bayesmeta.nets.spec import build_net
+from bayesmeta.training.state import tensor_checksum
 from bayesmeta.transfer.prior import TransferLearner
 
 __all__ = [
@@ -38,30 +31,7 @@ __all__ = [
 ]
 
 FORMAT = "bayesmeta-checkpoint-1"
-_LEARNERS: dict[str, type[MetaLearner] | type[TransferLearner]] = {
-    "BayesianMAML": BayesianMAML,
-    "BayesianProtoNet": BayesianProtoNet,
-    "MAML": MAML,
-    "MatchingNet": MatchingNet,
-    "ProtoNet": ProtoNet,
-    "Reptile": Reptile,
-    "TransferLearner": TransferLearner,
-    "VariationalMetaLearner": VariationalMetaLearner,
-}
-
-
-def tensor_checksum(tensors: dict[str, Tensor]) -> str:
-    """SHA-256 over the tensors' names, dtypes, shapes and bytes, in name order."""
-    digest = hashlib.sha256()
-    for name in sorted(tensors):
-        t = tensors[name].detach().cpu().contiguous()
-        digest.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
-        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    return digest.hexdigest()
-
-
-class CheckpointError(BayesmetaError, ValueError):
-    """A checkpoint is missing, corrupted, or does not fit the learner."""
+register(TransferLearner)  # transfer/ sits above learners/: its learner joins here
 
 
 def build_learner(
@@ -69,9 +39,7 @@ def build_learner(
 ) -> MetaLearner | TransferLearner:
     """Rebuild a learner (with fresh weights) from its ``config()`` dictionary, on ``device``."""
     cfg = dict(config)
-    name = cfg.pop("learner", None)
-    if name not in _LEARNERS:
-        raise CheckpointError(f"unknown learner {name!r}; known: {sorted(_LEARNERS)}")
+    cls = learner_class(cfg.pop("learner", None))
     if cfg.get("prior") == "custom":
         raise CheckpointError(
             "the checkpoint's learner used a custom prior class, which a config cannot rebuild; "
@@ -86,7 +54,8 @@ def build_learner(
         net = build_net(cfg.pop("net", None)).to(device)
     except ValueError as err:
         raise CheckpointError(str(err)) from err
-    return _LEARNERS[name](net, **cfg)
+    learner: MetaLearner | TransferLearner = cls(net, **cfg)
+    return learner
 
 
 def save_learner(learner: MetaLearner | TransferLearner, path: str | Path) -> Path:

@@ -13,9 +13,21 @@ from bayesmeta.learners.protonet import (
     PrototypePosterior,
     PrototypePredictor,
 )
+from bayesmeta.learners.registry import register
 from bayesmeta.learners.reptile import Reptile
-from bayesmeta.learners.training import History
 from bayesmeta.learners.variational import VariationalMetaLearner
+from bayesmeta.training.loop import History
+
+for _learner in (
+    BayesianMAML,
+    BayesianProtoNet,
+    MAML,
+    MatchingNet,
+    ProtoNet,
+    Reptile,
+    VariationalMetaLearner,
+):
+    register(_learner)
 
 __all__ = [
     "MAML",

@@ -7,11 +7,11 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from bayesmeta.class_prediction import ClassPrediction
 from bayesmeta.guides.fixed import DeltaGuide
 from bayesmeta.model.likelihoods import Observation
 from bayesmeta.nets.functional import FunctionalNet
-from bayesmeta.prediction import Prediction
+from bayesmeta.predictions.class_prediction import ClassPrediction
+from bayesmeta.predictions.prediction import Prediction
 
 __all__ = ["AdaptedPredictor"]
 

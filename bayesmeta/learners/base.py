@@ -16,14 +16,9 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from bayesmeta.errors import NonFiniteLossError, ShapeError
+from bayesmeta._checks import check_like, check_support, positive
 from bayesmeta.inference.guide_svi import GuideSpec, adapt_guide
-from bayesmeta.learners.distributed import (
-    distributed_meta_gradients,
-    is_distributed,
-    sync_parameters,
-)
-from bayesmeta.learners.training import History, check_finite, run_meta_fit
+from bayesmeta.learners.data_checks import check_adapted, check_io
 from bayesmeta.model.learner_model import LearnerModel
 from bayesmeta.model.likelihoods import Likelihood
 from bayesmeta.model.task_model import TaskModel, ThetaPrior
@@ -32,9 +27,11 @@ from bayesmeta.nets.mlp import MLP
 from bayesmeta.nets.spec import net_spec
 from bayesmeta.nets.units import Units
 from bayesmeta.posteriors.guided import GuidePosterior
-from bayesmeta.tasks._checks import check_like, check_support, fmt_shape, positive
 from bayesmeta.tasks.source import TaskSource
 from bayesmeta.tasks.task import TaskBatch
+from bayesmeta.training.distributed import data_parallel_step, is_distributed, sync_parameters
+from bayesmeta.training.loop import History, check_finite, run_meta_fit
+from bayesmeta.training.state import resume
 
 __all__ = ["MetaLearner", "OptimizerFactory", "TargetKind", "positive"]
 
@@ -263,33 +260,14 @@ class MetaLearner(nn.Module):
         self.units.fit(x, y, only_off_scale=self.standardize == "auto")
 
     def _check_io(self, x: Tensor, y: Tensor) -> None:
-        if self.target_kind == "regression" and not y.is_floating_point():
-            raise ShapeError(
-                f"{self._objective_name()} needs floating regression targets, got {y.dtype}; "
-                "use the classification objective for class labels"
-            )
-        if self.target_kind == "classification" and y.is_floating_point():
-            raise ShapeError(f"{self._objective_name()} needs integer class labels as targets")
-        if isinstance(self.net, MLP):
-            if x.shape[-1] != self.net.in_features:
-                raise ShapeError(
-                    f"the network takes {self.net.in_features} input feature(s) but support_x "
-                    f"has shape {fmt_shape(x.shape)}"
-                )
-            if y.is_floating_point() and y.shape[-1] != self.net.out_features:
-                raise ShapeError(
-                    f"the network has {self.net.out_features} output(s) but support_y has "
-                    f"shape {fmt_shape(y.shape)}"
-                )
-            scores = self.target_kind == "classification" and self.net_gives_scores
-            if scores and y.numel():
-                low, high, c = int(y.min()), int(y.max()), self.net.out_features
-                if low < 0 or high >= c:
-                    raise ValueError(
-                        f"support_y holds class labels {low}..{high} but the network has {c} "
-                        f"output(s) (classes 0..{c - 1}); relabel the classes or widen the "
-                        "network's last layer"
-                    )
+        check_io(
+            x,
+            y,
+            target_kind=self.target_kind,
+            objective=self._objective_name(),
+            net=self.net,
+            net_gives_scores=self.net_gives_scores,
+        )
 
     def _objective_name(self) -> str:
         return type(self).__name__
@@ -312,17 +290,7 @@ class MetaLearner(nn.Module):
 
     def _check_adapted(self, weights: Sequence[Tensor]) -> None:
         """Raise if test-time adaptation left NaN or infinite weights (each ``[T, ...]``)."""
-        bad = torch.zeros(weights[0].shape[0], dtype=torch.bool, device=weights[0].device)
-        for w in weights:
-            bad |= ~torch.isfinite(w.reshape(w.shape[0], -1)).all(-1)
-        if bool(bad.any()):
-            tasks = bad.nonzero().flatten().tolist()
-            clip = ", or set inner_grad_clip" if hasattr(self, "inner_grad_clip") else ""
-            raise NonFiniteLossError(
-                f"{type(self).__name__}.adapt diverged: the adapted weights of task(s) "
-                f"{tasks[:10]} are NaN or infinite. Lower inner_lr or steps{clip}, or check "
-                "the support data for extreme values"
-            )
+        check_adapted(weights, type(self).__name__, clip_hint=hasattr(self, "inner_grad_clip"))
 
     # -- meta-training -----------------------------------------------------------
 
@@ -404,7 +372,7 @@ class MetaLearner(nn.Module):
             ``callback(iteration, loss)`` after each step; a returned dict of
             floats is recorded in ``History.extra``.
         checkpoint
-            A training-checkpoint file (see :mod:`bayesmeta.io.training_state`),
+            A training-checkpoint file (see :mod:`bayesmeta.training.state`),
             written every ``checkpoint_every`` iterations and at the end. If it
             exists when ``meta_fit`` starts, training resumes from it (learner,
             optimiser, torch's and the source's random states, history) and
@@ -433,7 +401,7 @@ class MetaLearner(nn.Module):
         initialised (e.g. under ``torchrun``), training is data-parallel: rank
         0's parameters are broadcast, each rank computes the meta-gradient of
         its share of every meta-batch, and the ranks sum them before the same
-        update (see :mod:`bayesmeta.learners.distributed`). The source must be
+        update (see :mod:`bayesmeta.training.distributed`). The source must be
         seeded alike on every rank; the first meta-batch is checked. Only rank
         0 writes checkpoints.
 
@@ -441,19 +409,11 @@ class MetaLearner(nn.Module):
         self.train()
         history, after_step = None, None
         if checkpoint is not None:
-            from bayesmeta.io.training_state import resume
-
             history, after_step = resume(checkpoint, self, source, iterations, checkpoint_every)
-        step = self.meta_step
+        step: Callable[[TaskBatch], float] = self.meta_step
         if is_distributed():
             sync_parameters(self)
-            first = [True]
-
-            def step(batch: TaskBatch) -> float:
-                value = distributed_meta_gradients(self, batch, check=first[0])
-                first[0] = False
-                return self._apply_gradients(value)
-
+            step = data_parallel_step(self, self._apply_gradients)
             if dist.get_rank() != 0:
                 progress = False
         return run_meta_fit(

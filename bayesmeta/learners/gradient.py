@@ -16,11 +16,11 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
+from bayesmeta._checks import check_count, positive
 from bayesmeta.inference.guide_svi import GuideSpec
 from bayesmeta.inference.inner_loop import gradient_steps
 from bayesmeta.learners.adapted import AdaptedPredictor
-from bayesmeta.learners.base import MetaLearner, OptimizerFactory, TargetKind, positive
-from bayesmeta.losses import LossName, StandardizedMSE, TaskLoss, get_loss
+from bayesmeta.learners.base import MetaLearner, OptimizerFactory, TargetKind
 from bayesmeta.model.likelihoods import (
     CategoricalLikelihood,
     GaussianLikelihood,
@@ -28,8 +28,8 @@ from bayesmeta.model.likelihoods import (
     MSELikelihood,
 )
 from bayesmeta.model.priors import Flat
+from bayesmeta.nets.losses import LossName, StandardizedMSE, TaskLoss, get_loss
 from bayesmeta.posteriors.guided import GuidePosterior
-from bayesmeta.tasks.source import check_count
 from bayesmeta.tasks.task import TaskBatch
 
 __all__ = ["GradientMetaLearner", "OptimizerFactory"]
@@ -147,7 +147,7 @@ class GradientMetaLearner(MetaLearner):
         """The per-task loss of the inner and outer loops, ``(out, y) -> [*B]``.
 
         With standardised targets the squared error is measured in units of
-        their standard deviation (:class:`~bayesmeta.losses.StandardizedMSE`).
+        their standard deviation (:class:`~bayesmeta.nets.losses.StandardizedMSE`).
         """
         scale = self.units.target_scale()
         if scale is None or self.loss_name != "mse":

@@ -8,7 +8,7 @@ from typing import Literal
 from torch import Tensor, nn
 
 from bayesmeta.learners.gradient import GradientMetaLearner, OptimizerFactory
-from bayesmeta.losses import LossName, TaskLoss
+from bayesmeta.nets.losses import LossName, TaskLoss
 from bayesmeta.tasks.task import TaskBatch
 
 __all__ = ["MAML"]

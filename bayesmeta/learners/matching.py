@@ -10,9 +10,9 @@ import torch
 from torch import Tensor, nn
 from torch.nn.functional import normalize
 
-from bayesmeta.learners.base import OptimizerFactory, positive
+from bayesmeta._checks import check_count, positive
+from bayesmeta.learners.base import OptimizerFactory
 from bayesmeta.learners.metric import Episode, MetricLearner
-from bayesmeta.tasks.source import check_count
 
 __all__ = ["MatchingMemory", "MatchingNet"]
 

@@ -33,7 +33,7 @@ from typing import Any, Generic, TypeVar
 import torch
 from torch import Tensor, nn
 
-from bayesmeta.class_prediction import ClassPrediction
+from bayesmeta._checks import fmt_shape
 from bayesmeta.errors import ShapeError
 from bayesmeta.guides.fixed import TaskGuide
 from bayesmeta.learners.base import MetaLearner, OptimizerFactory
@@ -45,7 +45,7 @@ from bayesmeta.learners.episodes import (
     uses_batch_statistics,
 )
 from bayesmeta.nets.functional import FunctionalNet
-from bayesmeta.tasks._checks import fmt_shape
+from bayesmeta.predictions.class_prediction import ClassPrediction
 from bayesmeta.tasks.task import TaskBatch
 
 __all__ = ["Episode", "MetricLearner", "MetricPredictor", "resolve_n_way", "squared_distances"]

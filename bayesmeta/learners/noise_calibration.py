@@ -30,7 +30,7 @@ from bayesmeta.model.learner_model import LearnerModel
 from bayesmeta.model.likelihoods import GaussianLikelihood
 from bayesmeta.model.task_model import TaskModel
 from bayesmeta.nets.units import load_data_shaped
-from bayesmeta.prediction import Prediction
+from bayesmeta.predictions.prediction import Prediction
 from bayesmeta.tasks.task import TaskBatch
 
 if TYPE_CHECKING:

@@ -10,7 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from bayesmeta.learners.gradient import GradientMetaLearner, OptimizerFactory
-from bayesmeta.losses import LossName, TaskLoss
+from bayesmeta.nets.losses import LossName, TaskLoss
 from bayesmeta.tasks.task import TaskBatch
 
 __all__ = ["Reptile"]

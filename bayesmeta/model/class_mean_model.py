@@ -32,10 +32,10 @@ import pyro.distributions as pdist
 import torch
 from torch import Tensor, nn
 
+from bayesmeta._checks import fmt_shape
 from bayesmeta.errors import ShapeError
 from bayesmeta.model.learner_model import LearnerModel
 from bayesmeta.model.priors import FlatAt
-from bayesmeta.tasks._checks import fmt_shape
 
 __all__ = ["ClassMeanModel"]
 

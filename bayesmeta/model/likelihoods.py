@@ -29,10 +29,9 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import Distribution
 
-from bayesmeta.losses import cross_entropy, cross_entropy_output_grad, mse, mse_output_grad
+from bayesmeta._checks import check_count, positive_scalar
 from bayesmeta.model.likelihood import Likelihood, Observation, per_output
-from bayesmeta.tasks._checks import positive_scalar
-from bayesmeta.tasks.source import check_count
+from bayesmeta.nets.losses import cross_entropy, cross_entropy_output_grad, mse, mse_output_grad
 
 __all__ = [
     "BernoulliLikelihood",

@@ -29,6 +29,7 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import constraints
 
+from bayesmeta._checks import check_count, fmt_shape, positive_scalar
 from bayesmeta.errors import ShapeError
 from bayesmeta.model.weight_prior import (
     KL_POINTS,
@@ -38,8 +39,6 @@ from bayesmeta.model.weight_prior import (
     weights_centre,
 )
 from bayesmeta.nets.functional import FunctionalNet
-from bayesmeta.tasks._checks import fmt_shape, positive_scalar
-from bayesmeta.tasks.source import check_count
 
 __all__ = [
     "STUDENT_T_KL_POINTS",

@@ -26,12 +26,12 @@ import pyro
 import pyro.distributions as pdist
 from torch import Tensor, nn
 
+from bayesmeta._checks import fmt_shape
 from bayesmeta.errors import ShapeError
 from bayesmeta.model.learner_model import LearnerModel
 from bayesmeta.model.likelihoods import Likelihood
 from bayesmeta.model.priors import WeightPrior
 from bayesmeta.nets.functional import FunctionalNet
-from bayesmeta.tasks._checks import fmt_shape
 
 __all__ = ["TaskModel", "ThetaPrior"]
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Sequence
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 import numpy as np
 import pyro
@@ -22,9 +22,10 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import kl_divergence
 
+from bayesmeta._checks import fmt_shape, is_bool
 from bayesmeta.errors import ShapeError
+from bayesmeta.model.weight_layout import check_fits, positive_vector, weights_centre
 from bayesmeta.nets.functional import FunctionalNet
-from bayesmeta.tasks._checks import fmt_shape, is_bool
 
 __all__ = [
     "KL_POINTS",
@@ -380,94 +381,6 @@ class WeightPrior(nn.Module):
         if not self.is_bound:
             return "unbound"
         return f"P={self.num_params}, scale_per={self.scale_per!r}"
-
-
-def positive_vector(name: str, value: float | Tensor, size: int, per: str, like: Tensor) -> Tensor:
-    """``value`` as a positive finite vector ``[size]`` (a float is broadcast), a copy.
-
-    Raises
-    ------
-    TypeError
-        If ``value`` is neither a number nor a tensor, or is a bool or a bool
-        tensor (not taken for 0 or 1).
-    ShapeError
-        If it is a tensor of another shape (``per`` says what one value is for).
-    ValueError
-        If any value is not positive and finite.
-
-    """
-    if is_bool(value):
-        raise TypeError(f"{name} must be a float or a floating tensor, got a bool")
-    if not isinstance(value, int | float | Tensor):
-        raise TypeError(f"{name} must be a float or a tensor, got {type(value).__name__}")
-    v = torch.as_tensor(value, dtype=like.dtype, device=like.device)
-    if v.dim() == 0:
-        v = v.expand(size)
-    if v.shape != (size,):
-        raise ShapeError(
-            f"{name} must be a float or have shape [{size}] ({per}), got {fmt_shape(v.shape)}"
-        )
-    if not bool(torch.isfinite(v).all()) or bool((v <= 0).any()):
-        raise ValueError(f"{name} must be positive and finite")
-    return v.detach().clone()
-
-
-def weights_centre(fnet: FunctionalNet, loc: Literal["module", "zeros"] | Tensor) -> Tensor:
-    """A centre ``[P]`` for ``fnet``'s weights: a copy of them, zeros, or a given vector.
-
-    Raises
-    ------
-    ShapeError
-        If a given ``loc`` does not have the network's ``P`` weights.
-    ValueError
-        For another ``loc``.
-
-    """
-    if isinstance(loc, Tensor):
-        if loc.shape != (fnet.num_params,):
-            raise ShapeError(
-                f"the prior's loc has shape {fmt_shape(loc.shape)} but the network has "
-                f"P = {fnet.num_params} weights"
-            )
-        return loc
-    if loc == "module":
-        return fnet.flatten([p.detach() for p in fnet.params()])
-    if loc == "zeros":
-        return torch.zeros(fnet.num_params, dtype=fnet.params()[0].dtype)
-    raise ValueError(f"loc must be 'tied', 'module', 'zeros' or a tensor, got {loc!r}")
-
-
-class WeightLayout(Protocol):
-    """What :func:`check_fits` reads of a prior: its size and how its scales are laid out."""
-
-    @property
-    def num_params(self) -> int:
-        """``P``."""
-        ...
-
-    @property
-    def scale_per(self) -> str:
-        """``"weight"`` or ``"tensor"``."""
-        ...
-
-    @property
-    def numels(self) -> tuple[int, ...]:
-        """Sizes of the network's parameter tensors."""
-        ...
-
-
-def check_fits(prior: WeightLayout, fnet: FunctionalNet) -> None:
-    """Raise :class:`ShapeError` unless a weight prior's layout fits ``fnet``'s weights."""
-    name = type(prior).__name__
-    if prior.num_params != fnet.num_params:
-        raise ShapeError(
-            f"the prior is over P = {prior.num_params} weights but the network has "
-            f"P = {fnet.num_params}; build it with {name}.for_net(fnet)"
-        )
-    if prior.scale_per == "tensor" and prior.numels != fnet.numels:
-        raise ShapeError(
-            f"the prior's per-tensor sizes {prior.numels} differ from the network's {fnet.numels}"
-        )
 
 
 def _shape(value: object) -> str:

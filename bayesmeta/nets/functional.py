@@ -16,10 +16,10 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, vmap
 
+from bayesmeta._checks import check_like, check_tensor, fmt_shape
 from bayesmeta.errors import ShapeError
-from bayesmeta.losses import OUTPUT_GRADS, TaskLoss
+from bayesmeta.nets.losses import OUTPUT_GRADS, TaskLoss
 from bayesmeta.nets.units import Units
-from bayesmeta.tasks._checks import check_like, check_tensor, fmt_shape
 
 __all__ = ["BatchedForward", "FunctionalNet"]
 
@@ -123,7 +123,7 @@ class FunctionalNet:
         Vector inputs must have as many features as the module's
         ``in_features`` (when it has one). With ``like`` (a weight tensor),
         ``x`` must also meet its device and dtype (see
-        :func:`~bayesmeta.tasks._checks.check_like`).
+        :func:`~bayesmeta._checks.check_like`).
 
         Raises
         ------

@@ -9,8 +9,8 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor, nn
 
+from bayesmeta._checks import fmt_shape
 from bayesmeta.errors import ShapeError
-from bayesmeta.tasks._checks import fmt_shape
 
 __all__ = ["ACTIVATIONS", "MLP"]
 

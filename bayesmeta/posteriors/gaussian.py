@@ -10,13 +10,13 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from bayesmeta.class_prediction import ClassPrediction
+from bayesmeta._checks import fmt_shape
 from bayesmeta.errors import ShapeError
 from bayesmeta.guides.fixed import NormalGuide
 from bayesmeta.model.likelihoods import Observation
 from bayesmeta.nets.functional import FunctionalNet
-from bayesmeta.prediction import Prediction
-from bayesmeta.tasks._checks import fmt_shape
+from bayesmeta.predictions.class_prediction import ClassPrediction
+from bayesmeta.predictions.prediction import Prediction
 
 __all__ = ["GaussianTaskPosterior", "SampledPosterior", "standard_normal"]
 

@@ -13,8 +13,8 @@ import pyro.distributions as pdist
 import torch
 from torch import Tensor
 
+from bayesmeta._seeding import seeded_by
 from bayesmeta.errors import ShapeError
-from bayesmeta.inference.svi import seeded_by
 from bayesmeta.model.likelihoods import Observation
 from bayesmeta.nets.functional import FunctionalNet
 from bayesmeta.posteriors.gaussian import SampledPosterior

@@ -8,12 +8,12 @@ import pyro.distributions as pdist
 import torch
 from torch import Tensor
 
+from bayesmeta._checks import fmt_shape
 from bayesmeta.errors import ShapeError
 from bayesmeta.guides.fixed import LowRankGuide
 from bayesmeta.model.likelihoods import Observation
 from bayesmeta.nets.functional import FunctionalNet
 from bayesmeta.posteriors.gaussian import SampledPosterior, standard_normal
-from bayesmeta.tasks._checks import fmt_shape
 
 __all__ = ["LowRankTaskPosterior"]
 

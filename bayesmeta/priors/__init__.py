@@ -4,6 +4,7 @@ The classes live in :mod:`bayesmeta.model` (the one hierarchical model);
 this namespace is where users pick them: ``prior=bm.priors.Laplace()``.
 """
 
+from bayesmeta.model.hyper import HierarchicalGaussianPrior, HyperPosterior
 from bayesmeta.model.likelihoods import (
     BernoulliLikelihood,
     CategoricalLikelihood,
@@ -23,7 +24,6 @@ from bayesmeta.model.priors import (
     WeightPrior,
     gaussian_kl,
 )
-from bayesmeta.priors.hierarchical import HierarchicalGaussianPrior, HyperPosterior
 
 __all__ = [
     "BernoulliLikelihood",

@@ -3,9 +3,10 @@
 from bayesmeta.tasks.arrays import TaskPool, from_arrays
 from bayesmeta.tasks.augment import augment_classes
 from bayesmeta.tasks.cross_domain import cross_domain_episodes, match_style
-from bayesmeta.tasks.episodes import Episodes, split_classes
+from bayesmeta.tasks.episodes import Episodes
 from bayesmeta.tasks.glyphs import glyph_episodes, make_glyphs
 from bayesmeta.tasks.images import digits_episodes, load_digits, load_image_folder
+from bayesmeta.tasks.labelled import split_classes
 from bayesmeta.tasks.pacoh import PacohCauchy, PacohSinusoid
 from bayesmeta.tasks.regression import Sinusoid, SinusoidOrLine
 from bayesmeta.tasks.source import SeededSource, TaskSource

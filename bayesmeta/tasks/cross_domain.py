@@ -17,13 +17,13 @@ import torch
 from torch import Tensor
 from torch.nn import functional
 
+from bayesmeta._checks import check_count, fmt_shape
 from bayesmeta.errors import ShapeError
-from bayesmeta.tasks._checks import fmt_shape
 from bayesmeta.tasks.augment import augment_classes
-from bayesmeta.tasks.episodes import Episodes, split_classes
+from bayesmeta.tasks.episodes import Episodes
 from bayesmeta.tasks.glyphs import make_glyphs
 from bayesmeta.tasks.images import load_digits
-from bayesmeta.tasks.source import check_count
+from bayesmeta.tasks.labelled import split_classes
 
 __all__ = ["cross_domain_episodes", "match_style"]
 

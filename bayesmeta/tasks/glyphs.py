@@ -19,8 +19,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
+from bayesmeta._checks import check_count
 from bayesmeta.tasks.episodes import Episodes
-from bayesmeta.tasks.source import check_count
 
 __all__ = ["glyph_episodes", "make_glyphs"]
 

@@ -18,8 +18,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from bayesmeta._checks import check_count
 from bayesmeta.tasks.episodes import Episodes
-from bayesmeta.tasks.source import check_count
 
 __all__ = ["digits_episodes", "load_digits", "load_image_folder"]
 

@@ -25,7 +25,8 @@ from typing import ClassVar, Self
 import torch
 from torch import Tensor
 
-from bayesmeta.tasks.source import SeededSource, check_count, check_noise_std, check_seed
+from bayesmeta._checks import check_count
+from bayesmeta.tasks.source import SeededSource, check_noise_std, check_seed
 from bayesmeta.tasks.task import TaskBatch
 
 __all__ = ["PacohCauchy", "PacohSinusoid"]

@@ -6,7 +6,8 @@ import math
 
 import torch
 
-from bayesmeta.tasks.source import SeededSource, check_count, check_noise_std
+from bayesmeta._checks import check_count
+from bayesmeta.tasks.source import SeededSource, check_noise_std
 from bayesmeta.tasks.task import TaskBatch
 
 __all__ = ["Sinusoid", "SinusoidOrLine"]

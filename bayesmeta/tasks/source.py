@@ -8,6 +8,7 @@ from typing import Protocol, runtime_checkable
 
 import torch
 
+from bayesmeta._checks import check_count
 from bayesmeta.errors import ShapeError
 from bayesmeta.tasks.task import TaskBatch
 
@@ -25,15 +26,6 @@ class TaskSource(Protocol):
     def sample(self, num_tasks: int, *, generator: torch.Generator | None = None) -> TaskBatch:
         """Draw ``num_tasks`` tasks as one :class:`TaskBatch`."""
         ...
-
-
-def check_count(name: str, value: int, *, minimum: int) -> int:
-    """Return ``value`` if it is an int of at least ``minimum``, else raise ``ValueError``."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return value
 
 
 def check_seed(seed: int | None) -> int | None:

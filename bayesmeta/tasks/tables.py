@@ -11,8 +11,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from bayesmeta._checks import check_count
 from bayesmeta.errors import ShapeError
-from bayesmeta.tasks.source import SeededSource, check_count
+from bayesmeta.tasks.source import SeededSource
 from bayesmeta.tasks.task import Task, TaskBatch
 
 __all__ = ["GroupedTasks", "SplitRule", "from_dataframe", "read_csv", "unique_in_order"]

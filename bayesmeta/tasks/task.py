@@ -16,8 +16,8 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from bayesmeta._checks import check_pair, fmt_shape
 from bayesmeta.errors import ShapeError
-from bayesmeta.tasks._checks import check_pair, fmt_shape
 
 __all__ = ["Task", "TaskBatch"]
 

@@ -41,9 +41,9 @@ from pyro.infer import Trace_ELBO, TraceMeanField_ELBO
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from bayesmeta._progress import show_progress
 from bayesmeta.errors import NonFiniteLossError
 from bayesmeta.inference.svi import seeded_by
-from bayesmeta.learners.training import show_progress
 from bayesmeta.nets.functional import FunctionalNet
 
 __all__ = ["Method", "TransferFit", "TransferModel", "fit_transfer", "transfer_loss"]

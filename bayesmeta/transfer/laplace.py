@@ -23,7 +23,7 @@ from torch.func import jacrev, vmap
 
 from bayesmeta.errors import NonFiniteLossError
 from bayesmeta.nets.functional import FunctionalNet
-from bayesmeta.prediction import Prediction
+from bayesmeta.predictions.prediction import Prediction
 from bayesmeta.tasks._checks import fmt_shape
 
 __all__ = [

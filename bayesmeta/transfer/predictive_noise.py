@@ -22,7 +22,7 @@ from torch import Tensor
 
 from bayesmeta.learners.adapted import AdaptedPredictor
 from bayesmeta.learners.noise_calibration import residual_noise_variance
-from bayesmeta.prediction import Prediction
+from bayesmeta.predictions.prediction import Prediction
 from bayesmeta.tasks.task import TaskBatch
 
 __all__ = ["fit_predictive_noise", "with_noise"]

@@ -13,8 +13,8 @@ from bayesmeta.diagnostics.report import (
     write_report,
 )
 from bayesmeta.errors import BayesmetaError
-from bayesmeta.experiment import RunConfig, quick, run_experiment
 from bayesmeta.io import save_learner
+from bayesmeta.runs.experiment import RunConfig, quick, run_experiment
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

@@ -8,9 +8,9 @@ import torch
 from bayesmeta.cli.main import main
 from bayesmeta.diagnostics.report import settings_rows
 from bayesmeta.diagnostics.verdict import Finding, format_verdict, verdict
-from bayesmeta.learners.training import History
-from bayesmeta.reliability import reliability
-from bayesmeta.run_config import RunConfig
+from bayesmeta.runs.config import RunConfig
+from bayesmeta.scoring.reliability import reliability
+from bayesmeta.training.loop import History
 
 
 def _by_topic(findings):

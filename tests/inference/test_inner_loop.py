@@ -1,8 +1,8 @@
 import torch
 
 from bayesmeta.inference import gradient_steps
-from bayesmeta.losses import mse
 from bayesmeta.nets import MLP, FunctionalNet
+from bayesmeta.nets.losses import mse
 
 
 def test_batched_steps_equal_per_task_sgd():

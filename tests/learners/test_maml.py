@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from bayesmeta import MAML, NonFiniteLossError, Reptile, Sinusoid, TaskBatch
-from bayesmeta.evaluation import evaluate
+from bayesmeta.scoring.evaluation import evaluate
 
 
 def independent_meta_loss(net, batch, lr, steps, first_order=False):

@@ -7,8 +7,8 @@ from torch import nn
 
 import bayesmeta as bm
 from bayesmeta import MatchingNet, TaskBatch
-from bayesmeta.metrics import accuracy
 from bayesmeta.nets import MLP
+from bayesmeta.scoring.metrics import accuracy
 from tests.learners.metric_data import Blobs, encoder, unequal_batch
 
 

@@ -7,8 +7,9 @@ from torch import nn
 
 import bayesmeta as bm
 from bayesmeta import BayesianProtoNet, ProtoNet, ShapeError, TaskBatch
-from bayesmeta.metrics import accuracy
+from bayesmeta.learners.prototype_posterior import sample_log_probs
 from bayesmeta.nets import MLP
+from bayesmeta.scoring.metrics import accuracy
 from tests.learners.metric_data import Blobs, encoder, unequal_batch
 
 
@@ -379,3 +380,54 @@ def test_embedding_in_chunks_of_whole_tasks_equals_one_call():
     chunked = learner.embed(xs, xq)
     for a, b in zip(whole, chunked, strict=True):
         assert a.shape == b.shape and torch.allclose(a, b, atol=1e-6)
+
+
+def _wide_one_shot(e: int = 32):
+    """A 1-shot, 4-way posterior in a wide embedding, and query embeddings near the classes."""
+    g = torch.Generator().manual_seed(3)
+    means = 0.4 * torch.randn(4, e, generator=g, dtype=torch.float64)
+    support = means + torch.randn(4, e, generator=g, dtype=torch.float64)
+    labels = torch.arange(4)
+    query = means.repeat(5, 1) + torch.randn(20, e, generator=g, dtype=torch.float64)
+    learner = BayesianProtoNet(
+        identity_encoder(e), prior_scale=1.5, obs_scale=1.0, prior_mean="zero"
+    ).double()
+    return learner.adapt(support, labels), query
+
+
+def test_sampled_predictive_averages_to_the_closed_form_at_one_shot() -> None:
+    """Drawn given the query point too, the draws' mean is the exact predictive."""
+    post, query = _wide_one_shot()
+    closed = post.predict(query)
+    g = torch.Generator().manual_seed(0)
+    sampled = post.predict(query, 20000, generator=g)
+    torch.testing.assert_close(sampled.probs, closed.probs, atol=0.01, rtol=0)
+    assert float(sampled.epistemic_entropy.mean()) > 0.01
+    # Drawn from the support posterior alone, the average is markedly less confident.
+    context, zq = post._query(query)
+    plug_in = sample_log_probs(context, zq, 20000, generator=g, query_update=False).exp().mean(0)
+    top = closed.probs.max(-1).values
+    assert float((top - plug_in.max(-1).values).mean()) > 0.05
+
+
+def test_scalar_draws_match_drawn_class_means() -> None:
+    """The two-scalar form of ||z - mu||^2 has the law of drawing mu in full."""
+    post, query = _wide_one_shot(e=6)
+    context, zq = post._query(query)
+    g = torch.Generator().manual_seed(1)
+    fast = sample_log_probs(context, zq, 40000, generator=g, query_update=False).exp()
+    eps = torch.randn(40000, *context.mean.shape, generator=g, dtype=torch.float64)
+    mu = context.mean + context.var.sqrt().unsqueeze(-1) * eps  # [S, N, E]
+    d2 = (zq.unsqueeze(0).unsqueeze(-2) - mu.unsqueeze(1)).pow(2).sum(-1)  # [S, Q, N]
+    full = torch.softmax(-d2 / (2 * context.obs_var), -1)
+    torch.testing.assert_close(fast.mean(0), full.mean(0), atol=0.01, rtol=0)
+    torch.testing.assert_close(fast.std(0), full.std(0), atol=0.01, rtol=0)
+
+
+def test_sampled_predictive_is_reproducible_and_leaves_the_global_stream() -> None:
+    post, query = _wide_one_shot(e=4)
+    state = torch.random.get_rng_state()
+    one = post.predict(query, 50, generator=torch.Generator().manual_seed(5))
+    assert torch.equal(state, torch.random.get_rng_state())
+    two = post.predict(query, 50, generator=torch.Generator().manual_seed(5))
+    torch.testing.assert_close(one.sample_log_probs, two.sample_log_probs)

@@ -13,11 +13,11 @@ import pytest
 import torch
 
 from bayesmeta import ClassPrediction, NonFiniteLossError, Prediction, Sinusoid, Task, TaskBatch
-from bayesmeta.evaluation import evaluate
 from bayesmeta.learners import VariationalMetaLearner
 from bayesmeta.nets import MLP
 from bayesmeta.posteriors import GaussianTaskPosterior, LowRankTaskPosterior
 from bayesmeta.priors import GaussianPrior
+from bayesmeta.scoring.evaluation import evaluate
 
 D = 2  # inputs; the linear "network" MLP((D, 1)) has P = D + 1 weights (bias last)
 

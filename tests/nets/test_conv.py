@@ -3,9 +3,9 @@ import torch
 from torch.func import functional_call
 
 import bayesmeta as bm
-from bayesmeta.evaluation import evaluate
 from bayesmeta.io import load_learner, save_learner
 from bayesmeta.nets import Conv4, FunctionalNet
+from bayesmeta.scoring.evaluation import evaluate
 
 
 def test_shapes_head_and_encoder():

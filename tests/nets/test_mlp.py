@@ -45,7 +45,7 @@ def test_unknown_activation_lists_choices():
 @pytest.mark.parametrize("activation", ["relu", "tanh", "sigmoid", "gelu"])
 @pytest.mark.parametrize("loss_name", ["mse", "cross_entropy"])
 def test_hand_written_loss_grad_equals_autograd_to_second_order(activation, loss_name):
-    from bayesmeta.losses import get_loss
+    from bayesmeta.nets.losses import get_loss
 
     torch.manual_seed(0)
     torch.set_default_dtype(torch.float64)

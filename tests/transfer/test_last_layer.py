@@ -7,9 +7,9 @@ from torch.distributions import MultivariateNormal
 
 from bayesmeta import ClassPrediction, Prediction, TaskBatch
 from bayesmeta.errors import ShapeError
-from bayesmeta.evaluation import evaluate
 from bayesmeta.nets import MLP
 from bayesmeta.posteriors import GaussianTaskPosterior
+from bayesmeta.scoring.evaluation import evaluate
 from bayesmeta.transfer import _linear_gaussian as lg
 from bayesmeta.transfer.last_layer import BayesianLastLayer, LastLayerPosterior, split_last_layer
 

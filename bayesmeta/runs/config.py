@@ -1,0 +1,414 @@
+"""What defines a run of ``bayesmeta run``: the learner, its network and the task data.
+
+:class:`RunConfig` names a learner and a built-in data source and builds both. Regression
+sources (sinusoids) get an MLP; image sources (glyphs, digits) get a
+:class:`~bayesmeta.nets.Conv4`, with a classification head for the gradient learners and
+as an encoder for the metric learners. Held-out tasks are drawn from their own fixed seeds
+(and, for images, from classes never seen in meta-training), so runs with different seeds
+are scored on the same tasks.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Literal, cast
+
+import torch
+
+from bayesmeta._checks import check_count, positive
+from bayesmeta.learners.base import MetaLearner
+from bayesmeta.learners.bayesian_maml import BayesianMAML
+from bayesmeta.learners.bayesian_protonet import BayesianProtoNet
+from bayesmeta.learners.maml import MAML
+from bayesmeta.learners.matching import MatchingNet
+from bayesmeta.learners.protonet import ProtoNet
+from bayesmeta.learners.reptile import Reptile
+from bayesmeta.learners.variational import VariationalMetaLearner
+from bayesmeta.model.prior_names import PriorName
+from bayesmeta.nets.conv import Conv4
+from bayesmeta.runs.data import GLYPH_EXAMPLES, run_source
+from bayesmeta.tasks.source import SeededSource
+from bayesmeta.tasks.tables import GroupedTasks
+from bayesmeta.tasks.task import TaskBatch
+
+__all__ = [
+    "CLASSIFICATION_DATA",
+    "DATA",
+    "LEARNERS",
+    "METRIC_LEARNERS",
+    "DataName",
+    "LearnerName",
+    "RunConfig",
+    "applies",
+]
+
+LearnerName = Literal[
+    "maml",
+    "fomaml",
+    "reptile",
+    "bayesian_maml",
+    "variational",
+    "protonet",
+    "bayesian_protonet",
+    "matching",
+]
+DataName = Literal["sinusoid", "sinusoid_or_line", "table", "glyphs", "digits", "image_folder"]
+LEARNERS: tuple[str, ...] = LearnerName.__args__  # type: ignore[attr-defined]
+DATA: tuple[str, ...] = DataName.__args__  # type: ignore[attr-defined]
+METRIC_LEARNERS = ("protonet", "bayesian_protonet", "matching")
+CLASSIFICATION_DATA = ("glyphs", "digits", "image_folder")
+GRADIENT_LEARNERS = ("maml", "fomaml", "reptile", "bayesian_maml")
+PRIORS = ("normal", "laplace", "student_t")
+NOISES = ("gaussian", "student_t")
+
+
+# Which settings each learner or data source reads; a config that sets any other one is
+# refused (see `applies`), since the setting would silently do nothing.
+_ONLY_FOR: dict[str, tuple[str, ...]] = {
+    "inner_lr": GRADIENT_LEARNERS,
+    "inner_steps": GRADIENT_LEARNERS,
+    "eval_inner_steps": GRADIENT_LEARNERS,
+    "learn_inner_lr": ("maml", "fomaml"),
+    "kl_weight": ("bayesian_maml",),
+    "prior": ("bayesian_maml",),
+    "noise": ("bayesian_maml",),
+    "standardize": ("maml", "fomaml", "reptile", "bayesian_maml", "variational"),
+    "prior_scale": ("bayesian_maml", "variational", "bayesian_protonet"),
+    "train_tasks": ("variational",),
+    "adapt_steps": ("variational",),
+    "hidden": ("sinusoid", "sinusoid_or_line", "table"),
+    "path": ("table", "image_folder"),
+    "image_size": ("image_folder",),
+    "layout": ("image_folder",),
+    "invert": ("image_folder",),
+    "group": ("table",),
+    "x": ("table",),
+    "y": ("table",),
+    "order_by": ("table",),
+    "test_fraction": ("table", "image_folder"),
+    "n_way": CLASSIFICATION_DATA,
+    "channels": CLASSIFICATION_DATA,
+    "glyph_classes": ("glyphs",),
+}
+
+
+def applies(key: str, learner: str, data: str) -> bool:
+    """Whether the setting ``key`` has an effect on a run of ``learner`` on ``data``."""
+    users = _ONLY_FOR.get(key)
+    return users is None or learner in users or data in users
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything that defines a run; the defaults are the built-in sinusoid job.
+
+    Attributes
+    ----------
+    learner : str
+        ``"maml"``, ``"fomaml"``, ``"reptile"``, ``"bayesian_maml"``,
+        ``"variational"`` (:class:`~bayesmeta.VariationalMetaLearner`),
+        ``"protonet"``, ``"bayesian_protonet"`` or ``"matching"``. The last
+        three classify only.
+    data : str
+        The task family: ``"sinusoid"`` or ``"sinusoid_or_line"``
+        (regression), ``"table"`` (your own CSV file, one regression task
+        per group of rows), ``"glyphs"`` (a generated Omniglot-like
+        alphabet, 28x28 images), ``"digits"`` (scikit-learn's bundled 8x8
+        digits, meta-trained on 0-4 and tested on 5-9) or ``"image_folder"``
+        (your own images, one folder per class).
+    path, group, x, y, order_by : str, str, tuple of str, str, str or None
+        For ``"table"``: the CSV file (with a header row), the column whose
+        values name the tasks, the input columns, the target column, and an
+        optional column to order each group's rows by (then the first
+        ``shots`` rows are the support set, as for a time series; otherwise
+        a random ``shots``).
+    test_fraction : float
+        For ``"table"`` and ``"image_folder"``: the share of groups (classes)
+        held out for evaluation, drawn once with a fixed seed; meta-training
+        never sees their rows (images).
+    image_size, layout, invert : int, str, bool
+        For ``"image_folder"`` (your own images, ``path`` the folder; see
+        :func:`~bayesmeta.tasks.load_image_folder`): the side the greyscale
+        images are resized to, ``"class"`` (``path/class/*.png``) or
+        ``"alphabet/character"`` (Omniglot's layout), and whether to map dark
+        strokes on white to 1 on 0.
+    n_way : int
+        Classes per episode (image data).
+    shots : int
+        Support points per task ``K`` (per class for image data).
+    query, eval_query : int or None
+        Query points per meta-training and per held-out task (per class for
+        image data); ``None``: 10 and 100 for the sinusoids, 15 and 15 for
+        images, and for tables every row of the smallest group after the
+        support set. Glyph classes have 20 drawings, so ``shots`` plus either
+        may not exceed 20.
+    eval_tasks : int
+        Number of held-out tasks scored.
+    iterations, meta_batch_size : int
+        Meta-training length and tasks per meta-iteration.
+    hidden : tuple of int
+        Hidden widths of the MLP (regression).
+    channels : int
+        Channels of each :class:`~bayesmeta.nets.Conv4` block (image data).
+    glyph_classes : int
+        Classes of the generated alphabet, split 64/16/20% into meta-train,
+        validation and meta-test classes.
+    inner_lr, inner_steps, eval_inner_steps, learn_inner_lr
+        Inner loop of the gradient learners (see :class:`~bayesmeta.MAML`);
+        by default 5 inner steps in meta-training and 10 at test time.
+    outer_lr : float
+        Adam learning rate of meta-training.
+    max_grad_norm : float or None
+        Meta-gradient clipping.
+    prior_scale : float or None
+        Initial prior scale of the Bayesian learners (``None``: the
+        learner's own default).
+    kl_weight : float
+        Weight of the KL term of Bayesian MAML's task objective.
+    prior : str
+        Bayesian MAML's weight prior: ``"normal"``, ``"laplace"`` or
+        ``"student_t"`` (see :mod:`bayesmeta.priors`).
+    noise : str
+        Bayesian MAML's observation noise on regression data: ``"gaussian"``
+        or ``"student_t"`` (heavy tails); class labels are categorical.
+    standardize : str or bool
+        ``"auto"`` (default), ``true`` or ``false``: standardise inputs and
+        targets inside the weight-space learners (see
+        :class:`~bayesmeta.learners.MetaLearner`), so a table in natural
+        units needs no rescaling by hand.
+    train_tasks : int
+        Meta-training tasks drawn once for ``"variational"``, which fits a
+        posterior to each of a fixed set of tasks.
+    adapt_steps : int
+        SVI steps of ``"variational"``'s adaptation to a new task.
+    checkpoint_every : int
+        Meta-iterations between training checkpoints in the run folder
+        (``bayesmeta resume`` continues an interrupted run from the last one).
+    seed : int
+        Seeds the weights and the meta-training tasks.
+
+    """
+
+    learner: LearnerName = "maml"
+    data: DataName = "sinusoid"
+    path: str | None = None
+    group: str | None = None
+    x: tuple[str, ...] = ()
+    y: str | None = None
+    order_by: str | None = None
+    test_fraction: float = 0.2
+    image_size: int = 28
+    layout: Literal["alphabet/character", "class"] = "class"
+    invert: bool = False
+    n_way: int = 5
+    shots: int = 5
+    query: int | None = None
+    eval_query: int | None = None
+    eval_tasks: int = 600
+    iterations: int = 10000
+    meta_batch_size: int = 25
+    hidden: tuple[int, ...] = (40, 40)
+    channels: int = 32
+    glyph_classes: int = 1200
+    inner_lr: float = 0.01
+    inner_steps: int = 5
+    eval_inner_steps: int | None = 10
+    outer_lr: float = 1e-3
+    learn_inner_lr: bool = False
+    max_grad_norm: float | None = None
+    prior_scale: float | None = None
+    kl_weight: float = 1.0
+    prior: str = "normal"
+    noise: str = "gaussian"
+    standardize: bool | str = "auto"
+    train_tasks: int = 200
+    adapt_steps: int = 300
+    checkpoint_every: int = 500
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.learner not in LEARNERS:
+            raise ValueError(f"learner must be one of {', '.join(LEARNERS)}; got {self.learner!r}")
+        if self.data not in DATA:
+            raise ValueError(f"data must be one of {', '.join(DATA)}; got {self.data!r}")
+        if self.learner in METRIC_LEARNERS and not self.classification:
+            raise ValueError(
+                f"learner {self.learner!r} classifies; use it with data "
+                f"{' or '.join(repr(d) for d in CLASSIFICATION_DATA)}, not {self.data!r}"
+            )
+        object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
+        object.__setattr__(self, "x", tuple(str(c) for c in self.x))
+        if self.data == "image_folder" and self.path is None:
+            raise ValueError("data 'image_folder' needs path (the folder of class folders)")
+        check_count("image_size", self.image_size, minimum=1)
+        if self.layout not in ("alphabet/character", "class"):
+            raise ValueError(f"layout must be 'alphabet/character' or 'class', got {self.layout!r}")
+        if self.data in ("table", "image_folder") and not 0 < self.test_fraction < 1:
+            raise ValueError(f"test_fraction must lie in (0, 1), got {self.test_fraction}")
+        if self.data == "table":
+            missing = [k for k in ("path", "group", "y") if getattr(self, k) is None]
+            missing += [] if self.x else ["x"]
+            if missing:
+                raise ValueError(
+                    f"data 'table' needs {', '.join(missing)} (the CSV file and "
+                    "its group, input and target columns)"
+                )
+        for name in (
+            "n_way",
+            "shots",
+            "eval_tasks",
+            "meta_batch_size",
+            "channels",
+            "inner_steps",
+            "train_tasks",
+            "adapt_steps",
+            "checkpoint_every",
+        ):
+            check_count(name, getattr(self, name), minimum=1)
+        check_count("iterations", self.iterations, minimum=0)
+        check_count("glyph_classes", self.glyph_classes, minimum=2)
+        for name in ("query", "eval_query", "eval_inner_steps"):
+            if getattr(self, name) is not None:
+                check_count(name, getattr(self, name), minimum=1)
+        if any(h < 1 for h in self.hidden):
+            raise ValueError(f"hidden widths must be >= 1, got {self.hidden}")
+        for name in ("inner_lr", "outer_lr", "max_grad_norm", "prior_scale"):
+            if getattr(self, name) is not None:
+                positive(name, getattr(self, name))
+        if not (math.isfinite(self.kl_weight) and self.kl_weight >= 0):
+            raise ValueError(f"kl_weight must be >= 0 and finite, got {self.kl_weight}")
+        if self.prior not in PRIORS:
+            raise ValueError(f"prior must be one of {', '.join(PRIORS)}; got {self.prior!r}")
+        if not isinstance(self.standardize, bool) and self.standardize != "auto":
+            raise ValueError(f'standardize must be true, false or "auto"; got {self.standardize!r}')
+        if self.noise not in NOISES:
+            raise ValueError(f"noise must be one of {', '.join(NOISES)}; got {self.noise!r}")
+        if self.noise != "gaussian" and self.classification:
+            raise ValueError(
+                f"noise={self.noise!r} is for regression targets; {self.data!r} has class "
+                "labels (a categorical likelihood): remove noise"
+            )
+        if self.data == "glyphs":
+            most = max(self.train_query or 0, self.held_out_query or 0)
+            if self.shots + most > GLYPH_EXAMPLES:
+                raise ValueError(
+                    f"glyph classes have {GLYPH_EXAMPLES} drawings, so shots + query and "
+                    f"shots + eval_query may not exceed {GLYPH_EXAMPLES}; got shots={self.shots} "
+                    f"with {most} query points"
+                )
+
+    @property
+    def classification(self) -> bool:
+        """Whether the data are image classes (else regression)."""
+        return self.data in CLASSIFICATION_DATA
+
+    @property
+    def train_query(self) -> int | None:
+        """Query points per meta-training task (per class for images; tables: ``None``)."""
+        if self.query is not None or self.data == "table":
+            return self.query
+        return 15 if self.classification else 10
+
+    @property
+    def held_out_query(self) -> int | None:
+        """Query points per held-out task (per class for images; tables: ``None``)."""
+        if self.eval_query is not None or self.data == "table":
+            return self.eval_query
+        return 15 if self.classification else 100
+
+    def train_source(self) -> SeededSource:
+        """The meta-training tasks, drawn from ``seed``."""
+        return run_source(self, "train", self.seed, self.train_query)
+
+    def held_out_source(self, seed: int) -> SeededSource:
+        """Held-out tasks drawn from ``seed``: new functions, or unseen classes or groups."""
+        return run_source(self, "test", seed, self.held_out_query)
+
+    def held_out_tasks(self, seed: int) -> TaskBatch:
+        """The ``eval_tasks`` held-out tasks (for tables, each held-out group at most once)."""
+        source = self.held_out_source(seed)
+        count = self.eval_tasks
+        if isinstance(source, GroupedTasks):
+            count = min(count, len(source))
+        return source.sample(count)
+
+    def noise_fit_tasks(self, seed: int) -> TaskBatch:
+        """200 tasks to fit a point-estimate learner's noise scale on, apart from the test.
+
+        For the built-in families they are new tasks of their own seed; for tables, the
+        meta-training groups (the held-out groups are kept for evaluation).
+        """
+        split = "train" if self.data == "table" else "test"
+        return run_source(self, split, seed, None).sample(200)
+
+    @property
+    def eval_chunk_size(self) -> int:
+        """Held-out tasks adapted at once in evaluation and reports.
+
+        100 for the MLPs of regression; 10 for a Conv4 on images, whose sampled
+        weights and activations take about 33 MB per task (Bayesian MAML, 100
+        draws, 75 query images), so that 100 at once peaked at 6.8 GB. Fewer
+        at once costs no time on a CPU.
+        """
+        return 10 if self.classification else 100
+
+    def image_shape(self) -> tuple[int, int, int]:
+        """``(channels, height, width)`` of the image data."""
+        if self.data == "image_folder":
+            return (1, self.image_size, self.image_size)
+        return (1, 28, 28) if self.data == "glyphs" else (1, 8, 8)
+
+    def build_learner(self) -> MetaLearner:
+        """A fresh learner for this config (weights seeded by ``seed``)."""
+        torch.manual_seed(self.seed)
+        if self.classification:
+            size = self.image_shape()[-1]
+            head = None if self.learner in METRIC_LEARNERS else self.n_way
+            net: Any = Conv4(1, head, hidden=self.channels, image_size=size)
+            loss: Any = "cross_entropy"
+            likelihood: Any = "categorical"
+        else:
+            net = (len(self.x) if self.data == "table" else 1, *self.hidden, 1)
+            loss, likelihood = "mse", "gaussian"
+        common: dict[str, Any] = {"outer_lr": self.outer_lr, "max_grad_norm": self.max_grad_norm}
+        prior: dict[str, Any] = (
+            {} if self.prior_scale is None else {"prior_scale": self.prior_scale}
+        )
+        if self.learner in METRIC_LEARNERS:
+            cls = {"protonet": ProtoNet, "matching": MatchingNet}.get(self.learner)
+            if cls is None:
+                return BayesianProtoNet(net, **prior, **common)
+            return cast(MetaLearner, cls(net, **common))
+        common["standardize"] = self.standardize
+        if self.learner == "variational":
+            return VariationalMetaLearner(
+                net, likelihood=likelihood, adapt_steps=self.adapt_steps, **prior, **common
+            )
+        inner: dict[str, Any] = {
+            "inner_lr": self.inner_lr,
+            "inner_steps": self.inner_steps,
+            "eval_inner_steps": self.eval_inner_steps,
+        }
+        if self.learner == "reptile":
+            return Reptile(net, loss=loss, **inner, **common)
+        if self.learner == "bayesian_maml":
+            if not self.classification:
+                likelihood = self.noise
+            return BayesianMAML(
+                net,
+                likelihood=likelihood,
+                prior=cast(PriorName, self.prior),
+                kl_weight=self.kl_weight,
+                **prior,
+                **inner,
+                **common,
+            )
+        return MAML(
+            net,
+            first_order=self.learner == "fomaml",
+            learn_inner_lr=self.learn_inner_lr,
+            loss=loss,
+            **inner,
+            **common,
+        )

@@ -1,0 +1,185 @@
+"""The task data of a run: built-in families, your CSV table or your image folder.
+
+:func:`run_source` turns a :class:`~bayesmeta.runs.config.RunConfig` into a task source
+of its meta-training or held-out tasks. The held-out ones are new functions (sinusoids),
+classes never meta-trained on (images), or groups held out once with :data:`DATA_SEED`
+(tables).
+"""
+
+from __future__ import annotations
+
+from typing import Literal, Protocol
+
+import torch
+
+from bayesmeta.tasks.episodes import Episodes
+from bayesmeta.tasks.glyphs import glyph_episodes
+from bayesmeta.tasks.images import digits_episodes, load_image_folder
+from bayesmeta.tasks.labelled import split_classes
+from bayesmeta.tasks.regression import Sinusoid, SinusoidOrLine
+from bayesmeta.tasks.source import SeededSource
+from bayesmeta.tasks.tables import GroupedTasks, from_dataframe, read_csv, unique_in_order
+
+__all__ = ["DATA_SEED", "GLYPH_EXAMPLES", "DataSettings", "run_source"]
+
+# Seed of the generated glyph alphabet and of the class and group splits: part of the data's
+# definition, the same in every run, so that runs with different seeds share their held-out
+# tasks.
+DATA_SEED = 0
+GLYPH_EXAMPLES = 20  # drawings per glyph class, as in Omniglot
+
+
+class DataSettings(Protocol):
+    """The settings of a run that define its data (a :class:`~bayesmeta.runs.config.RunConfig`).
+
+    Read-only here: this module builds the data, and the config that validates the
+    settings sits above it and uses it.
+    """
+
+    @property
+    def data(self) -> str:
+        """The data family: ``"sinusoid"``, ``"glyphs"``, ``"table"``, ..."""
+        ...
+
+    @property
+    def path(self) -> str | None:
+        """The CSV file or image folder, for ``"table"`` and ``"image_folder"``."""
+        ...
+
+    @property
+    def group(self) -> str | None:
+        """The CSV column whose values are the tasks."""
+        ...
+
+    @property
+    def x(self) -> tuple[str, ...]:
+        """The CSV input columns."""
+        ...
+
+    @property
+    def y(self) -> str | None:
+        """The CSV target column."""
+        ...
+
+    @property
+    def order_by(self) -> str | None:
+        """The CSV column that orders each group's rows (support first), if any."""
+        ...
+
+    @property
+    def test_fraction(self) -> float:
+        """The share of groups or classes held out."""
+        ...
+
+    @property
+    def image_size(self) -> int:
+        """The side of the square images."""
+        ...
+
+    @property
+    def layout(self) -> Literal["alphabet/character", "class"]:
+        """How the image folder is laid out."""
+        ...
+
+    @property
+    def invert(self) -> bool:
+        """Whether to invert the images' grey levels."""
+        ...
+
+    @property
+    def n_way(self) -> int:
+        """Classes per episode."""
+        ...
+
+    @property
+    def shots(self) -> int:
+        """Support points per task (per class for images)."""
+        ...
+
+    @property
+    def glyph_classes(self) -> int:
+        """Classes of the generated glyph alphabet."""
+        ...
+
+    @property
+    def held_out_query(self) -> int | None:
+        """Query points per held-out task (``None`` for tables: every row left)."""
+        ...
+
+
+def run_source(config: DataSettings, split: str, seed: int, k_query: int | None) -> SeededSource:
+    """The ``"train"`` or ``"test"`` tasks of ``config``'s data, drawn from ``seed``.
+
+    ``k_query`` is the query points per task (per class for images); ``None``
+    takes the held-out default (for tables: every row after the support set).
+    """
+    if config.data == "table":
+        return _table(config, split, seed, k_query)
+    k_query = config.held_out_query if k_query is None else k_query
+    assert k_query is not None
+    if config.data == "sinusoid":
+        return Sinusoid(config.shots, k_query, seed=seed)
+    if config.data == "sinusoid_or_line":
+        return SinusoidOrLine(config.shots, k_query, seed=seed)
+    source: Episodes
+    if config.data == "image_folder":
+        source = _image_folder(config, split, k_query)
+    elif config.data == "glyphs":
+        source = glyph_episodes(
+            config.n_way,
+            config.shots,
+            k_query,
+            num_classes=config.glyph_classes,
+            examples_per_class=GLYPH_EXAMPLES,
+            seed=DATA_SEED,
+        )[split]
+    else:
+        source = digits_episodes(config.n_way, config.shots, k_query, seed=DATA_SEED)[split]
+    source.generator.manual_seed(seed)  # the episodes drawn, apart from the data
+    source.seed = seed
+    return source
+
+
+def _table(config: DataSettings, split: str, seed: int, k_query: int | None) -> GroupedTasks:
+    """The training or held-out groups of the CSV file as a task source."""
+    assert config.path is not None and config.group is not None and config.y is not None
+    columns = read_csv(config.path)
+    if config.group not in columns:
+        raise ValueError(f"{config.path} has no column {config.group!r}; it has {list(columns)}")
+    names = unique_in_order(columns[config.group]).tolist()
+    if len(names) < 2:
+        raise ValueError(
+            f"{config.path} has {len(names)} group(s) in column {config.group!r}; a run needs "
+            "at least 2, some to meta-train on and some to hold out"
+        )
+    held_out = min(max(1, round(config.test_fraction * len(names))), len(names) - 1)
+    order = torch.randperm(len(names), generator=torch.Generator().manual_seed(DATA_SEED))
+    chosen = order[:held_out] if split == "test" else order[held_out:]
+    return from_dataframe(
+        columns,
+        group=config.group,
+        x=list(config.x),
+        y=config.y,
+        k_support=config.shots,
+        k_query=k_query,
+        split="random" if config.order_by is None else "first",
+        order_by=config.order_by,
+        groups=[names[int(i)] for i in sorted(chosen.tolist())],
+        seed=seed,
+    )
+
+
+def _image_folder(config: DataSettings, split: str, k_query: int) -> Episodes:
+    """Episodes over the training or held-out classes of the image folder."""
+    assert config.path is not None
+    x, labels, _ = load_image_folder(
+        config.path,
+        image_size=config.image_size,
+        rotations=(0,),
+        invert=config.invert,
+        layout=config.layout,
+    )
+    fractions = (1 - config.test_fraction, config.test_fraction)
+    train, test = split_classes(labels, fractions, seed=DATA_SEED)
+    classes = test if split == "test" else train
+    return Episodes(x, labels, config.n_way, config.shots, k_query, classes=classes, seed=0)

@@ -1,0 +1,15 @@
+"""Scoring predictions: metrics, calibration, reliability, held-out evaluation, plots.
+
+- :mod:`~bayesmeta.scoring.metrics`: MSE, NLL, coverage, CRPS, accuracy, Brier, ECE
+  (also ``bayesmeta.metrics``).
+- :mod:`~bayesmeta.scoring.calibration` and :mod:`~bayesmeta.scoring.reliability`:
+  calibration curves, PIT values and reliability diagrams.
+- :func:`evaluate` (also ``bayesmeta.evaluate``): a learner on held-out tasks.
+- :mod:`~bayesmeta.scoring.plotting`: the figures (needs matplotlib, so it is not
+  imported here).
+"""
+
+from bayesmeta.scoring import metrics
+from bayesmeta.scoring.evaluation import Adaptable, Evaluation, evaluate
+
+__all__ = ["Adaptable", "Evaluation", "evaluate", "metrics"]

@@ -1,0 +1,46 @@
+"""The few-shot classification benchmark runs end to end in its smoke mode."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+SCRIPT = Path(__file__).parents[2] / "benchmarks" / "fewshot_classification.py"
+
+
+def test_fewshot_benchmark_quick_prints_tables_and_writes_results(tmp_path):
+    args = [sys.executable, str(SCRIPT), "--quick", "--threads", "1", "--out", str(tmp_path)]
+    args += ["--datasets", "glyphs", "digits", "glyphs2digits"]
+    done = subprocess.run(args, capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "| glyphs | 1 | BayesianProtoNet |" in done.stdout
+    assert "| MAML |" in done.stdout and "speed-up" in done.stdout
+    (result,) = tmp_path.glob("fewshot_classification-*.json")
+    data = json.loads(result.read_text())
+    assert (
+        "| digits | 1 | *1-NN* |" in done.stdout
+        and "| glyphs2digits | 1 | *Baseline++* |" in done.stdout
+    )
+    learners = {r["learner"] for r in data["accuracy"] if r["kind"] == "learner"}
+    baselines = {(r["dataset"], r["learner"]) for r in data["accuracy"] if r["kind"] == "baseline"}
+    assert baselines == {
+        (d, b)
+        for d in ("glyphs", "digits", "glyphs2digits")
+        for b in ("1-NN", "centroid", "probe", "Baseline", "Baseline++", "BayesianLastLayer")
+    }
+    for r in data["accuracy"]:
+        if r["kind"] == "baseline":
+            fitted = r["prior_scale"] if r["learner"] == "BayesianLastLayer" else r["temperature"]
+            assert fitted > 0
+    assert learners == {
+        "ProtoNet",
+        "BayesianProtoNet",
+        "MatchingNet",
+        "MAML",
+        "FOMAML",
+        "Reptile",
+        "BayesianMAML",
+    }
+    for row in data["accuracy"]:
+        assert 0.0 <= row["accuracy"][0] <= 1.0 and 0.0 <= row["ece"][0] <= 1.0
+    assert {r["learner"] for r in data["speed"]} == {"ProtoNet", "MAML"}
