@@ -5,9 +5,11 @@ from __future__ import annotations
 import itertools
 import operator
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
+from torch.autograd.function import once_differentiable
 
 from bayesmeta._checks import fmt_shape
 from bayesmeta.errors import ShapeError
@@ -15,12 +17,104 @@ from bayesmeta.errors import ShapeError
 __all__ = ["ACTIVATIONS", "MLP"]
 
 # Backpropagation through each activation: ``delta * f'(a)`` written with the
-# activation's input ``a`` and output ``h``.
-_BACKPROP: dict[str, Callable[[Tensor, Tensor, Tensor], Tensor]] = {
-    "relu": lambda delta, a, h: torch.where(a > 0, delta, 0.0),
-    "tanh": lambda delta, a, h: delta * (1.0 - h * h),
-    "sigmoid": lambda delta, a, h: delta * (h * (1.0 - h)),
+# activation's output ``h`` (for ReLU, PyTorch's own ``threshold_backward``, which
+# is itself differentiable).
+_BACKPROP: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
+    "relu": lambda delta, h: torch.ops.aten.threshold_backward(delta, h, 0.0),
+    "tanh": lambda delta, h: delta * (1.0 - h * h),
+    "sigmoid": lambda delta, h: delta * (h * (1.0 - h)),
 }
+
+# ``delta * d f'(a) / d h``, the second-order term of the above (zero for ReLU).
+_CURVATURE: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
+    "tanh": lambda delta, h: delta * (-2.0 * h),
+    "sigmoid": lambda delta, h: delta * (1.0 - 2.0 * h),
+}
+
+
+def _backprop(
+    activation: str, delta: Tensor, hidden: Sequence[Tensor], weights: Sequence[Tensor]
+) -> tuple[tuple[Tensor, ...], list[Tensor], list[Tensor]]:
+    """The backward pass from the output gradient ``delta`` ``[T, N, O]``.
+
+    ``hidden`` holds each layer's input (``x``, then the hidden activations),
+    ``weights`` each layer's ``W`` ``[T, out, in]``. Returns the gradients
+    ``(dW_1, db_1, ..., dW_L, db_L)``, each layer's output gradient and each
+    hidden layer's ``delta W`` before the activation's derivative.
+    """
+    layers = len(weights)
+    grads: list[Tensor] = [delta] * (2 * layers)
+    deltas: list[Tensor] = [delta] * layers
+    pre: list[Tensor] = [delta] * (layers - 1)
+    backprop = _BACKPROP[activation]
+    for i in range(layers - 1, -1, -1):
+        deltas[i] = delta
+        grads[2 * i] = torch.bmm(delta.mT, hidden[i])
+        grads[2 * i + 1] = delta.sum(-2)
+        if i > 0:
+            pre[i - 1] = torch.bmm(delta, weights[i])
+            delta = backprop(pre[i - 1], hidden[i])
+    return tuple(grads), deltas, pre
+
+
+class _Backprop(torch.autograd.Function):
+    """The MLP's backward pass as one autograd node: ``(delta, hidden, W) -> weight gradients``.
+
+    Its backward is the vector-Jacobian product of the backward pass, written
+    out (the forward-mode sweep of Pearlmutter's Hessian-vector product): given
+    cotangents ``(U_l, c_l)`` of ``(dW_l, db_l)`` it returns those of the output
+    gradient, of the hidden activations (which autograd carries on through the
+    recorded forward pass and the loss's output gradient) and of the weights.
+    Exact second-order MAML then records a handful of nodes per inner step
+    instead of every operation of the backward pass. Differentiable once: the
+    meta-gradient, not its own derivative.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, activation: str, delta: Tensor, *tensors: Tensor) -> tuple[Tensor, ...]:
+        layers = len(tensors) // 2
+        hidden, weights = tensors[:layers], tensors[layers:]
+        grads, deltas, pre = _backprop(activation, delta, hidden, weights)
+        ctx.activation = activation
+        ctx.layers = layers
+        ctx.save_for_backward(*hidden, *weights, *deltas, *pre)
+        return grads
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, *cotangents: Tensor) -> tuple[Tensor | None, ...]:
+        layers: int = ctx.layers
+        saved = ctx.saved_tensors
+        hidden = saved[:layers]
+        weights = saved[layers : 2 * layers]
+        deltas = saved[2 * layers : 3 * layers]
+        pre = saved[3 * layers :]
+        backprop = _BACKPROP[ctx.activation]
+        curvature = _CURVATURE.get(ctx.activation)
+        hidden_bar: list[Tensor | None] = [None] * layers
+        weight_bar: list[Tensor | None] = [None] * layers
+        carry: Tensor | None = None  # cotangent of the next layer's delta, from this one's
+        extra: Tensor | None = None  # second-order term of the next hidden activation
+        delta_bar = cotangents[0]
+        for i in range(layers):
+            u, c = cotangents[2 * i], cotangents[2 * i + 1]
+            # dW_i = delta_i^T h_i and db_i = sum_n delta_i
+            start = c.unsqueeze(-2) if carry is None else carry + c.unsqueeze(-2)
+            d = torch.baddbmm(start, hidden[i], u.mT)  # cotangent of delta_i
+            if i > 0 or ctx.needs_input_grad[2]:
+                h_bar = torch.bmm(deltas[i], u)
+                hidden_bar[i] = h_bar if extra is None else h_bar + extra
+            if i == layers - 1:
+                delta_bar = d
+                break
+            # delta_i = f'(h_{i+1}) * (delta_{i+1} W_{i+1})
+            h = hidden[i + 1]
+            z_bar = backprop(d, h)
+            carry = torch.bmm(z_bar, weights[i + 1].mT)
+            weight_bar[i + 1] = torch.bmm(deltas[i + 1].mT, z_bar)
+            extra = None if curvature is None else d * curvature(pre[i], h)
+        return (None, delta_bar, *hidden_bar, *weight_bar)
+
 
 ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
     "relu": torch.relu,
@@ -180,29 +274,26 @@ class MLP(nn.Module):
             autograd).
 
         """
-        backprop = _BACKPROP.get(self.activation_name)
-        if backprop is None or x.dim() != 3 or params[0].dim() != 3:
+        if self.activation_name not in _BACKPROP or x.dim() != 3 or params[0].dim() != 3:
             return None
-        inputs = [x]
-        pre: list[Tensor] = []
+        hidden = [x]
         h = x
         last = len(params) // 2 - 1
         for i in range(last + 1):
-            a = self._affine(h, params[2 * i], params[2 * i + 1])
+            h = self._affine(h, params[2 * i], params[2 * i + 1])
             if i < last:
-                pre.append(a)
-                h = self.activation(a)
-                inputs.append(h)
-            else:
-                h = a
+                h = self.activation(h)
+                hidden.append(h)
         delta = output_grad(h, y)
-        grads: list[Tensor] = [delta] * len(params)
-        for i in range(last, -1, -1):
-            grads[2 * i] = torch.bmm(delta.transpose(-1, -2), inputs[i])
-            grads[2 * i + 1] = delta.sum(-2)
-            if i > 0:
-                delta = backprop(torch.bmm(delta, params[2 * i]), pre[i - 1], inputs[i])
-        return tuple(grads)
+        weights = params[0::2]
+        if torch.is_grad_enabled() and any(t.requires_grad for t in (delta, *hidden[1:], *weights)):
+            # One autograd node for the whole backward pass; its own backward (the
+            # second-order terms) is written out below, not recorded op by op.
+            grads: tuple[Tensor, ...] = _Backprop.apply(
+                self.activation_name, delta, *hidden, *weights
+            )
+            return grads
+        return _backprop(self.activation_name, delta, hidden, weights)[0]
 
     def extra_repr(self) -> str:
         """Layer widths and activation, shown in ``repr``."""
