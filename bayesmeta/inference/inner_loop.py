@@ -78,6 +78,12 @@ def gradient_steps(
     with torch.enable_grad():
         for _ in range(steps):
             if second_order:
+                if max_grad_norm is None and _scalar(lr):
+                    # the network's backward pass and the update as one step, if it has one
+                    stepped = fnet.descent_step(current, x, y, loss, lr)  # type: ignore[arg-type]
+                    if stepped is not None:
+                        current = stepped
+                        continue
                 grads = fnet.loss_grad(current, x, y, loss, create_graph=True)
             else:
                 detached = tuple(p.detach() for p in current)
@@ -93,6 +99,10 @@ def gradient_steps(
             if not differentiable:
                 current = tuple(p.detach() for p in current)
     return current
+
+
+def _scalar(lr: float | Tensor | Sequence[Tensor]) -> bool:
+    return isinstance(lr, float) or (isinstance(lr, Tensor) and lr.dim() == 0)
 
 
 def _clip_per_task(

@@ -68,16 +68,27 @@ class _Backprop(torch.autograd.Function):
     Exact second-order MAML then records a handful of nodes per inner step
     instead of every operation of the backward pass. Differentiable once: the
     meta-gradient, not its own derivative.
+
+    Inputs: the activation's name, ``step``, the output gradient, each layer's
+    input (``L`` tensors) and the weights ``(W_1, b_1, ..., W_L, b_L)``. With
+    ``step`` the outputs are the weights plus their gradients (a descent step
+    when the output gradient carries ``-lr``), which saves the step's own nodes.
     """
 
     @staticmethod
-    def forward(ctx: Any, activation: str, delta: Tensor, *tensors: Tensor) -> tuple[Tensor, ...]:
-        layers = len(tensors) // 2
-        hidden, weights = tensors[:layers], tensors[layers:]
+    def forward(
+        ctx: Any, activation: str, step: bool, delta: Tensor, *tensors: Tensor
+    ) -> tuple[Tensor, ...]:
+        layers = len(tensors) // 3
+        hidden, params = tensors[:layers], tensors[layers:]
+        weights = params[0::2]
         grads, deltas, pre = _backprop(activation, delta, hidden, weights)
         ctx.activation = activation
         ctx.layers = layers
+        ctx.step = step
         ctx.save_for_backward(*hidden, *weights, *deltas, *pre)
+        if step:
+            return tuple(p + g for p, g in zip(params, grads, strict=True))
         return grads
 
     @staticmethod
@@ -101,7 +112,7 @@ class _Backprop(torch.autograd.Function):
             # dW_i = delta_i^T h_i and db_i = sum_n delta_i
             start = c.unsqueeze(-2) if carry is None else carry + c.unsqueeze(-2)
             d = torch.baddbmm(start, hidden[i], u.mT)  # cotangent of delta_i
-            if i > 0 or ctx.needs_input_grad[2]:
+            if i > 0 or ctx.needs_input_grad[3]:
                 h_bar = torch.bmm(deltas[i], u)
                 hidden_bar[i] = h_bar if extra is None else h_bar + extra
             if i == layers - 1:
@@ -113,7 +124,18 @@ class _Backprop(torch.autograd.Function):
             carry = torch.bmm(z_bar, weights[i + 1].mT)
             weight_bar[i + 1] = torch.bmm(deltas[i + 1].mT, z_bar)
             extra = None if curvature is None else d * curvature(pre[i], h)
-        return (None, delta_bar, *hidden_bar, *weight_bar)
+        if not ctx.step:
+            # the biases do not enter the gradients
+            param_bar: list[Tensor | None] = []
+            for w_bar in weight_bar:
+                param_bar += [w_bar, None]
+            return (None, None, delta_bar, *hidden_bar, *param_bar)
+        # the step's outputs are the weights plus the gradients: identity parts added
+        param_bar = []
+        for i, w_bar in enumerate(weight_bar):
+            u = cotangents[2 * i]
+            param_bar += [u if w_bar is None else u + w_bar, cotangents[2 * i + 1]]
+        return (None, None, delta_bar, *hidden_bar, *param_bar)
 
 
 ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
@@ -274,6 +296,33 @@ class MLP(nn.Module):
             autograd).
 
         """
+        return self._hand_written(params, x, output_grad, y, step=False)
+
+    def batched_descent_step(
+        self,
+        params: Sequence[Tensor],
+        x: Tensor,
+        output_grad: Callable[[Tensor, Tensor], Tensor],
+        y: Tensor,
+    ) -> tuple[Tensor, ...] | None:
+        """``params`` plus the gradients that :meth:`batched_loss_grad` gives.
+
+        With ``output_grad`` scaled by ``-lr`` this is one gradient step (the
+        inner loop's), differentiable like :meth:`batched_loss_grad` but
+        recorded as one autograd node with the backward pass. ``None`` where
+        :meth:`batched_loss_grad` gives ``None``.
+        """
+        return self._hand_written(params, x, output_grad, y, step=True)
+
+    def _hand_written(
+        self,
+        params: Sequence[Tensor],
+        x: Tensor,
+        output_grad: Callable[[Tensor, Tensor], Tensor],
+        y: Tensor,
+        *,
+        step: bool,
+    ) -> tuple[Tensor, ...] | None:
         if self.activation_name not in _BACKPROP or x.dim() != 3 or params[0].dim() != 3:
             return None
         hidden = [x]
@@ -285,15 +334,17 @@ class MLP(nn.Module):
                 h = self.activation(h)
                 hidden.append(h)
         delta = output_grad(h, y)
-        weights = params[0::2]
-        if torch.is_grad_enabled() and any(t.requires_grad for t in (delta, *hidden[1:], *weights)):
+        if torch.is_grad_enabled() and any(t.requires_grad for t in (delta, *hidden, *params)):
             # One autograd node for the whole backward pass; its own backward (the
-            # second-order terms) is written out below, not recorded op by op.
-            grads: tuple[Tensor, ...] = _Backprop.apply(
-                self.activation_name, delta, *hidden, *weights
+            # second-order terms) is written out in _Backprop, not recorded op by op.
+            out: tuple[Tensor, ...] = _Backprop.apply(
+                self.activation_name, step, delta, *hidden, *params
             )
-            return grads
-        return _backprop(self.activation_name, delta, hidden, weights)[0]
+            return out
+        grads = _backprop(self.activation_name, delta, hidden, params[0::2])[0]
+        if step:
+            return tuple(p + g for p, g in zip(params, grads, strict=True))
+        return grads
 
     def extra_repr(self) -> str:
         """Layer widths and activation, shown in ``repr``."""
