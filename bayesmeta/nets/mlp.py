@@ -9,7 +9,6 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
-from torch.autograd.function import once_differentiable
 
 from bayesmeta._checks import fmt_shape
 from bayesmeta.errors import ShapeError
@@ -92,8 +91,15 @@ class _Backprop(torch.autograd.Function):
         return grads
 
     @staticmethod
-    @once_differentiable
     def backward(ctx: Any, *cotangents: Tensor) -> tuple[Tensor | None, ...]:
+        if torch.is_grad_enabled():
+            # A derivative of this backward would miss the saved activations' own
+            # dependence on the weights: refuse rather than return a wrong one.
+            raise RuntimeError(
+                "the MLP's hand-written inner-loop gradient (MLP.batched_loss_grad) is "
+                "differentiable once (the meta-gradient); differentiating through its "
+                "derivative (create_graph=True) is not supported"
+            )
         layers: int = ctx.layers
         saved = ctx.saved_tensors
         hidden = saved[:layers]
@@ -273,9 +279,11 @@ class MLP(nn.Module):
         """Gradients of a summed per-task loss, by a hand-written backward pass.
 
         The inner loop of the gradient-based learners uses this instead of
-        ``torch.autograd.grad``: the result is built from ordinary
-        differentiable operations, so it can itself be differentiated (exact
-        second-order MAML) at a fraction of the autograd overhead.
+        ``torch.autograd.grad``. Where gradients are enabled the backward pass
+        is recorded as one autograd node whose own derivative is written out,
+        so the result can be differentiated once more (exact second-order
+        MAML) at a fraction of the autograd overhead; it is differentiable
+        once, not twice (a third derivative raises).
 
         Parameters
         ----------

@@ -117,3 +117,18 @@ def test_descent_step_is_none_without_a_hand_written_backward():
     fnet = FunctionalNet(MLP((2, 3, 1), activation="gelu"))
     start = fnet.expand(fnet.params(), (2,))
     assert fnet.descent_step(start, torch.randn(2, 4, 2), torch.randn(2, 4, 1), mse, 0.1) is None
+
+
+def test_hand_written_loss_grad_is_differentiable_once_not_twice():
+    from bayesmeta.nets.losses import mse
+
+    torch.manual_seed(0)
+    fnet = FunctionalNet(MLP((2, 5, 1)))
+    params = tuple(
+        p.detach().clone().requires_grad_(True) for p in fnet.expand(fnet.params(), (3,))
+    )
+    x, y = torch.randn(3, 4, 2), torch.randn(3, 4, 1)
+    got = fnet.loss_grad(params, x, y, mse, create_graph=True)
+    torch.autograd.grad(sum(g.pow(2).sum() for g in got), params)  # once: fine
+    with pytest.raises(RuntimeError, match="differentiable once"):
+        torch.autograd.grad(sum(g.pow(2).sum() for g in got), params, create_graph=True)
