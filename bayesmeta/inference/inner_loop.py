@@ -11,6 +11,7 @@ with ``first_order=True`` each step's gradient is treated as a constant.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TypeGuard
 
 import torch
 from torch import Tensor
@@ -80,7 +81,7 @@ def gradient_steps(
             if second_order:
                 if max_grad_norm is None and _scalar(lr):
                     # the network's backward pass and the update as one step, if it has one
-                    stepped = fnet.descent_step(current, x, y, loss, lr)  # type: ignore[arg-type]
+                    stepped = fnet.descent_step(current, x, y, loss, lr)
                     if stepped is not None:
                         current = stepped
                         continue
@@ -101,7 +102,8 @@ def gradient_steps(
     return current
 
 
-def _scalar(lr: float | Tensor | Sequence[Tensor]) -> bool:
+def _scalar(lr: float | Tensor | Sequence[Tensor]) -> TypeGuard[float | Tensor]:
+    """A float or a scalar tensor: one step size for every weight."""
     return isinstance(lr, float) or (isinstance(lr, Tensor) and lr.dim() == 0)
 
 
