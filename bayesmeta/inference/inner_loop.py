@@ -11,6 +11,7 @@ with ``first_order=True`` each step's gradient is treated as a constant.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TypeGuard
 
 import torch
 from torch import Tensor
@@ -78,6 +79,12 @@ def gradient_steps(
     with torch.enable_grad():
         for _ in range(steps):
             if second_order:
+                if max_grad_norm is None and _scalar(lr):
+                    # the network's backward pass and the update as one step, if it has one
+                    stepped = fnet.descent_step(current, x, y, loss, lr)
+                    if stepped is not None:
+                        current = stepped
+                        continue
                 grads = fnet.loss_grad(current, x, y, loss, create_graph=True)
             else:
                 detached = tuple(p.detach() for p in current)
@@ -93,6 +100,11 @@ def gradient_steps(
             if not differentiable:
                 current = tuple(p.detach() for p in current)
     return current
+
+
+def _scalar(lr: float | Tensor | Sequence[Tensor]) -> TypeGuard[float | Tensor]:
+    """A float or a scalar tensor: one step size for every weight."""
+    return isinstance(lr, float) or (isinstance(lr, Tensor) and lr.dim() == 0)
 
 
 def _clip_per_task(

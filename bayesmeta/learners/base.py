@@ -118,7 +118,10 @@ class MetaLearner(nn.Module):
         if self._optimizer is None:
             params = [p for p in self.parameters() if p.requires_grad]
             if self._optimizer_factory is None:
-                self._optimizer = torch.optim.Adam(params, lr=self.outer_lr)
+                # foreach: one multi-tensor kernel per update stage instead of a loop
+                # over the parameters (CUDA's default; on the CPU the same numbers,
+                # ~2% of a small MAML meta-iteration). fused=True was not bit-identical.
+                self._optimizer = torch.optim.Adam(params, lr=self.outer_lr, foreach=True)
             else:
                 self._optimizer = self._optimizer_factory(params)
         return self._optimizer

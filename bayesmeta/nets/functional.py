@@ -194,22 +194,52 @@ class FunctionalNet:
             ``d loss_t / d params_t`` in row ``t`` of each weight.
 
         """
-        manual = getattr(self.module, "batched_loss_grad", None)
-        output_grad = OUTPUT_GRADS.get(loss) or getattr(loss, "output_grad", None)
-        if manual is not None and output_grad is not None:
-            units = self.units
-            if units is not None and units.fitted:
-                x = units.inputs(x)
-                output_grad = _through_outputs(units, output_grad)
-            with torch.set_grad_enabled(create_graph and torch.is_grad_enabled()):
-                grads: tuple[Tensor, ...] | None = manual(params, x, output_grad, y)
-            if grads is not None:
-                return grads
+        with torch.set_grad_enabled(create_graph and torch.is_grad_enabled()):
+            grads = self._hand_written("batched_loss_grad", params, x, y, loss, None)
+        if grads is not None:
+            return grads
         if not create_graph:
             params = tuple(p.detach().requires_grad_(True) for p in params)
         with torch.enable_grad():
             total = loss(self(params, x), y).sum()
             return torch.autograd.grad(total, tuple(params), create_graph=create_graph)
+
+    def descent_step(
+        self, params: Sequence[Tensor], x: Tensor, y: Tensor, loss: TaskLoss, lr: float | Tensor
+    ) -> tuple[Tensor, ...] | None:
+        """One differentiable gradient step ``params - lr * grad``, where the network has one.
+
+        The same step as :meth:`loss_grad` with ``create_graph=True`` followed by
+        the update, taken by the module's ``batched_descent_step`` (an
+        :class:`~bayesmeta.nets.MLP`'s backward pass and update as one
+        autograd node). ``lr`` is a float or a scalar tensor (which may carry
+        gradients). Returns ``None`` where the module or the loss has no such
+        path (the caller then takes :meth:`loss_grad` and steps itself).
+        """
+        return self._hand_written("batched_descent_step", params, x, y, loss, lr)
+
+    def _hand_written(
+        self,
+        method: str,
+        params: Sequence[Tensor],
+        x: Tensor,
+        y: Tensor,
+        loss: TaskLoss,
+        lr: float | Tensor | None,
+    ) -> tuple[Tensor, ...] | None:
+        """The module's hand-written backward pass (``method``) with the loss's output gradient."""
+        manual = getattr(self.module, method, None)
+        output_grad = OUTPUT_GRADS.get(loss) or getattr(loss, "output_grad", None)
+        if manual is None or output_grad is None:
+            return None
+        units = self.units
+        if units is not None and units.fitted:
+            x = units.inputs(x)
+            output_grad = _through_outputs(units, output_grad)
+        if lr is not None:
+            output_grad = _descent(output_grad, lr)
+        grads: tuple[Tensor, ...] | None = manual(params, x, output_grad, y)
+        return grads
 
     def __call__(self, params: Sequence[Tensor] | Tensor, x: Tensor) -> Tensor:
         """Evaluate the network for every weight set in a batch.
@@ -269,6 +299,14 @@ class FunctionalNet:
             chunk = max(1, limit // max(int(event[0]), 1))
         out: Tensor = vmap(one, chunk_size=chunk)(flat_params, xb)
         return out.reshape(*batch, *out.shape[1:])
+
+
+def _descent(
+    output_grad: Callable[[Tensor, Tensor], Tensor], lr: float | Tensor
+) -> Callable[[Tensor, Tensor], Tensor]:
+    """``-lr`` times ``output_grad``: the backward pass then gives the step itself."""
+    neg = -lr
+    return lambda h, y: output_grad(h, y) * neg
 
 
 def _through_outputs(
