@@ -13,9 +13,9 @@ from typing import Literal, Protocol
 import torch
 
 from bayesmeta.tasks.episodes import Episodes
-from bayesmeta.tasks.labelled import split_classes
 from bayesmeta.tasks.glyphs import glyph_episodes
 from bayesmeta.tasks.images import digits_episodes, load_image_folder
+from bayesmeta.tasks.labelled import split_classes
 from bayesmeta.tasks.regression import Sinusoid, SinusoidOrLine
 from bayesmeta.tasks.source import SeededSource
 from bayesmeta.tasks.tables import GroupedTasks, from_dataframe, read_csv, unique_in_order

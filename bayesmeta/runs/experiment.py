@@ -11,15 +11,13 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, cast
 
-import torch
-
-from bayesmeta.scoring.evaluation import Adaptable, Evaluation, evaluate
 from bayesmeta.io.checkpoint import save_learner
 from bayesmeta.learners.base import MetaLearner
 from bayesmeta.learners.gradient import GradientMetaLearner
 from bayesmeta.learners.variational import VariationalMetaLearner
 from bayesmeta.runs.config import RunConfig
 from bayesmeta.runs.folder import CHECKPOINT, RunFolderError, new_run_dir, read_run_config
+from bayesmeta.scoring.evaluation import Adaptable, Evaluation, evaluate
 from bayesmeta.tasks.source import SeededSource
 from bayesmeta.tasks.task import TaskBatch
 from bayesmeta.training.loop import History
@@ -165,11 +163,11 @@ def evaluate_held_out(
     same learner on the same tasks again gives the same metrics, and the
     caller's random state is left as it was. ``progress`` and ``chunk_size``
     are as for :func:`~bayesmeta.scoring.evaluation.evaluate`; the draws depend on
-    the chunks, so score a run again with its config's ``eval_chunk_size``.
+    the chunks, so score a run again with its config's ``eval_chunk_size``. The
+    run report reads its predictions from the same loop
+    (:func:`~bayesmeta.scoring.chunks.predict_chunks`) with the same seed.
     """
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(EVAL_SEED)
-        return evaluate(learner, batch, progress=progress, chunk_size=chunk_size)
+    return evaluate(learner, batch, progress=progress, chunk_size=chunk_size, seed=EVAL_SEED)
 
 
 def _write_results(result: RunResult, run_dir: Path, held_out: TaskBatch) -> None:

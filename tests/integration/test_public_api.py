@@ -37,6 +37,7 @@ import bayesmeta.runs.experiment
 import bayesmeta.runs.folder
 import bayesmeta.scoring
 import bayesmeta.scoring.calibration
+import bayesmeta.scoring.chunks
 import bayesmeta.scoring.evaluation
 import bayesmeta.scoring.metrics
 import bayesmeta.scoring.plotting
@@ -82,6 +83,7 @@ MODULES = [
     bayesmeta.runs.folder,
     bayesmeta.scoring,
     bayesmeta.scoring.calibration,
+    bayesmeta.scoring.chunks,
     bayesmeta.scoring.evaluation,
     bayesmeta.scoring.metrics,
     bayesmeta.scoring.plotting,
