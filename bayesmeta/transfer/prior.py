@@ -330,7 +330,12 @@ class TransferLearner:
         return torch.repeat_interleave(torch.arange(len(sizes)), sizes)
 
     def fit_prior(
-        self, support_x: Tensor, support_y: Tensor, *, weights: Tensor | None = None
+        self,
+        support_x: Tensor,
+        support_y: Tensor,
+        *,
+        weights: Tensor | None = None,
+        steps: int | None = None,
     ) -> TransferLearner:
         """Learn the prior scales (and noise scale) from related target tasks.
 
@@ -344,11 +349,14 @@ class TransferLearner:
             All data of ``T`` related tasks, ``[T, K, *features]`` and targets.
         weights
             Per-point likelihood weights ``[T, K]``.
+        steps
+            Adam steps of this fit (``None``: the learner's ``steps``, which
+            each :meth:`adapt` keeps using).
 
         Returns
         -------
         TransferLearner
-            ``self``, with ``prior_scale_`` and ``noise_scale_`` set.
+            ``self``, with ``prior_scale_``, ``noise_scale_`` and ``last_fit_`` set.
 
         """
         if self.method not in ("bayes", "laplace"):
@@ -357,11 +365,17 @@ class TransferLearner:
         w = self._weights(weights, y)
         start = self._start_scale()
         p_log = torch.full((1, self.num_groups), math.log(start))
-        if self.method == "laplace":
-            _, p_log, log_noise = self._laplace(x, y, w, p_log, True, self.learn_noise, 1)
-        else:
-            fit = self._fit(x, y, w, p_log, True, True, 1)
-            p_log, log_noise = fit.prior_log_scale, fit.log_noise
+        kept = self.steps
+        self.steps = check_count("steps", kept if steps is None else steps, minimum=1)
+        try:
+            if self.method == "laplace":
+                fit, p_log, log_noise = self._laplace(x, y, w, p_log, True, self.learn_noise, 1)
+            else:
+                fit = self._fit(x, y, w, p_log, True, True, 1)
+                p_log, log_noise = fit.prior_log_scale, fit.log_noise
+        finally:
+            self.steps = kept
+        self.last_fit_ = fit
         self.prior_scale_ = p_log[0].exp()
         self.noise_scale_ = None if log_noise is None else log_noise[0].exp()
         self.predictive_noise_ = None  # calibrated for the previous prior

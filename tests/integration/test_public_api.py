@@ -35,6 +35,8 @@ import bayesmeta.runs.config_file
 import bayesmeta.runs.data
 import bayesmeta.runs.experiment
 import bayesmeta.runs.folder
+import bayesmeta.runs.learners
+import bayesmeta.runs.transfer
 import bayesmeta.scoring
 import bayesmeta.scoring.calibration
 import bayesmeta.scoring.chunks
@@ -81,6 +83,8 @@ MODULES = [
     bayesmeta.runs.data,
     bayesmeta.runs.experiment,
     bayesmeta.runs.folder,
+    bayesmeta.runs.learners,
+    bayesmeta.runs.transfer,
     bayesmeta.scoring,
     bayesmeta.scoring.calibration,
     bayesmeta.scoring.chunks,
