@@ -9,6 +9,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
+from bayesmeta._deprecated import MISSING, renamed
 from bayesmeta.errors import ShapeError
 from bayesmeta.inference.guide_svi import GuideSpec, adapt_guide
 from bayesmeta.learners.adapted import AdaptedPredictor
@@ -98,8 +99,10 @@ class TransferLearner:
         fitted value (e.g. a network trained from scratch) needs more rounds.
     steps, lr
         Adam steps and learning rate for each adaptation.
-    num_samples
-        Monte Carlo samples per step (``"bayes"``).
+    num_particles
+        Monte Carlo samples of the objective per step (``"bayes"``), as Pyro's
+        ``num_particles``; ``num_samples``, its old name, is accepted with a
+        ``DeprecationWarning`` until the next release.
     seed
         Seeds the Monte Carlo noise of every fit (``None``: torch's global
         generator).
@@ -145,10 +148,13 @@ class TransferLearner:
         laplace_rounds: int = 2,
         steps: int = 1000,
         lr: float = 1e-2,
-        num_samples: int = 4,
+        num_particles: int = 4,
         seed: int | None = 0,
         progress: bool | None = None,
+        **deprecated: int,
     ) -> None:
+        old = renamed(deprecated, "num_samples", "num_particles")
+        num_particles = num_particles if old is MISSING else old
         if method not in _METHODS:
             raise ValueError(f"method must be one of {_METHODS}, got {method!r}")
         if prior_scale == "empirical":
@@ -181,7 +187,7 @@ class TransferLearner:
         self.init_prior_scale = positive("init_prior_scale", init_prior_scale)
         self.steps = check_count("steps", steps, minimum=1)
         self.lr = positive("lr", lr)
-        self.num_samples = check_count("num_samples", num_samples, minimum=1)
+        self.num_particles = check_count("num_particles", num_particles, minimum=1)
         self.seed = seed
         self.progress = progress
         self.freeze = tuple(freeze)
@@ -213,7 +219,7 @@ class TransferLearner:
             "laplace_rounds": self.laplace_rounds,
             "steps": self.steps,
             "lr": self.lr,
-            "num_samples": self.num_samples,
+            "num_particles": self.num_particles,
             "seed": self.seed,
         }
 
@@ -599,7 +605,7 @@ class TransferLearner:
             learn_noise=learn_noise and not self.classification,
             steps=self.steps,
             lr=self.lr,
-            num_samples=self.num_samples,
+            num_samples=self.num_particles,
             generator=generator,
             progress=self.progress,
         )
