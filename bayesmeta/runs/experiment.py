@@ -88,10 +88,11 @@ def run_experiment(
 
     """
     config = RunConfig() if config is None else config
-    train = config.train_source()  # the data and learner first: a bad one fails before any file
+    # the data and the learner first, so that a bad setting or source fails before any file
+    train, held_out = config.train_source(), config.held_out_tasks(EVAL_SEED)
     learner = config.build_learner()
     run_dir = None if out_dir is None else new_run_dir(config, out_dir)
-    return _run(config, run_dir, progress, train, learner)
+    return _run(config, run_dir, progress, train, held_out, learner)
 
 
 def resume_run(run_dir: str | Path, *, progress: bool | None = None) -> RunResult:
@@ -121,7 +122,8 @@ def resume_run(run_dir: str | Path, *, progress: bool | None = None) -> RunResul
     config = read_run_config(run_dir)
     if (run_dir / "metrics.json").exists():
         raise RunFolderError(f"the run in {run_dir} has finished: it has a metrics.json")
-    return _run(config, run_dir, progress, config.train_source(), config.build_learner())
+    train, held_out = config.train_source(), config.held_out_tasks(EVAL_SEED)
+    return _run(config, run_dir, progress, train, held_out, config.build_learner())
 
 
 def _run(
@@ -129,13 +131,14 @@ def _run(
     run_dir: Path | None,
     progress: bool | None,
     train: SeededSource,
+    held_out: TaskBatch,
     learner: MetaLearner | TransferLearner,
 ) -> RunResult:
     """Meta-train ``learner`` on ``train`` (checkpointing into ``run_dir``), evaluate, write.
 
-    ``learner`` is ``config.build_learner()``, built before any file was written.
+    ``held_out`` are the run's held-out tasks and ``learner`` is ``config.build_learner()``,
+    made in this order (as the run's random state depends on it) before any file was written.
     """
-    held_out = config.held_out_tasks(EVAL_SEED)
     t0 = time.perf_counter()
     if isinstance(learner, TransferLearner):  # no meta-training loop: the prior's scales
         history = fit_transfer_run(learner, config, train, NOISE_FIT_SEED)
