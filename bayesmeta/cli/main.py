@@ -16,8 +16,9 @@ import torch
 
 from bayesmeta.errors import BayesmetaError
 from bayesmeta.learners.registry import run_learners
-from bayesmeta.runs.config import DATA, RunConfig
+from bayesmeta.runs.config import RunConfig
 from bayesmeta.runs.config_file import parse_config, read_config
+from bayesmeta.runs.data import data_families
 from bayesmeta.runs.experiment import RunResult, format_table, quick, resume_run, run_experiment
 
 __all__ = ["build_parser", "main"]
@@ -51,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--data",
-        choices=DATA,
+        choices=data_families(),  # every registered data family (bayesmeta.runs.data)
         default=hidden,
         help=f"(default {d.data})",
     )

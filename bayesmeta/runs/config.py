@@ -18,14 +18,12 @@ import torch
 
 from bayesmeta._checks import check_count, positive
 from bayesmeta.learners.registry import run_learner, run_learners
-from bayesmeta.runs.data import GLYPH_EXAMPLES, run_source
+from bayesmeta.runs.data import GLYPH_EXAMPLES, data_families, data_family, run_source
 from bayesmeta.tasks.source import SeededSource
 from bayesmeta.tasks.tables import GroupedTasks
 from bayesmeta.tasks.task import TaskBatch
 
 __all__ = [
-    "CLASSIFICATION_DATA",
-    "DATA",
     "DataName",
     "LearnerName",
     "RunConfig",
@@ -36,9 +34,8 @@ __all__ = [
 #: A learner's run name: any name registered with
 #: :func:`~bayesmeta.learners.registry.register_run` (see :mod:`bayesmeta.runs.learners`).
 LearnerName = str
-DataName = Literal["sinusoid", "sinusoid_or_line", "table", "glyphs", "digits", "image_folder"]
-DATA: tuple[str, ...] = DataName.__args__  # type: ignore[attr-defined]
-CLASSIFICATION_DATA = ("glyphs", "digits", "image_folder")
+#: A data family's name: any name registered with :func:`~bayesmeta.runs.data.register_data`.
+DataName = str
 PRIORS = ("normal", "laplace", "student_t")
 NOISES = ("gaussian", "student_t")
 
@@ -47,14 +44,19 @@ _NAMES: dict[str, tuple[str, ...]] = {}
 
 
 def __getattr__(name: str) -> tuple[str, ...]:
-    """``LEARNERS`` and ``METRIC_LEARNERS``, read from the registry when asked for.
+    """``LEARNERS``, ``METRIC_LEARNERS``, ``DATA`` and ``CLASSIFICATION_DATA``, as registered.
 
-    The same tuple comes back while the registry stays as it is.
+    They are read from the registries when asked for; the same tuple comes back while the
+    registries stay as they are.
     """
     if name == "LEARNERS":  # every learner registered to run
         value = tuple(run_learners())
     elif name == "METRIC_LEARNERS":  # those that classify only
         value = tuple(n for n in run_learners() if run_learner(n).targets == "classes")
+    elif name == "DATA":  # every data family
+        value = tuple(data_families())
+    elif name == "CLASSIFICATION_DATA":  # those of class labels
+        value = tuple(n for n in data_families() if data_family(n).classification)
     else:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     if _NAMES.get(name) != value:
@@ -62,37 +64,27 @@ def __getattr__(name: str) -> tuple[str, ...]:
     return _NAMES[name]
 
 
-# Which settings each data source reads; a config that sets any other one is refused
-# (see `applies`), since the setting would silently do nothing. The learner-specific
-# settings are declared by each learner's registration (RunLearner.reads).
-_DATA_ONLY: dict[str, tuple[str, ...]] = {
-    "hidden": ("sinusoid", "sinusoid_or_line", "table"),
-    "path": ("table", "image_folder"),
-    "image_size": ("image_folder",),
-    "layout": ("image_folder",),
-    "invert": ("image_folder",),
-    "group": ("table",),
-    "x": ("table",),
-    "y": ("table",),
-    "order_by": ("table",),
-    "test_fraction": ("table", "image_folder"),
-    "n_way": CLASSIFICATION_DATA,
-    "channels": CLASSIFICATION_DATA,
-    "glyph_classes": ("glyphs",),
-}
-
-
 def learner_settings() -> frozenset[str]:
     """The settings that only some learners read (the union of their ``reads``)."""
     return frozenset().union(*(run_learner(n).reads for n in run_learners()))
 
 
+def data_settings() -> frozenset[str]:
+    """The settings that only some data families read (the union of their ``reads``)."""
+    return frozenset().union(*(data_family(n).reads for n in data_families()))
+
+
 def applies(key: str, learner: str, data: str) -> bool:
-    """Whether the setting ``key`` has an effect on a run of ``learner`` on ``data``."""
+    """Whether the setting ``key`` has an effect on a run of ``learner`` on ``data``.
+
+    A setting that only some learners (data families) read applies when the run's
+    learner (data family) declares it in its registration's ``reads``; any other applies.
+    """
     if key in learner_settings():
         return key in run_learner(learner).reads
-    users = _DATA_ONLY.get(key)
-    return users is None or data in users
+    if key in data_settings():
+        return key in data_family(data).reads
+    return True
 
 
 @dataclass(frozen=True)
@@ -194,7 +186,7 @@ class RunConfig:
     """
 
     learner: str = "maml"
-    data: DataName = "sinusoid"
+    data: str = "sinusoid"
     path: str | None = None
     group: str | None = None
     x: tuple[str, ...] = ()
@@ -233,18 +225,20 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         targets = run_learner(self.learner).targets  # an unknown learner raises
-        if self.data not in DATA:
-            raise ValueError(f"data must be one of {', '.join(DATA)}; got {self.data!r}")
+        data_family(self.data)  # an unknown data family raises
+        kinds: dict[bool, list[str]] = {True: [], False: []}
+        for name in data_families():
+            kinds[data_family(name).classification].append(repr(name))
         if targets == "classes" and not self.classification:
             raise ValueError(
                 f"learner {self.learner!r} classifies; use it with data "
-                f"{' or '.join(repr(d) for d in CLASSIFICATION_DATA)}, not {self.data!r}"
+                f"{' or '.join(kinds[True])}, not {self.data!r}"
             )
         if targets == "regression" and self.classification:
-            regression = [d for d in DATA if d not in CLASSIFICATION_DATA]
+            regression = kinds[False]
             raise ValueError(
                 f"learner {self.learner!r} is for regression; use it with data "
-                f"{' or '.join(repr(d) for d in regression)}, not {self.data!r}"
+                f"{' or '.join(regression)}, not {self.data!r}"
             )
         missing = [key for key in run_learner(self.learner).requires if getattr(self, key) is None]
         if missing:
@@ -316,7 +310,7 @@ class RunConfig:
     @property
     def classification(self) -> bool:
         """Whether the data are image classes (else regression)."""
-        return self.data in CLASSIFICATION_DATA
+        return data_family(self.data).classification
 
     @property
     def train_query(self) -> int | None:
