@@ -28,6 +28,7 @@ __all__ = [
     "LearnerName",
     "RunConfig",
     "applies",
+    "data_settings",
     "learner_settings",
 ]
 
