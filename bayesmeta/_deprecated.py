@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+import sys
 import warnings
 from typing import Any
 
@@ -9,15 +11,18 @@ __all__ = ["MISSING", "moved", "renamed"]
 
 
 def moved(old: str, new: str) -> None:
-    """Warn that module ``old`` moved to ``new`` (called by the shim left at ``old``).
+    """Make module ``old`` stand for ``new``, with a warning (called by the shim at ``old``).
 
-    The warning points at the line that imported the old path.
+    The shim's import then yields the new module itself (``sys.modules[old]`` is
+    replaced while the shim runs), so every name, public or private, is the
+    moved one. The warning points at the line that imported the old path.
     """
     warnings.warn(
         f"{old} moved to {new}; import from {new} instead (the old path goes in the next release)",
         DeprecationWarning,
         stacklevel=3,
     )
+    sys.modules[old] = importlib.import_module(new)
 
 
 def renamed(kwargs: dict[str, Any], old: str, new: str, *, stacklevel: int = 3) -> Any:

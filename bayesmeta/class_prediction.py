@@ -4,12 +4,5 @@ The old path keeps working, with a ``DeprecationWarning``, for one release.
 """
 
 from bayesmeta._deprecated import moved
-from bayesmeta.predictions.class_prediction import (
-    ClassPrediction,
-)
-
-__all__ = [
-    "ClassPrediction",
-]
 
 moved(__name__, "bayesmeta.predictions.class_prediction")

@@ -4,16 +4,5 @@ The old path keeps working, with a ``DeprecationWarning``, for one release.
 """
 
 from bayesmeta._deprecated import moved
-from bayesmeta.scoring.evaluation import (
-    Adaptable,
-    Evaluation,
-    evaluate,
-)
-
-__all__ = [
-    "Adaptable",
-    "Evaluation",
-    "evaluate",
-]
 
 moved(__name__, "bayesmeta.scoring.evaluation")

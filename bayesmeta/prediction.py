@@ -4,12 +4,5 @@ The old path keeps working, with a ``DeprecationWarning``, for one release.
 """
 
 from bayesmeta._deprecated import moved
-from bayesmeta.predictions.prediction import (
-    Prediction,
-)
-
-__all__ = [
-    "Prediction",
-]
 
 moved(__name__, "bayesmeta.predictions.prediction")

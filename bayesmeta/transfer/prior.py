@@ -9,43 +9,35 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
+from bayesmeta._checks import check_count, positive
 from bayesmeta._deprecated import MISSING, renamed
-from bayesmeta.errors import ShapeError
 from bayesmeta.inference.guide_svi import GuideSpec, adapt_guide
 from bayesmeta.learners.adapted import AdaptedPredictor
-from bayesmeta.learners.base import positive
 from bayesmeta.model.likelihoods import CategoricalLikelihood, GaussianLikelihood, Likelihood
 from bayesmeta.model.priors import Normal
 from bayesmeta.model.task_model import TaskModel
 from bayesmeta.nets.functional import FunctionalNet
-from bayesmeta.nets.mlp import MLP
-from bayesmeta.nets.spec import net_spec
 from bayesmeta.posteriors.gaussian import GaussianTaskPosterior
 from bayesmeta.posteriors.guided import GuidePosterior
-from bayesmeta.tasks._checks import check_support, check_tensor, fmt_shape
-from bayesmeta.tasks.source import check_count
 from bayesmeta.tasks.task import TaskBatch
-from bayesmeta.transfer.fitting import TransferFit, fit_transfer
+from bayesmeta.transfer.fitting import TransferFit
 from bayesmeta.transfer.laplace import (
     LaplacePosterior,
-    group_grams,
-    jacobians,
-    optimise_evidence,
 )
 from bayesmeta.transfer.predictive_noise import fit_predictive_noise, with_noise
+from bayesmeta.transfer.prior_state import SourcePriorState, TransferMethod
 from bayesmeta.transfer.source import free_mask, load_source
 
 __all__ = ["TransferLearner"]
 
 _METHODS = ("bayes", "laplace", "map", "finetune")
-TransferMethod = Literal["bayes", "laplace", "map", "finetune"]
 
 
 #: The prior scale that stands for "held at the source weights" in :attr:`TransferLearner.model`.
 FROZEN_SCALE = 1e-6
 
 
-class TransferLearner:
+class TransferLearner(SourcePriorState):
     """Learn target tasks from a few examples under a prior centred on source weights.
 
     The target weights get the prior ``theta ~ N(mu, sigma^2)``, with ``mu`` the
@@ -201,65 +193,6 @@ class TransferLearner:
         self.predictive_noise_: Tensor | None = None
         self.last_fit_: TransferFit | None = None
 
-    # -- checkpoints (bayesmeta.io.save_learner / load_learner) --------------------------
-
-    def config(self) -> dict[str, object]:
-        """The constructor arguments needed to rebuild this learner (JSON-ready)."""
-        return {
-            "learner": type(self).__name__,
-            "net": net_spec(self.net),
-            "method": self.method,
-            "prior_scale": self.prior_scale,
-            "scale_per": self.scale_per,
-            "likelihood": self.likelihood,
-            "noise_scale": self.noise_scale,
-            "learn_noise": self.learn_noise,
-            "freeze": list(self.freeze),
-            "init_prior_scale": self.init_prior_scale,
-            "laplace_rounds": self.laplace_rounds,
-            "steps": self.steps,
-            "lr": self.lr,
-            "num_particles": self.num_particles,
-            "seed": self.seed,
-        }
-
-    def state_dict(self) -> dict[str, Tensor]:
-        """The learner's tensors, by name.
-
-        The network, the prior's centre, the starting weights of a fit
-        (:meth:`from_scratch`) and :meth:`fit_prior`'s scales.
-        """
-        state = {f"net.{k}": v.detach() for k, v in self.net.state_dict().items()}
-        state["centre"] = self.centre.detach()
-        optional = {
-            "init": self.init,
-            "prior_scale_": self.prior_scale_,
-            "noise_scale_": self.noise_scale_,
-            "predictive_noise_": self.predictive_noise_,
-        }
-        state.update({k: v.detach() for k, v in optional.items() if v is not None})
-        return state
-
-    def load_state_dict(self, state: Mapping[str, Tensor]) -> None:
-        """Restore :meth:`state_dict`'s tensors (the network must have the same shapes).
-
-        Raises
-        ------
-        RuntimeError
-            If a tensor is missing or has the wrong shape.
-
-        """
-        net = {k[4:]: v for k, v in state.items() if k.startswith("net.")}
-        self.net.load_state_dict(net)
-        if "centre" not in state or state["centre"].shape != self.centre.shape:
-            raise RuntimeError(f"centre must be a tensor of shape {tuple(self.centre.shape)}")
-        with torch.no_grad():
-            self.centre = state["centre"].to(self.centre).clone()
-        self.init = state.get("init")
-        self.prior_scale_ = state.get("prior_scale_")
-        self.noise_scale_ = state.get("noise_scale_")
-        self.predictive_noise_ = state.get("predictive_noise_")
-
     @classmethod
     def from_scratch(
         cls,
@@ -284,11 +217,6 @@ class TransferLearner:
         learner.init = learner.centre
         learner.centre = torch.zeros_like(learner.centre)
         return learner
-
-    @property
-    def classification(self) -> bool:
-        """The targets are class labels."""
-        return self.likelihood == "categorical"
 
     @property
     def model(self) -> TaskModel:
@@ -322,18 +250,6 @@ class TransferLearner:
             if noise is not None:
                 likelihood.log_scale.data.copy_(noise.detach().reshape(-1).log())
         return TaskModel(self.fnet, prior, likelihood, owner=self.net)
-
-    @property
-    def num_groups(self) -> int:
-        """Number of prior scales ``G``."""
-        return len(self.fnet.numels) if self.scale_per == "tensor" else 1
-
-    def groups(self) -> Tensor:
-        """Prior-scale group of each weight ``[P]``."""
-        if self.scale_per == "global":
-            return torch.zeros(self.fnet.num_params, dtype=torch.long)
-        sizes = torch.tensor(self.fnet.numels)
-        return torch.repeat_interleave(torch.arange(len(sizes)), sizes)
 
     def fit_prior(
         self,
@@ -518,133 +434,3 @@ class TransferLearner:
             return with_noise(post, self.predictive_noise_)
         point = AdaptedPredictor(self.fnet, self.fnet.unflatten(loc), noise, self.classification)
         return with_noise(point, self.predictive_noise_)
-
-    # -- internals -------------------------------------------------------------
-
-    def _laplace(
-        self,
-        x: Tensor,
-        y: Tensor,
-        w: Tensor | None,
-        p_log: Tensor,
-        learn_prior: bool,
-        learn_noise: bool,
-        noise_rows: int,
-    ) -> tuple[TransferFit, Tensor, Tensor | None]:
-        """MAP, then the evidence over the scales, ``rounds`` times (MacKay's loop)."""
-        log_noise = self._start_noise(y, noise_rows)
-        assert log_noise is not None
-        groups = self.groups().to(x.device).masked_fill(~self.free.to(x.device), -1)
-        init = self.init
-        fit = None
-        for _ in range(self.laplace_rounds if (learn_prior or learn_noise) else 1):
-            fit = self._fit(x, y, w, p_log, False, False, noise_rows, log_noise, init)
-            if not (learn_prior or learn_noise):
-                break
-            out, jac = jacobians(self.fnet, fit.loc, x)
-            shift = (self.centre - fit.loc).double()[:, None, :, None]
-            residual = (y.double() - out.double() - (jac @ shift).squeeze(-1)).flatten(1)
-            grams = group_grams(jac, groups, self.num_groups)
-            new_p, new_noise = optimise_evidence(
-                grams,
-                residual,
-                p_log.to(x.device, torch.float64),
-                log_noise.to(torch.float64).expand(noise_rows, -1),
-                learn_prior=learn_prior,
-                learn_noise=learn_noise,
-            )
-            p_log, log_noise = new_p.to(x.dtype), new_noise.to(x.dtype)
-            init = fit.loc
-        assert fit is not None
-        return fit, p_log.to(x.device, x.dtype), log_noise
-
-    def _start_scale(self) -> float:
-        if self.prior_scale == "empirical":
-            return self.init_prior_scale
-        return float(self.prior_scale)
-
-    def _start_noise(self, y: Tensor, rows: int) -> Tensor | None:
-        if self.classification:
-            return None
-        outputs = y.shape[-1]
-        if self.noise_scale_ is not None:
-            return self.noise_scale_.log().expand(rows, outputs).clone()
-        return torch.full((rows, outputs), math.log(self.noise_scale), device=y.device)
-
-    def _fit(
-        self,
-        x: Tensor,
-        y: Tensor,
-        w: Tensor | None,
-        p_log: Tensor,
-        learn_prior: bool,
-        learn_noise: bool,
-        noise_rows: int,
-        log_noise: Tensor | None = None,
-        init: Tensor | None = None,
-    ) -> TransferFit:
-        device = self.centre.device
-        if log_noise is None:
-            log_noise = self._start_noise(y, noise_rows)
-        generator = None
-        if self.seed is not None:
-            generator = torch.Generator(device=device).manual_seed(self.seed)
-        return fit_transfer(
-            self.fnet,
-            self.centre,
-            self.groups().to(device),
-            p_log.to(device, self.centre.dtype),
-            log_noise,
-            x,
-            y,
-            method="map" if self.method == "laplace" else self.method,
-            weights=w,
-            free=self.free.to(device),
-            init=self.init if init is None else init,
-            learn_prior=learn_prior,
-            learn_noise=learn_noise and not self.classification,
-            steps=self.steps,
-            lr=self.lr,
-            num_samples=self.num_particles,
-            generator=generator,
-            progress=self.progress,
-        )
-
-    def _data(
-        self, support_x: Tensor, support_y: Tensor, *, batched_only: bool
-    ) -> tuple[Tensor, Tensor, bool]:
-        x, y, batched = check_support(
-            support_x, support_y, self.fnet.feature_dims, like=self.centre, owner="the weights"
-        )
-        if batched_only and not batched:
-            raise ShapeError(
-                f"expected the data of several tasks [T, K, *features], got {fmt_shape(x.shape)}"
-            )
-        if self.classification and y.is_floating_point():
-            raise ShapeError("likelihood='categorical' needs integer class labels as targets")
-        if not self.classification and not y.is_floating_point():
-            raise ShapeError(
-                "likelihood='gaussian' needs float regression targets; pass "
-                "likelihood='categorical' for class labels"
-            )
-        if isinstance(self.net, MLP) and x.shape[-1] != self.net.in_features:
-            raise ShapeError(
-                f"the network takes {self.net.in_features} input feature(s) but support_x has "
-                f"shape {fmt_shape(x.shape)}"
-            )
-        device = self.centre.device
-        x, y = x.to(device), y.to(device)
-        return (x, y, True) if batched else (x.unsqueeze(0), y.unsqueeze(0), False)
-
-    def _weights(self, weights: Tensor | None, y: Tensor) -> Tensor | None:
-        if weights is None:
-            return None
-        w = check_tensor("weights", weights)
-        if w.shape != y.shape[:2]:
-            raise ShapeError(
-                f"weights must have one value per support point, shape "
-                f"{fmt_shape(y.shape[:2])}, got {fmt_shape(w.shape)}"
-            )
-        if bool((w < 0).any()):
-            raise ValueError("weights must be non-negative")
-        return w.to(self.centre.device, self.centre.dtype)
