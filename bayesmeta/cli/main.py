@@ -15,8 +15,10 @@ from pathlib import Path
 import torch
 
 from bayesmeta.errors import BayesmetaError
-from bayesmeta.runs.config import DATA, LEARNERS, RunConfig
+from bayesmeta.learners.registry import run_learners
+from bayesmeta.runs.config import RunConfig
 from bayesmeta.runs.config_file import parse_config, read_config
+from bayesmeta.runs.data import data_families
 from bayesmeta.runs.experiment import RunResult, format_table, quick, resume_run, run_experiment
 
 __all__ = ["build_parser", "main"]
@@ -44,13 +46,13 @@ def build_parser() -> argparse.ArgumentParser:
     hidden = argparse.SUPPRESS
     run.add_argument(
         "--learner",
-        choices=LEARNERS,
+        choices=run_learners(),  # every learner registered to run (bayesmeta.runs.learners)
         default=hidden,
         help=f"(default {d.learner})",
     )
     run.add_argument(
         "--data",
-        choices=DATA,
+        choices=data_families(),  # every registered data family (bayesmeta.runs.data)
         default=hidden,
         help=f"(default {d.data})",
     )
@@ -66,6 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("--eval-tasks", int, f"(default {d.eval_tasks})"),
         ("--prior-scale", float, "initial prior scale of the Bayesian learners"),
         ("--path", str, "the CSV file (data table) or image folder (data image_folder)"),
+        ("--source", str, "learner transfer: the source run folder or .safetensors file"),
         ("--checkpoint-every", int, f"iterations between checkpoints ({d.checkpoint_every})"),
         ("--seed", int, f"(default {d.seed})"),
     ):
@@ -211,8 +214,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "run":
         names = {f.name for f in fields(RunConfig)}
         given = {k: v for k, v in vars(args).items() if k in names}
-        if "path" in given:  # absolute in config.json, so that resume and report work anywhere
-            given["path"] = str(Path(given["path"]).resolve())
+        for key in ("path", "source"):  # absolute in config.json: resume and report work anywhere
+            if key in given:
+                given[key] = str(Path(given[key]).resolve())
         try:
             raw = {} if args.config is None else read_config(args.config)
             source = "the command line" if args.config is None else f"{args.config} with options"

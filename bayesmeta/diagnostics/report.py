@@ -20,10 +20,8 @@ from typing import Any, cast
 
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from bayesmeta._checks import check_count
-from bayesmeta._progress import show_progress
 from bayesmeta.diagnostics.verdict import Finding, format_verdict, verdict
 from bayesmeta.io.checkpoint import load_learner
 from bayesmeta.predictions.class_prediction import ClassPrediction
@@ -38,6 +36,7 @@ from bayesmeta.runs.folder import (
 )
 from bayesmeta.scoring import metrics
 from bayesmeta.scoring.calibration import coverage_curve, pit_values, regression_calibration_error
+from bayesmeta.scoring.chunks import predict_chunks
 from bayesmeta.scoring.evaluation import Adaptable, Evaluation
 from bayesmeta.scoring.reliability import Reliability, reliability
 from bayesmeta.tasks.task import TaskBatch
@@ -206,7 +205,7 @@ def diagnose_run(
         Tasks to diagnose: the first ``min(num_tasks, config.eval_tasks)`` of
         the tasks behind ``metrics.json``, drawn again exactly as the run drew them.
     progress
-        Progress bar over the chunks (``None``: only when stderr is a terminal).
+        Progress bar over the tasks (``None``: only when stderr is a terminal).
 
     Returns
     -------
@@ -229,24 +228,24 @@ def diagnose_run(
     errors: list[Tensor] = []
     hits = torch.zeros(len(REPORT_LEVELS), dtype=torch.float64)
     probs: list[Tensor] = []
-    show = show_progress(progress)
-    chunk_size = config.eval_chunk_size  # as the run evaluated them
-    starts = range(0, len(batch), chunk_size)
-    with torch.random.fork_rng(devices=[]):  # posterior sampling: reproducible, no side effect
-        torch.manual_seed(EVAL_SEED)
-        for start in tqdm(starts, desc="report", disable=not show, dynamic_ncols=True):
-            chunk = batch.select(slice(start, start + chunk_size))
-            pred = adaptable.adapt(chunk.support_x, chunk.support_y).predict(chunk.query_x)
-            y = chunk.query_y.to(pred.mean.device)
-            with torch.no_grad():
-                if isinstance(pred, ClassPrediction):
-                    probs.append(pred.probs.detach().cpu())
-                    continue
-                u = pit_values(pred, y).detach().cpu()
-                pits.append(u.reshape(-1))
-                errors.append(regression_calibration_error(pred, y).detach().cpu())
-                _, observed = coverage_curve(pred, y, REPORT_LEVELS)
-                hits += observed.detach().cpu().double() * u.numel()
+    chunks = predict_chunks(  # as the run evaluated them: same chunks, same seed
+        adaptable,
+        batch,
+        chunk_size=config.eval_chunk_size,
+        seed=EVAL_SEED,
+        progress=progress,
+        desc="report",
+    )
+    for _, pred, y in chunks:
+        with torch.no_grad():
+            if isinstance(pred, ClassPrediction):
+                probs.append(pred.probs.detach().cpu())
+                continue
+            u = pit_values(pred, y).detach().cpu()
+            pits.append(u.reshape(-1))
+            errors.append(regression_calibration_error(pred, y).detach().cpu())
+            _, observed = coverage_curve(pred, y, REPORT_LEVELS)
+            hits += observed.detach().cpu().double() * u.numel()
     common = (run_dir, config, metrics_json, history, len(batch))
     if probs:
         return RunDiagnostics(*common, reliability=reliability(torch.cat(probs), batch.query_y))

@@ -1,21 +1,42 @@
-"""Learner classes by name, for rebuilding a learner from its ``config()``.
+"""Learners by name: one registry for checkpoints and for ``bayesmeta run``.
 
-A learner's ``config()`` names its class (``{"learner": "BayesianMAML", ...}``);
-:func:`learner_class` turns that name back into the class. The learners package
-registers its learners when it is imported, and a package above it registers its
-own (:mod:`bayesmeta.io` registers :class:`~bayesmeta.TransferLearner`), so that
-checkpoints find every learner without importing each one.
+Two names per learner, kept in one place:
+
+- the class name, for rebuilding a learner from its ``config()``: a learner's
+  ``config()`` names its class (``{"learner": "BayesianMAML", ...}``) and
+  :func:`learner_class` turns that name back into the class. The learners package
+  registers its learners when it is imported, and a package above it registers its
+  own (:mod:`bayesmeta.io` registers :class:`~bayesmeta.TransferLearner`), so that
+  checkpoints find every learner without importing each one;
+- the run name, the ``learner`` of a run config and ``bayesmeta run --learner``
+  (``"bayesian_maml"``): :func:`register_run` declares it with the class, how a run
+  config builds the learner, and which of the run's settings it reads.
+  :mod:`bayesmeta.runs.learners` registers the built-in ones; the command's choices
+  are :func:`run_learners`.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, Literal
 
 from bayesmeta.errors import CheckpointError
 
-__all__ = ["learner_class", "register", "registered"]
+__all__ = [
+    "RunLearner",
+    "learner_class",
+    "register",
+    "register_run",
+    "registered",
+    "run_learner",
+    "run_learners",
+]
 
 _REGISTRY: dict[str, type[Any]] = {}
+_RUN_REGISTRY: dict[str, RunLearner] = {}
+
+Targets = Literal["any", "classes", "regression"]
 
 
 def register(cls: type[Any]) -> type[Any]:
@@ -50,5 +71,114 @@ def learner_class(name: object) -> type[Any]:
 
 
 def registered() -> list[str]:
-    """The registered learner names, sorted."""
+    """The registered learner class names, sorted."""
     return sorted(_REGISTRY)
+
+
+@dataclass(frozen=True)
+class RunLearner:
+    """A learner as ``bayesmeta run`` knows it.
+
+    Attributes
+    ----------
+    name : str
+        Its run name: a run config's ``learner`` and ``--learner`` on the command line.
+    cls : type
+        Its class (also registered by class name, for checkpoints).
+    build : callable
+        ``build(config) -> learner``: a fresh learner from a
+        :class:`~bayesmeta.runs.RunConfig`.
+    reads : frozenset of str
+        The run settings that only some learners read (``inner_lr``, ``kl_weight``,
+        ...) and this one does; a config that sets one of them for a learner that
+        does not read it is refused.
+    targets : str
+        ``"any"``, ``"classes"`` (classifies only) or ``"regression"``
+        (regression only).
+    requires : frozenset of str
+        The run settings it cannot do without (left unset, the config is refused).
+    summary : str
+        One line for the documentation and the command's help.
+
+    """
+
+    name: str
+    cls: type[Any]
+    build: Callable[[Any], Any]
+    reads: frozenset[str]
+    targets: Targets = "any"
+    requires: frozenset[str] = frozenset()
+    summary: str = ""
+
+
+def register_run(
+    name: str,
+    cls: type[Any],
+    build: Callable[[Any], Any],
+    *,
+    reads: Iterable[str] = (),
+    targets: Targets = "any",
+    requires: Iterable[str] = (),
+    summary: str = "",
+) -> RunLearner:
+    """Register a learner under the run name ``name`` (and ``cls`` under its class name).
+
+    Parameters
+    ----------
+    name
+        The run name, e.g. ``"bayesian_maml"``.
+    cls
+        The learner class that ``build`` returns.
+    build
+        ``build(config) -> learner`` from a :class:`~bayesmeta.runs.RunConfig`.
+    reads
+        The learner-specific run settings it reads (see :attr:`RunLearner.reads`).
+    targets
+        ``"any"``, ``"classes"`` or ``"regression"``: the data it can learn.
+    requires
+        The run settings it needs set (they must also be in ``reads``).
+    summary
+        One line for the documentation.
+
+    Returns
+    -------
+    RunLearner
+        The registered entry.
+
+    Raises
+    ------
+    ValueError
+        If ``name`` is taken by a different learner, or ``targets`` is unknown.
+
+    """
+    if targets not in ("any", "classes", "regression"):
+        raise ValueError(f"targets must be 'any', 'classes' or 'regression', got {targets!r}")
+    reads, requires = frozenset(reads), frozenset(requires)
+    if not requires <= reads:
+        raise ValueError(f"requires {sorted(requires - reads)} must be among reads")
+    entry = RunLearner(name, register(cls), build, reads, targets, requires, summary)
+    known = _RUN_REGISTRY.get(name)
+    if known is not None and (known.cls, known.build) != (cls, build):
+        raise ValueError(f"a different learner is already registered to run as {name!r}")
+    _RUN_REGISTRY[name] = entry
+    return entry
+
+
+def run_learner(name: str) -> RunLearner:
+    """The learner registered to run as ``name``.
+
+    Raises
+    ------
+    ValueError
+        If none is, naming the ones that are.
+
+    """
+    if name not in _RUN_REGISTRY:
+        known = ", ".join(repr(n) for n in run_learners())
+        raise ValueError(f"learner must be one of {known}; got {name!r}")
+    return _RUN_REGISTRY[name]
+
+
+def run_learners() -> list[str]:
+    """The run names of the registered learners, in the order they were registered."""
+    return list(_RUN_REGISTRY)

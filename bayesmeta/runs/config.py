@@ -12,91 +12,80 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Literal, cast
+from typing import Any, Literal
 
 import torch
 
 from bayesmeta._checks import check_count, positive
-from bayesmeta.learners.base import MetaLearner
-from bayesmeta.learners.bayesian_maml import BayesianMAML
-from bayesmeta.learners.bayesian_protonet import BayesianProtoNet
-from bayesmeta.learners.maml import MAML
-from bayesmeta.learners.matching import MatchingNet
-from bayesmeta.learners.protonet import ProtoNet
-from bayesmeta.learners.reptile import Reptile
-from bayesmeta.learners.variational import VariationalMetaLearner
-from bayesmeta.model.prior_names import PriorName
-from bayesmeta.nets.conv import Conv4
-from bayesmeta.runs.data import GLYPH_EXAMPLES, run_source
+from bayesmeta.learners.registry import run_learner, run_learners
+from bayesmeta.runs.data import GLYPH_EXAMPLES, data_families, data_family, run_source
 from bayesmeta.tasks.source import SeededSource
 from bayesmeta.tasks.tables import GroupedTasks
 from bayesmeta.tasks.task import TaskBatch
 
 __all__ = [
-    "CLASSIFICATION_DATA",
-    "DATA",
-    "LEARNERS",
-    "METRIC_LEARNERS",
     "DataName",
     "LearnerName",
     "RunConfig",
     "applies",
+    "data_settings",
+    "learner_settings",
 ]
 
-LearnerName = Literal[
-    "maml",
-    "fomaml",
-    "reptile",
-    "bayesian_maml",
-    "variational",
-    "protonet",
-    "bayesian_protonet",
-    "matching",
-]
-DataName = Literal["sinusoid", "sinusoid_or_line", "table", "glyphs", "digits", "image_folder"]
-LEARNERS: tuple[str, ...] = LearnerName.__args__  # type: ignore[attr-defined]
-DATA: tuple[str, ...] = DataName.__args__  # type: ignore[attr-defined]
-METRIC_LEARNERS = ("protonet", "bayesian_protonet", "matching")
-CLASSIFICATION_DATA = ("glyphs", "digits", "image_folder")
-GRADIENT_LEARNERS = ("maml", "fomaml", "reptile", "bayesian_maml")
+#: A learner's run name: any name registered with
+#: :func:`~bayesmeta.learners.registry.register_run` (see :mod:`bayesmeta.runs.learners`).
+LearnerName = str
+#: A data family's name: any name registered with :func:`~bayesmeta.runs.data.register_data`.
+DataName = str
 PRIORS = ("normal", "laplace", "student_t")
 NOISES = ("gaussian", "student_t")
 
 
-# Which settings each learner or data source reads; a config that sets any other one is
-# refused (see `applies`), since the setting would silently do nothing.
-_ONLY_FOR: dict[str, tuple[str, ...]] = {
-    "inner_lr": GRADIENT_LEARNERS,
-    "inner_steps": GRADIENT_LEARNERS,
-    "eval_inner_steps": GRADIENT_LEARNERS,
-    "learn_inner_lr": ("maml", "fomaml"),
-    "kl_weight": ("bayesian_maml",),
-    "prior": ("bayesian_maml",),
-    "noise": ("bayesian_maml",),
-    "standardize": ("maml", "fomaml", "reptile", "bayesian_maml", "variational"),
-    "prior_scale": ("bayesian_maml", "variational", "bayesian_protonet"),
-    "train_tasks": ("variational",),
-    "adapt_steps": ("variational",),
-    "hidden": ("sinusoid", "sinusoid_or_line", "table"),
-    "path": ("table", "image_folder"),
-    "image_size": ("image_folder",),
-    "layout": ("image_folder",),
-    "invert": ("image_folder",),
-    "group": ("table",),
-    "x": ("table",),
-    "y": ("table",),
-    "order_by": ("table",),
-    "test_fraction": ("table", "image_folder"),
-    "n_way": CLASSIFICATION_DATA,
-    "channels": CLASSIFICATION_DATA,
-    "glyph_classes": ("glyphs",),
-}
+_NAMES: dict[str, tuple[str, ...]] = {}
+
+
+def __getattr__(name: str) -> tuple[str, ...]:
+    """``LEARNERS``, ``METRIC_LEARNERS``, ``DATA`` and ``CLASSIFICATION_DATA``, as registered.
+
+    They are read from the registries when asked for; the same tuple comes back while the
+    registries stay as they are.
+    """
+    if name == "LEARNERS":  # every learner registered to run
+        value = tuple(run_learners())
+    elif name == "METRIC_LEARNERS":  # those that classify only
+        value = tuple(n for n in run_learners() if run_learner(n).targets == "classes")
+    elif name == "DATA":  # every data family
+        value = tuple(data_families())
+    elif name == "CLASSIFICATION_DATA":  # those of class labels
+        value = tuple(n for n in data_families() if data_family(n).classification)
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    if _NAMES.get(name) != value:
+        _NAMES[name] = value
+    return _NAMES[name]
+
+
+def learner_settings() -> frozenset[str]:
+    """The settings that only some learners read (the union of their ``reads``)."""
+    return frozenset().union(*(run_learner(n).reads for n in run_learners()))
+
+
+def data_settings() -> frozenset[str]:
+    """The settings that only some data families read (the union of their ``reads``)."""
+    return frozenset().union(*(data_family(n).reads for n in data_families()))
 
 
 def applies(key: str, learner: str, data: str) -> bool:
-    """Whether the setting ``key`` has an effect on a run of ``learner`` on ``data``."""
-    users = _ONLY_FOR.get(key)
-    return users is None or learner in users or data in users
+    """Whether the setting ``key`` has an effect on a run of ``learner`` on ``data``.
+
+    A setting that only some learners (data families) read applies when the run's
+    learner (data family) declares it in its registration's ``reads``; any other applies.
+    """
+    if key in learner_settings():
+        return key in run_learner(learner).reads
+    if key in data_settings():
+        return key in data_family(data).reads
+    return True
 
 
 @dataclass(frozen=True)
@@ -106,10 +95,12 @@ class RunConfig:
     Attributes
     ----------
     learner : str
-        ``"maml"``, ``"fomaml"``, ``"reptile"``, ``"bayesian_maml"``,
-        ``"variational"`` (:class:`~bayesmeta.VariationalMetaLearner`),
-        ``"protonet"``, ``"bayesian_protonet"`` or ``"matching"``. The last
-        three classify only.
+        A learner's run name (see :mod:`bayesmeta.runs.learners`): ``"maml"``,
+        ``"fomaml"``, ``"reptile"``, ``"bayesian_maml"``, ``"variational"``
+        (:class:`~bayesmeta.VariationalMetaLearner`), ``"protonet"``,
+        ``"bayesian_protonet"``, ``"matching"`` (these three classify only) or
+        ``"transfer"`` (:class:`~bayesmeta.TransferLearner` on a ``source``
+        network; regression only).
     data : str
         The task family: ``"sinusoid"`` or ``"sinusoid_or_line"``
         (regression), ``"table"`` (your own CSV file, one regression task
@@ -185,13 +176,18 @@ class RunConfig:
     checkpoint_every : int
         Meta-iterations between training checkpoints in the run folder
         (``bayesmeta resume`` continues an interrupted run from the last one).
+    source : str or None
+        For ``"transfer"``: the source network, as a run folder (its learner's
+        network) or a ``.safetensors`` file (a learner checkpoint, or a network
+        ``state_dict`` for an MLP of ``hidden`` widths); see
+        :mod:`bayesmeta.runs.transfer`.
     seed : int
         Seeds the weights and the meta-training tasks.
 
     """
 
-    learner: LearnerName = "maml"
-    data: DataName = "sinusoid"
+    learner: str = "maml"
+    data: str = "sinusoid"
     path: str | None = None
     group: str | None = None
     x: tuple[str, ...] = ()
@@ -225,17 +221,31 @@ class RunConfig:
     train_tasks: int = 200
     adapt_steps: int = 300
     checkpoint_every: int = 500
+    source: str | None = None
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.learner not in LEARNERS:
-            raise ValueError(f"learner must be one of {', '.join(LEARNERS)}; got {self.learner!r}")
-        if self.data not in DATA:
-            raise ValueError(f"data must be one of {', '.join(DATA)}; got {self.data!r}")
-        if self.learner in METRIC_LEARNERS and not self.classification:
+        targets = run_learner(self.learner).targets  # an unknown learner raises
+        data_family(self.data)  # an unknown data family raises
+        kinds: dict[bool, list[str]] = {True: [], False: []}
+        for name in data_families():
+            kinds[data_family(name).classification].append(repr(name))
+        if targets == "classes" and not self.classification:
             raise ValueError(
                 f"learner {self.learner!r} classifies; use it with data "
-                f"{' or '.join(repr(d) for d in CLASSIFICATION_DATA)}, not {self.data!r}"
+                f"{' or '.join(kinds[True])}, not {self.data!r}"
+            )
+        if targets == "regression" and self.classification:
+            regression = kinds[False]
+            raise ValueError(
+                f"learner {self.learner!r} is for regression; use it with data "
+                f"{' or '.join(regression)}, not {self.data!r}"
+            )
+        missing = [key for key in run_learner(self.learner).requires if getattr(self, key) is None]
+        if missing:
+            flags = ", ".join(f"--{key.replace('_', '-')}" for key in missing)
+            raise ValueError(
+                f"learner {self.learner!r} needs {', '.join(missing)} ({flags} on the command line)"
             )
         object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
         object.__setattr__(self, "x", tuple(str(c) for c in self.x))
@@ -301,7 +311,7 @@ class RunConfig:
     @property
     def classification(self) -> bool:
         """Whether the data are image classes (else regression)."""
-        return self.data in CLASSIFICATION_DATA
+        return data_family(self.data).classification
 
     @property
     def train_query(self) -> int | None:
@@ -359,56 +369,10 @@ class RunConfig:
             return (1, self.image_size, self.image_size)
         return (1, 28, 28) if self.data == "glyphs" else (1, 8, 8)
 
-    def build_learner(self) -> MetaLearner:
-        """A fresh learner for this config (weights seeded by ``seed``)."""
+    def build_learner(self) -> Any:
+        """A fresh learner for this config (weights seeded by ``seed``).
+
+        Built by the learner's registered builder (see :mod:`bayesmeta.runs.learners`).
+        """
         torch.manual_seed(self.seed)
-        if self.classification:
-            size = self.image_shape()[-1]
-            head = None if self.learner in METRIC_LEARNERS else self.n_way
-            net: Any = Conv4(1, head, hidden=self.channels, image_size=size)
-            loss: Any = "cross_entropy"
-            likelihood: Any = "categorical"
-        else:
-            net = (len(self.x) if self.data == "table" else 1, *self.hidden, 1)
-            loss, likelihood = "mse", "gaussian"
-        common: dict[str, Any] = {"outer_lr": self.outer_lr, "max_grad_norm": self.max_grad_norm}
-        prior: dict[str, Any] = (
-            {} if self.prior_scale is None else {"prior_scale": self.prior_scale}
-        )
-        if self.learner in METRIC_LEARNERS:
-            cls = {"protonet": ProtoNet, "matching": MatchingNet}.get(self.learner)
-            if cls is None:
-                return BayesianProtoNet(net, **prior, **common)
-            return cast(MetaLearner, cls(net, **common))
-        common["standardize"] = self.standardize
-        if self.learner == "variational":
-            return VariationalMetaLearner(
-                net, likelihood=likelihood, adapt_steps=self.adapt_steps, **prior, **common
-            )
-        inner: dict[str, Any] = {
-            "inner_lr": self.inner_lr,
-            "inner_steps": self.inner_steps,
-            "eval_inner_steps": self.eval_inner_steps,
-        }
-        if self.learner == "reptile":
-            return Reptile(net, loss=loss, **inner, **common)
-        if self.learner == "bayesian_maml":
-            if not self.classification:
-                likelihood = self.noise
-            return BayesianMAML(
-                net,
-                likelihood=likelihood,
-                prior=cast(PriorName, self.prior),
-                kl_weight=self.kl_weight,
-                **prior,
-                **inner,
-                **common,
-            )
-        return MAML(
-            net,
-            first_order=self.learner == "fomaml",
-            learn_inner_lr=self.learn_inner_lr,
-            loss=loss,
-            **inner,
-            **common,
-        )
+        return run_learner(self.learner).build(self)

@@ -49,7 +49,8 @@ def load_config(path: str | Path) -> RunConfig:
 def read_config(path: str | Path) -> dict[str, Any]:
     """The settings of a TOML file, unvalidated (validate with :func:`parse_config`).
 
-    A relative ``path`` (a data file) is resolved against the config file's folder.
+    A relative ``path`` (a data file) or ``source`` (a transfer run's source) is
+    resolved against the config file's folder.
     """
     path = Path(path)
     try:
@@ -58,10 +59,11 @@ def read_config(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"no config file at {path}") from err
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
         raise ConfigError(f"{path} is not valid TOML: {err}") from err
-    data_path = raw.get("path")
-    if isinstance(data_path, str) and not Path(data_path).is_absolute():
-        # a data file named relative to the config file, so that a config works from anywhere
-        raw["path"] = str((path.parent / data_path).resolve())
+    for key in ("path", "source"):
+        named = raw.get(key)
+        if isinstance(named, str) and not Path(named).is_absolute():
+            # a file named relative to the config file, so that a config works from anywhere
+            raw[key] = str((path.parent / named).resolve())
     return raw
 
 

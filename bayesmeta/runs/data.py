@@ -3,11 +3,15 @@
 :func:`run_source` turns a :class:`~bayesmeta.runs.config.RunConfig` into a task source
 of its meta-training or held-out tasks. The held-out ones are new functions (sinusoids),
 classes never meta-trained on (images), or groups held out once with :data:`DATA_SEED`
-(tables).
+(tables). Each family is registered (:func:`register_data`) with the function that
+builds its tasks, whether its targets are class labels, and the settings it reads; the
+config checks and the command's ``--data`` choices read that registry.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Literal, Protocol
 
 import torch
@@ -20,7 +24,16 @@ from bayesmeta.tasks.regression import Sinusoid, SinusoidOrLine
 from bayesmeta.tasks.source import SeededSource
 from bayesmeta.tasks.tables import GroupedTasks, from_dataframe, read_csv, unique_in_order
 
-__all__ = ["DATA_SEED", "GLYPH_EXAMPLES", "DataSettings", "run_source"]
+__all__ = [
+    "DATA_SEED",
+    "GLYPH_EXAMPLES",
+    "DataFamily",
+    "DataSettings",
+    "data_families",
+    "data_family",
+    "register_data",
+    "run_source",
+]
 
 # Seed of the generated glyph alphabet and of the class and group splits: part of the data's
 # definition, the same in every run, so that runs with different seeds share their held-out
@@ -107,37 +120,118 @@ class DataSettings(Protocol):
         ...
 
 
+#: ``build(config, split, seed, k_query)``: the ``"train"`` or ``"test"`` tasks.
+SourceBuilder = Callable[[DataSettings, str, int, "int | None"], SeededSource]
+
+
+@dataclass(frozen=True)
+class DataFamily:
+    """A data family of ``bayesmeta run``.
+
+    Attributes
+    ----------
+    name : str
+        Its name: a run config's ``data`` and ``--data`` on the command line.
+    build : callable
+        ``build(config, split, seed, k_query)``: the ``"train"`` or ``"test"``
+        tasks drawn from ``seed``, ``k_query`` query points each (``None``: the
+        held-out default), as :func:`run_source` documents.
+    classification : bool
+        Whether its targets are class labels (image episodes).
+    reads : frozenset of str
+        The run settings that only some data families read and this one does.
+
+    """
+
+    name: str
+    build: SourceBuilder
+    classification: bool = False
+    reads: frozenset[str] = frozenset()
+
+
+_FAMILIES: dict[str, DataFamily] = {}
+
+
+def register_data(
+    name: str, build: SourceBuilder, *, classification: bool = False, reads: Iterable[str] = ()
+) -> DataFamily:
+    """Register the data family ``name`` (see :class:`DataFamily`) and return it.
+
+    Raises
+    ------
+    ValueError
+        If a different family is already registered as ``name``.
+
+    """
+    family = DataFamily(name, build, bool(classification), frozenset(reads))
+    known = _FAMILIES.get(name)
+    if known is not None and known != family:
+        raise ValueError(f"a different data family is already registered as {name!r}")
+    _FAMILIES[name] = family
+    return family
+
+
+def data_family(name: str) -> DataFamily:
+    """The data family registered as ``name``; ``ValueError`` naming the known ones."""
+    if name not in _FAMILIES:
+        known = ", ".join(repr(n) for n in data_families())
+        raise ValueError(f"data must be one of {known}; got {name!r}")
+    return _FAMILIES[name]
+
+
+def data_families() -> list[str]:
+    """The registered data families, in the order they were registered."""
+    return list(_FAMILIES)
+
+
 def run_source(config: DataSettings, split: str, seed: int, k_query: int | None) -> SeededSource:
     """The ``"train"`` or ``"test"`` tasks of ``config``'s data, drawn from ``seed``.
 
     ``k_query`` is the query points per task (per class for images); ``None``
     takes the held-out default (for tables: every row after the support set).
     """
-    if config.data == "table":
-        return _table(config, split, seed, k_query)
+    return data_family(config.data).build(config, split, seed, k_query)
+
+
+def _query(config: DataSettings, k_query: int | None) -> int:
+    """``k_query``, or the held-out default."""
     k_query = config.held_out_query if k_query is None else k_query
     assert k_query is not None
-    if config.data == "sinusoid":
-        return Sinusoid(config.shots, k_query, seed=seed)
-    if config.data == "sinusoid_or_line":
-        return SinusoidOrLine(config.shots, k_query, seed=seed)
-    source: Episodes
-    if config.data == "image_folder":
-        source = _image_folder(config, split, k_query)
-    elif config.data == "glyphs":
-        source = glyph_episodes(
-            config.n_way,
-            config.shots,
-            k_query,
-            num_classes=config.glyph_classes,
-            examples_per_class=GLYPH_EXAMPLES,
-            seed=DATA_SEED,
-        )[split]
-    else:
-        source = digits_episodes(config.n_way, config.shots, k_query, seed=DATA_SEED)[split]
-    source.generator.manual_seed(seed)  # the episodes drawn, apart from the data
+    return k_query
+
+
+def _sinusoid(config: DataSettings, split: str, seed: int, k_query: int | None) -> SeededSource:
+    return Sinusoid(config.shots, _query(config, k_query), seed=seed)
+
+
+def _sinusoid_or_line(
+    config: DataSettings, split: str, seed: int, k_query: int | None
+) -> SeededSource:
+    return SinusoidOrLine(config.shots, _query(config, k_query), seed=seed)
+
+
+def _seeded(source: Episodes, seed: int) -> Episodes:
+    """``source`` drawing its episodes from ``seed`` (the data stay as they are)."""
+    source.generator.manual_seed(seed)
     source.seed = seed
     return source
+
+
+def _glyphs(config: DataSettings, split: str, seed: int, k_query: int | None) -> Episodes:
+    sources = glyph_episodes(
+        config.n_way,
+        config.shots,
+        _query(config, k_query),
+        num_classes=config.glyph_classes,
+        examples_per_class=GLYPH_EXAMPLES,
+        seed=DATA_SEED,
+    )
+    return _seeded(sources[split], seed)
+
+
+def _digits(config: DataSettings, split: str, seed: int, k_query: int | None) -> Episodes:
+    sources = digits_episodes(config.n_way, config.shots, _query(config, k_query), seed=DATA_SEED)
+    return _seeded(sources[split], seed)
 
 
 def _table(config: DataSettings, split: str, seed: int, k_query: int | None) -> GroupedTasks:
@@ -169,9 +263,10 @@ def _table(config: DataSettings, split: str, seed: int, k_query: int | None) -> 
     )
 
 
-def _image_folder(config: DataSettings, split: str, k_query: int) -> Episodes:
+def _image_folder(config: DataSettings, split: str, seed: int, k_query: int | None) -> Episodes:
     """Episodes over the training or held-out classes of the image folder."""
     assert config.path is not None
+    k_query = _query(config, k_query)
     x, labels, _ = load_image_folder(
         config.path,
         image_size=config.image_size,
@@ -182,4 +277,23 @@ def _image_folder(config: DataSettings, split: str, k_query: int) -> Episodes:
     fractions = (1 - config.test_fraction, config.test_fraction)
     train, test = split_classes(labels, fractions, seed=DATA_SEED)
     classes = test if split == "test" else train
-    return Episodes(x, labels, config.n_way, config.shots, k_query, classes=classes, seed=0)
+    source = Episodes(x, labels, config.n_way, config.shots, k_query, classes=classes, seed=0)
+    return _seeded(source, seed)
+
+
+_IMAGES = ("n_way", "channels")
+register_data("sinusoid", _sinusoid, reads=("hidden",))
+register_data("sinusoid_or_line", _sinusoid_or_line, reads=("hidden",))
+register_data(
+    "table",
+    _table,
+    reads=("hidden", "path", "group", "x", "y", "order_by", "test_fraction"),
+)
+register_data("glyphs", _glyphs, classification=True, reads=(*_IMAGES, "glyph_classes"))
+register_data("digits", _digits, classification=True, reads=_IMAGES)
+register_data(
+    "image_folder",
+    _image_folder,
+    classification=True,
+    reads=(*_IMAGES, "path", "image_size", "layout", "invert", "test_fraction"),
+)

@@ -11,18 +11,18 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, cast
 
-import torch
-
 from bayesmeta.io.checkpoint import save_learner
 from bayesmeta.learners.base import MetaLearner
 from bayesmeta.learners.gradient import GradientMetaLearner
 from bayesmeta.learners.variational import VariationalMetaLearner
 from bayesmeta.runs.config import RunConfig
 from bayesmeta.runs.folder import CHECKPOINT, RunFolderError, new_run_dir, read_run_config
+from bayesmeta.runs.transfer import fit_transfer_run
 from bayesmeta.scoring.evaluation import Adaptable, Evaluation, evaluate
 from bayesmeta.tasks.source import SeededSource
 from bayesmeta.tasks.task import TaskBatch
 from bayesmeta.training.loop import History
+from bayesmeta.transfer.prior import TransferLearner
 
 __all__ = [
     "EVAL_SEED",
@@ -41,7 +41,7 @@ class RunResult:
     """What :func:`run_experiment` produced."""
 
     config: RunConfig
-    learner: MetaLearner
+    learner: MetaLearner | TransferLearner
     history: History
     evaluation: Evaluation
     run_dir: Path | None = None
@@ -64,7 +64,8 @@ def run_experiment(
     Point-estimate learners on regression data (the MAML family) get a noise
     scale fitted on 200 tasks of their own seed, so that their predictions
     have intervals; Bayesian and classification learners predict with their
-    own likelihood.
+    own likelihood. A transfer run fits its prior instead of meta-training
+    (see :mod:`bayesmeta.runs.transfer`).
 
     Parameters
     ----------
@@ -87,9 +88,11 @@ def run_experiment(
 
     """
     config = RunConfig() if config is None else config
-    train = config.train_source()  # the data first: a bad setting fails before any file
+    # the data and the learner first, so that a bad setting or source fails before any file
+    train, held_out = config.train_source(), config.held_out_tasks(EVAL_SEED)
+    learner = config.build_learner()
     run_dir = None if out_dir is None else new_run_dir(config, out_dir)
-    return _run(config, run_dir, progress, train)
+    return _run(config, run_dir, progress, train, held_out, learner)
 
 
 def resume_run(run_dir: str | Path, *, progress: bool | None = None) -> RunResult:
@@ -119,22 +122,33 @@ def resume_run(run_dir: str | Path, *, progress: bool | None = None) -> RunResul
     config = read_run_config(run_dir)
     if (run_dir / "metrics.json").exists():
         raise RunFolderError(f"the run in {run_dir} has finished: it has a metrics.json")
-    return _run(config, run_dir, progress, config.train_source())
+    train, held_out = config.train_source(), config.held_out_tasks(EVAL_SEED)
+    return _run(config, run_dir, progress, train, held_out, config.build_learner())
 
 
 def _run(
-    config: RunConfig, run_dir: Path | None, progress: bool | None, train: SeededSource
+    config: RunConfig,
+    run_dir: Path | None,
+    progress: bool | None,
+    train: SeededSource,
+    held_out: TaskBatch,
+    learner: MetaLearner | TransferLearner,
 ) -> RunResult:
-    """Meta-train on ``train`` (checkpointing into ``run_dir``), evaluate, write the results."""
-    held_out = config.held_out_tasks(EVAL_SEED)
-    learner = config.build_learner()
-    fit: dict[str, Any] = {"progress": progress}
-    if run_dir is not None:
-        fit.update(checkpoint=run_dir / CHECKPOINT, checkpoint_every=config.checkpoint_every)
-    if isinstance(learner, VariationalMetaLearner):  # a posterior per task of a fixed set
-        fit["num_tasks"] = config.train_tasks
+    """Meta-train ``learner`` on ``train`` (checkpointing into ``run_dir``), evaluate, write.
+
+    ``held_out`` are the run's held-out tasks and ``learner`` is ``config.build_learner()``,
+    made in this order (as the run's random state depends on it) before any file was written.
+    """
     t0 = time.perf_counter()
-    history = learner.meta_fit(train, config.iterations, config.meta_batch_size, **fit)
+    if isinstance(learner, TransferLearner):  # no meta-training loop: the prior's scales
+        history = fit_transfer_run(learner, config, train, NOISE_FIT_SEED)
+    else:
+        fit: dict[str, Any] = {"progress": progress}
+        if run_dir is not None:
+            fit.update(checkpoint=run_dir / CHECKPOINT, checkpoint_every=config.checkpoint_every)
+        if isinstance(learner, VariationalMetaLearner):  # a posterior per task of a fixed set
+            fit["num_tasks"] = config.train_tasks
+        history = learner.meta_fit(train, config.iterations, config.meta_batch_size, **fit)
     t1 = time.perf_counter()
     if isinstance(learner, GradientMetaLearner) and not config.classification:
         # Point estimates of regression functions: fit a noise scale for predictive intervals.
@@ -165,11 +179,11 @@ def evaluate_held_out(
     same learner on the same tasks again gives the same metrics, and the
     caller's random state is left as it was. ``progress`` and ``chunk_size``
     are as for :func:`~bayesmeta.scoring.evaluation.evaluate`; the draws depend on
-    the chunks, so score a run again with its config's ``eval_chunk_size``.
+    the chunks, so score a run again with its config's ``eval_chunk_size``. The
+    run report reads its predictions from the same loop
+    (:func:`~bayesmeta.scoring.chunks.predict_chunks`) with the same seed.
     """
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(EVAL_SEED)
-        return evaluate(learner, batch, progress=progress, chunk_size=chunk_size)
+    return evaluate(learner, batch, progress=progress, chunk_size=chunk_size, seed=EVAL_SEED)
 
 
 def _write_results(result: RunResult, run_dir: Path, held_out: TaskBatch) -> None:
@@ -198,10 +212,14 @@ def _write_results(result: RunResult, run_dir: Path, held_out: TaskBatch) -> Non
         plot_predictions(cast(Adaptable, result.learner), batch, run_dir / "predictions.png")
 
 
-def _noise_scale(learner: MetaLearner) -> list[float] | None:
+def _noise_scale(learner: MetaLearner | TransferLearner) -> list[float] | None:
     """The noise scale its predictions use (fitted or meta-learned), if any."""
     if isinstance(learner, GradientMetaLearner):
         return [float(v) for v in learner.noise_scale.reshape(-1)]
+    if isinstance(learner, TransferLearner):
+        scale = learner.predictive_noise_
+        scale = learner.noise_scale_ if scale is None else scale
+        return None if scale is None else [float(v) for v in scale.detach().reshape(-1)]
     likelihood = getattr(learner, "likelihood", None)
     scale = None if likelihood is None else likelihood.noise_scale()
     return None if scale is None else [float(v) for v in scale.detach().reshape(-1)]

@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
 
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from bayesmeta._checks import check_count
-from bayesmeta._progress import show_progress
 from bayesmeta.predictions.class_prediction import ClassPrediction
 from bayesmeta.predictions.prediction import Prediction
 from bayesmeta.scoring import metrics
+from bayesmeta.scoring.chunks import Adaptable, predict_chunks
 from bayesmeta.scoring.reliability import ECE_BINS, Reliability, reliability
 from bayesmeta.tasks.source import TaskSource
 from bayesmeta.tasks.task import TaskBatch
@@ -22,18 +20,6 @@ __all__ = ["Adaptable", "Evaluation", "evaluate"]
 
 #: Bootstrap resamples of the tasks behind the ECE's confidence interval.
 _ECE_BOOTSTRAP = 200
-
-
-class _Predictor(Protocol):
-    def predict(self, query_x: Tensor) -> Prediction | ClassPrediction: ...
-
-
-class Adaptable(Protocol):
-    """Anything with ``adapt(support_x, support_y) -> predictor`` (every learner)."""
-
-    def adapt(self, support_x: Tensor, support_y: Tensor) -> _Predictor:
-        """Adapt to tasks given their support sets."""
-        ...
 
 
 @dataclass
@@ -138,6 +124,7 @@ def evaluate(
     chunk_size: int = 100,
     level: float = 0.9,
     progress: bool | None = None,
+    seed: int | None = None,
 ) -> Evaluation:
     """Adapt to each task's support set and score the query predictions.
 
@@ -155,6 +142,10 @@ def evaluate(
         Interval level for the coverage metric (regression).
     progress
         Progress bar over the tasks (``None``: only when stderr is a terminal).
+    seed
+        Seed of the posterior sampling, in a forked random state (the
+        caller's is left as it was); ``None``: torch's global generator. See
+        :func:`~bayesmeta.scoring.chunks.predict_chunks`, the loop behind it.
 
     Returns
     -------
@@ -173,12 +164,8 @@ def evaluate(
         raise ValueError("evaluation needs tasks with query points")
     parts: dict[str, list[Tensor]] = {}
     probs: list[Tensor] = []
-    bar = tqdm(total=len(batch), desc="evaluate", disable=not show_progress(progress), leave=False)
-    for start in range(0, len(batch), chunk_size):
-        chunk = batch.select(slice(start, start + chunk_size))
-        pred = learner.adapt(chunk.support_x, chunk.support_y).predict(chunk.query_x)
-        bar.update(len(chunk))
-        y = chunk.query_y.to(pred.mean.device)
+    chunks = predict_chunks(learner, batch, chunk_size=chunk_size, seed=seed, progress=progress)
+    for _, pred, y in chunks:
         with torch.no_grad():
             if isinstance(pred, ClassPrediction):
                 values = _classification_metrics(pred, y)
@@ -187,7 +174,6 @@ def evaluate(
                 values = _regression_metrics(pred, y, level)
         for key, value in values.items():
             parts.setdefault(key, []).append(value.detach().cpu())
-    bar.close()
     result = Evaluation({k: torch.cat(v) for k, v in parts.items()}, len(batch))
     if probs:
         all_probs, labels = torch.cat(probs), batch.query_y.cpu()

@@ -10,6 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from bayesmeta._checks import check_count, positive
+from bayesmeta._deprecated import MISSING, renamed
 from bayesmeta.inference.guide_svi import GuideSpec, adapt_guide
 from bayesmeta.learners.adapted import AdaptedPredictor
 from bayesmeta.model.likelihoods import CategoricalLikelihood, GaussianLikelihood, Likelihood
@@ -90,8 +91,10 @@ class TransferLearner(SourcePriorState):
         fitted value (e.g. a network trained from scratch) needs more rounds.
     steps, lr
         Adam steps and learning rate for each adaptation.
-    num_samples
-        Monte Carlo samples per step (``"bayes"``).
+    num_particles
+        Monte Carlo samples of the objective per step (``"bayes"``), as Pyro's
+        ``num_particles``; ``num_samples``, its old name, is accepted with a
+        ``DeprecationWarning`` until the next release.
     seed
         Seeds the Monte Carlo noise of every fit (``None``: torch's global
         generator).
@@ -137,10 +140,13 @@ class TransferLearner(SourcePriorState):
         laplace_rounds: int = 2,
         steps: int = 1000,
         lr: float = 1e-2,
-        num_samples: int = 4,
+        num_particles: int = 4,
         seed: int | None = 0,
         progress: bool | None = None,
+        **deprecated: int,
     ) -> None:
+        old = renamed(deprecated, "num_samples", "num_particles")
+        num_particles = num_particles if old is MISSING else old
         if method not in _METHODS:
             raise ValueError(f"method must be one of {_METHODS}, got {method!r}")
         if prior_scale == "empirical":
@@ -173,7 +179,7 @@ class TransferLearner(SourcePriorState):
         self.init_prior_scale = positive("init_prior_scale", init_prior_scale)
         self.steps = check_count("steps", steps, minimum=1)
         self.lr = positive("lr", lr)
-        self.num_samples = check_count("num_samples", num_samples, minimum=1)
+        self.num_particles = check_count("num_particles", num_particles, minimum=1)
         self.seed = seed
         self.progress = progress
         self.freeze = tuple(freeze)
@@ -246,7 +252,12 @@ class TransferLearner(SourcePriorState):
         return TaskModel(self.fnet, prior, likelihood, owner=self.net)
 
     def fit_prior(
-        self, support_x: Tensor, support_y: Tensor, *, weights: Tensor | None = None
+        self,
+        support_x: Tensor,
+        support_y: Tensor,
+        *,
+        weights: Tensor | None = None,
+        steps: int | None = None,
     ) -> TransferLearner:
         """Learn the prior scales (and noise scale) from related target tasks.
 
@@ -260,11 +271,14 @@ class TransferLearner(SourcePriorState):
             All data of ``T`` related tasks, ``[T, K, *features]`` and targets.
         weights
             Per-point likelihood weights ``[T, K]``.
+        steps
+            Adam steps of this fit (``None``: the learner's ``steps``, which
+            each :meth:`adapt` keeps using).
 
         Returns
         -------
         TransferLearner
-            ``self``, with ``prior_scale_`` and ``noise_scale_`` set.
+            ``self``, with ``prior_scale_``, ``noise_scale_`` and ``last_fit_`` set.
 
         """
         if self.method not in ("bayes", "laplace"):
@@ -273,11 +287,17 @@ class TransferLearner(SourcePriorState):
         w = self._weights(weights, y)
         start = self._start_scale()
         p_log = torch.full((1, self.num_groups), math.log(start))
-        if self.method == "laplace":
-            _, p_log, log_noise = self._laplace(x, y, w, p_log, True, self.learn_noise, 1)
-        else:
-            fit = self._fit(x, y, w, p_log, True, True, 1)
-            p_log, log_noise = fit.prior_log_scale, fit.log_noise
+        kept = self.steps
+        self.steps = check_count("steps", kept if steps is None else steps, minimum=1)
+        try:
+            if self.method == "laplace":
+                fit, p_log, log_noise = self._laplace(x, y, w, p_log, True, self.learn_noise, 1)
+            else:
+                fit = self._fit(x, y, w, p_log, True, True, 1)
+                p_log, log_noise = fit.prior_log_scale, fit.log_noise
+        finally:
+            self.steps = kept
+        self.last_fit_ = fit
         self.prior_scale_ = p_log[0].exp()
         self.noise_scale_ = None if log_noise is None else log_noise[0].exp()
         self.predictive_noise_ = None  # calibrated for the previous prior

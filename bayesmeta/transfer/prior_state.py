@@ -48,7 +48,7 @@ class SourcePriorState:
     init_prior_scale: float
     steps: int
     lr: float
-    num_samples: int
+    num_particles: int
     seed: int | None
     progress: bool | None
     freeze: tuple[str, ...]
@@ -77,7 +77,7 @@ class SourcePriorState:
             "laplace_rounds": self.laplace_rounds,
             "steps": self.steps,
             "lr": self.lr,
-            "num_samples": self.num_samples,
+            "num_particles": self.num_particles,
             "seed": self.seed,
         }
 
@@ -219,7 +219,7 @@ class SourcePriorState:
             learn_noise=learn_noise and not self.classification,
             steps=self.steps,
             lr=self.lr,
-            num_samples=self.num_samples,
+            num_samples=self.num_particles,
             generator=generator,
             progress=self.progress,
         )

@@ -13,8 +13,9 @@ from bayesmeta.diagnostics.report import (
     write_report,
 )
 from bayesmeta.errors import BayesmetaError
-from bayesmeta.io import save_learner
-from bayesmeta.runs.experiment import RunConfig, quick, run_experiment
+from bayesmeta.io import load_learner, save_learner
+from bayesmeta.runs.experiment import EVAL_SEED, RunConfig, quick, run_experiment
+from bayesmeta.scoring.evaluation import evaluate
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -124,3 +125,19 @@ def test_a_folder_that_is_not_a_run_is_refused_naming_the_file(run_dir, tmp_path
         diagnose_run(run)
     with pytest.raises(ValueError, match="num_tasks must be >= 1"):
         diagnose_run(run, num_tasks=0)
+
+
+def test_the_reports_numbers_are_evaluates_on_the_same_run(tmp_path):
+    """Report and evaluation share one seeded chunk loop: the same draws, the same numbers."""
+    config = RunConfig(
+        learner="bayesian_maml", hidden=(8,), iterations=3, eval_tasks=12, inner_steps=1
+    )
+    run = run_experiment(config, out_dir=tmp_path, progress=False).run_dir
+    learner = load_learner(run / "model.safetensors")
+    batch = config.held_out_tasks(EVAL_SEED)
+    ev = evaluate(learner, batch, chunk_size=config.eval_chunk_size, seed=EVAL_SEED)
+    saved = json.loads((run / "metrics.json").read_text())["metrics"]
+    assert json.loads(json.dumps(ev.to_dict())) == saved  # what the run wrote, to the bit
+    d = diagnose_run(run, num_tasks=12, progress=False)
+    coverage_90 = float(ev.per_task["coverage_90"].mean())
+    assert dict(d.coverage_rows())[0.9] == pytest.approx(coverage_90, abs=1e-6)

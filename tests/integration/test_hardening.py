@@ -880,7 +880,7 @@ def transfer_cases() -> list[Case]:
         Case("TransferLearner-noise_scale", lambda: tl(noise_scale=0.0), ValueError, "noise_scale"),
         Case("TransferLearner-steps", lambda: tl(steps=0), ValueError, "steps must be >= 1"),
         Case("TransferLearner-lr", lambda: tl(lr=-0.01), ValueError, "lr must be positive"),
-        Case("TransferLearner-num_samples", lambda: tl(num_samples=0), ValueError, "num_samples"),
+        Case("TransferLearner-num_particles", lambda: tl(num_particles=0), ValueError, "particles"),
         Case(
             "TransferLearner-source",
             lambda: TransferLearner("net.pt"),

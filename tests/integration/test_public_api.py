@@ -35,8 +35,11 @@ import bayesmeta.runs.config_file
 import bayesmeta.runs.data
 import bayesmeta.runs.experiment
 import bayesmeta.runs.folder
+import bayesmeta.runs.learners
+import bayesmeta.runs.transfer
 import bayesmeta.scoring
 import bayesmeta.scoring.calibration
+import bayesmeta.scoring.chunks
 import bayesmeta.scoring.evaluation
 import bayesmeta.scoring.metrics
 import bayesmeta.scoring.plotting
@@ -80,8 +83,11 @@ MODULES = [
     bayesmeta.runs.data,
     bayesmeta.runs.experiment,
     bayesmeta.runs.folder,
+    bayesmeta.runs.learners,
+    bayesmeta.runs.transfer,
     bayesmeta.scoring,
     bayesmeta.scoring.calibration,
+    bayesmeta.scoring.chunks,
     bayesmeta.scoring.evaluation,
     bayesmeta.scoring.metrics,
     bayesmeta.scoring.plotting,

@@ -37,3 +37,42 @@ def test_a_second_class_under_a_taken_name_is_refused():
     with pytest.raises(ValueError, match="already registered as 'MAML'"):
         register(MAML)
     assert register(bm.MAML) is bm.MAML  # registering the same class again is harmless
+
+
+def test_run_names_are_registered_with_their_class_and_builder():
+    from bayesmeta.learners.registry import run_learner, run_learners
+    from bayesmeta.runs.config import RunConfig
+
+    names = run_learners()
+    assert names[:4] == ["maml", "fomaml", "reptile", "bayesian_maml"] and "transfer" in names
+    assert run_learner("bayesian_maml").cls is bm.BayesianMAML
+    assert run_learner("fomaml").cls is bm.MAML and run_learner("transfer").targets == "regression"
+    assert run_learner("protonet").targets == "classes"
+    assert "kl_weight" in run_learner("bayesian_maml").reads
+    assert "kl_weight" not in run_learner("maml").reads
+    learner = RunConfig(learner="fomaml", hidden=(4,)).build_learner()
+    assert isinstance(learner, bm.MAML) and learner.first_order
+    with pytest.raises(ValueError, match=r"must be one of 'maml', 'fomaml', .*; got 'nope'"):
+        run_learner("nope")
+
+
+def test_the_cli_offers_every_run_learner():
+    from bayesmeta.cli.main import build_parser
+    from bayesmeta.learners.registry import run_learners
+
+    run = build_parser()._subparsers._group_actions[0].choices["run"]
+    (learner,) = [a for a in run._actions if a.dest == "learner"]
+    assert list(learner.choices) == run_learners()
+
+
+def test_a_run_name_taken_by_another_learner_is_refused():
+    from bayesmeta.learners.registry import register_run, run_learner
+
+    maml = run_learner("maml")
+    assert register_run("maml", maml.cls, maml.build, reads=maml.reads).cls is bm.MAML
+    with pytest.raises(ValueError, match="already registered to run as 'maml'"):
+        register_run("maml", bm.Reptile, maml.build)
+    with pytest.raises(ValueError, match=r"requires \['source'\] must be among reads"):
+        register_run("other", bm.MAML, maml.build, requires=("source",))
+    with pytest.raises(ValueError, match="targets must be"):
+        register_run("other", bm.MAML, maml.build, targets="images")  # type: ignore[arg-type]

@@ -289,3 +289,23 @@ def test_an_image_folder_run_holds_classes_out(tmp_path, monkeypatch):
         parse_config({"image_size": 16})
     with pytest.raises(ConfigError, match="layout must be one of 'alphabet/character', 'class'"):
         parse_config({"data": "image_folder", "path": str(root), "layout": "flat"})
+
+
+def test_data_families_are_registered_with_what_they_read():
+    from bayesmeta.runs.config import CLASSIFICATION_DATA, applies
+    from bayesmeta.runs.data import data_families, data_family, register_data
+
+    assert tuple(data_families()) == DATA and "table" in DATA
+    assert CLASSIFICATION_DATA == ("glyphs", "digits", "image_folder")
+    assert data_family("digits").classification and not data_family("table").classification
+    assert applies("glyph_classes", "maml", "glyphs") and not applies(
+        "glyph_classes", "maml", "digits"
+    )
+    assert applies("hidden", "maml", "table") and not applies("hidden", "protonet", "digits")
+    assert applies("seed", "protonet", "digits")  # read by every learner and data family
+    with pytest.raises(ValueError, match=r"data must be one of 'sinusoid', .*; got 'mnist'"):
+        data_family("mnist")
+    with pytest.raises(ConfigError, match="data must be one of 'sinusoid'"):
+        parse_config({"data": "mnist"})
+    with pytest.raises(ValueError, match="already registered as 'table'"):
+        register_data("table", data_family("sinusoid").build)

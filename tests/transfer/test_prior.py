@@ -65,7 +65,7 @@ def test_svi_recovers_the_conjugate_posterior():
         learn_noise=False,
         steps=3000,
         lr=0.02,
-        num_samples=16,
+        num_particles=16,
     )
     post = learner.adapt(x[0], y[0])
     assert isinstance(post, GaussianTaskPosterior)
@@ -333,3 +333,14 @@ def test_bad_arguments_are_named():
         TransferLearner(src, method="map", prior_scale=0.1).fit_prior(
             torch.zeros(2, 3, 1), torch.zeros(2, 3, 1)
         )
+
+
+def test_num_samples_is_renamed_num_particles():
+    net = MLP((1, 4, 1))
+    with pytest.warns(DeprecationWarning, match="num_samples is renamed num_particles") as seen:
+        learner = TransferLearner(net, num_samples=3)
+    assert seen[0].filename == __file__  # the warning points at the caller's line
+    assert learner.num_particles == 3 and learner.config()["num_particles"] == 3
+    assert TransferLearner(net).num_particles == 4
+    with pytest.raises(TypeError, match=r"unexpected keyword argument.*'num_sample'"):
+        TransferLearner(net, num_sample=3)
