@@ -19,7 +19,15 @@ from bayesmeta.learners.registry import run_learners
 from bayesmeta.runs.config import RunConfig
 from bayesmeta.runs.config_file import parse_config, read_config
 from bayesmeta.runs.data import data_families
-from bayesmeta.runs.experiment import RunResult, format_table, quick, resume_run, run_experiment
+from bayesmeta.runs.experiment import (
+    BASELINE_NAME,
+    RunResult,
+    baseline_verdict,
+    format_table,
+    quick,
+    resume_run,
+    run_experiment,
+)
 
 __all__ = ["build_parser", "main"]
 
@@ -185,7 +193,13 @@ def _print_run(result: RunResult) -> None:
         f"{result.evaluation.num_tasks} held-out tasks, mean ± 95% CI "
         f"({config.iterations} meta-iterations in {result.timings['meta_fit_s']:.1f} s)"
     )
-    print(format_table({config.learner: result.evaluation.summary()}, title=title))
+    rows = {config.learner: result.evaluation.summary()}
+    if result.baseline is not None:
+        rows[BASELINE_NAME] = result.baseline.summary()
+    print(format_table(rows, title=title))
+    verdict = baseline_verdict(result)
+    if verdict is not None:
+        print(verdict)
     print(f"run folder: {result.run_dir}")
 
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, cast
 
+from bayesmeta.baselines.neighbours import NearestNeighbour
 from bayesmeta.io.checkpoint import save_learner
 from bayesmeta.learners.base import MetaLearner
 from bayesmeta.learners.gradient import GradientMetaLearner
@@ -25,14 +26,17 @@ from bayesmeta.training.loop import History
 from bayesmeta.transfer.prior import TransferLearner
 
 __all__ = [
+    "BASELINE_NAME",
     "EVAL_SEED",
     "NOISE_FIT_SEED",
     "RunConfig",
     "RunResult",
+    "baseline_verdict",
     "evaluate_held_out",
     "format_table",
     "resume_run",
     "run_experiment",
+    "score_baseline",
 ]
 
 
@@ -46,6 +50,8 @@ class RunResult:
     evaluation: Evaluation
     run_dir: Path | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    #: Classification runs: a 1-nearest-neighbour on raw inputs, scored on the same tasks.
+    baseline: Evaluation | None = None
 
 
 # Fixed seeds of the held-out tasks: independent of the training seed.
@@ -160,6 +166,8 @@ def _run(
     result = RunResult(
         config, learner, history, evaluation, timings={"meta_fit_s": t1 - t0, "evaluate_s": t2 - t1}
     )
+    if config.classification:
+        result.baseline = score_baseline(train, held_out, chunk_size=config.eval_chunk_size)
     if run_dir is not None:
         _write_results(result, run_dir, held_out)
         result.run_dir = run_dir
@@ -186,6 +194,45 @@ def evaluate_held_out(
     return evaluate(learner, batch, progress=progress, chunk_size=chunk_size, seed=EVAL_SEED)
 
 
+#: The baseline's row name in tables and ``metrics.json``.
+BASELINE_NAME = "1-NN (raw inputs)"
+
+
+def score_baseline(
+    train: SeededSource, held_out: TaskBatch, *, chunk_size: int = 100
+) -> Evaluation:
+    """A 1-nearest-neighbour on raw inputs, scored on a classification run's held-out tasks.
+
+    Its softmax temperature (for NLL and ECE) is fitted on 200 episodes of the
+    training classes, drawn with a fixed seed (the run's own random state is
+    left as it was). If a meta-learner does not beat this, meta-learning is
+    not paying on the data (see :mod:`bayesmeta.baselines`).
+    """
+    baseline = NearestNeighbour()
+    baseline.fit_temperature(train, seed=NOISE_FIT_SEED)
+    return evaluate(baseline, held_out, progress=False, chunk_size=chunk_size, seed=EVAL_SEED)
+
+
+def baseline_verdict(result: RunResult) -> str | None:
+    """A sentence comparing the learner's accuracy with the baseline's (``None`` without one)."""
+    if result.baseline is None:
+        return None
+    ours, _ = result.evaluation.summary()["accuracy"]
+    theirs, _ = result.baseline.summary()["accuracy"]
+    if ours > theirs:
+        return (
+            f"{result.config.learner} beats a {BASELINE_NAME} on the same tasks "
+            f"(accuracy {ours:.3f} against {theirs:.3f})."
+        )
+    return (
+        f"{result.config.learner} does NOT beat a {BASELINE_NAME} on the same tasks "
+        f"(accuracy {ours:.3f} against {theirs:.3f}): meta-learning is not paying here. Try "
+        "more training classes (rotations as new classes: bayesmeta.tasks.augment_classes), "
+        "meta-training on a larger related source (bayesmeta.tasks.cross_domain_episodes), "
+        "or a pre-trained encoder (docs/baselines.md)."
+    )
+
+
 def _write_results(result: RunResult, run_dir: Path, held_out: TaskBatch) -> None:
     """Write a finished run's history, metrics, learner and figures into ``run_dir``.
 
@@ -199,6 +246,8 @@ def _write_results(result: RunResult, run_dir: Path, held_out: TaskBatch) -> Non
         "noise_scale": _noise_scale(result.learner),
         "timings": result.timings,
     }
+    if result.baseline is not None:
+        metrics["baseline"] = {"name": BASELINE_NAME, "metrics": result.baseline.to_dict()}
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     save_learner(result.learner, run_dir / "model.safetensors")
     try:
