@@ -9,6 +9,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
+from bayesmeta._checks import check_count
 from bayesmeta.inference.gaussian_vi import ScaleUpdate, gaussian_steps
 from bayesmeta.inference.guide_svi import GuideSpec
 from bayesmeta.inference.inner_loop import gradient_steps
@@ -24,7 +25,6 @@ from bayesmeta.model.prior_names import PriorName, named_prior, prior_spec
 from bayesmeta.model.priors import Flat, WeightPrior
 from bayesmeta.posteriors.gaussian import GaussianTaskPosterior, standard_normal
 from bayesmeta.posteriors.guided import GuidePosterior
-from bayesmeta.tasks.source import check_count
 from bayesmeta.tasks.task import TaskBatch
 
 __all__ = ["BayesianMAML"]

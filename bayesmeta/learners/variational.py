@@ -29,6 +29,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
+from bayesmeta._checks import check_count
 from bayesmeta.inference.guide_svi import GuideSpec
 from bayesmeta.inference.task_svi import INIT_SCALE_RATIO, task_posterior_svi
 from bayesmeta.learners.base import OptimizerFactory, positive
@@ -46,7 +47,6 @@ from bayesmeta.model.task_model import TaskModel
 from bayesmeta.posteriors.gaussian import GaussianTaskPosterior
 from bayesmeta.posteriors.guided import GuidePosterior
 from bayesmeta.posteriors.lowrank import LowRankTaskPosterior
-from bayesmeta.tasks.source import check_count
 from bayesmeta.tasks.task import TaskBatch
 
 __all__ = ["VariationalMetaLearner"]

@@ -21,12 +21,13 @@ import torch.distributed as dist
 from pyro.infer import TraceMeanField_ELBO
 from torch import Tensor, nn
 
+from bayesmeta._checks import check_count
 from bayesmeta.inference.task_svi import INIT_SCALE_RATIO
 from bayesmeta.learners.base import MetaLearner
 from bayesmeta.learners.noise_calibration import PredictiveNoise
 from bayesmeta.model.hyper import HierarchicalGaussianPrior, HyperPosterior
 from bayesmeta.model.priors import GaussianPrior
-from bayesmeta.tasks.source import TaskSource, check_count
+from bayesmeta.tasks.source import TaskSource
 from bayesmeta.tasks.task import Task, TaskBatch
 from bayesmeta.training.distributed import (
     all_reduce_gradients,

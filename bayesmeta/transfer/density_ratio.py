@@ -31,8 +31,8 @@ import torch
 from torch import Tensor
 from torch.nn.functional import softplus
 
+from bayesmeta._checks import check_tensor, fmt_shape
 from bayesmeta.errors import NonFiniteLossError, ShapeError
-from bayesmeta.tasks._checks import check_tensor, fmt_shape
 
 __all__ = ["DensityRatio", "density_ratio"]
 

@@ -21,10 +21,10 @@ import torch
 from torch import Tensor
 from torch.func import jacrev, vmap
 
+from bayesmeta._checks import fmt_shape
 from bayesmeta.errors import NonFiniteLossError
 from bayesmeta.nets.functional import FunctionalNet
 from bayesmeta.predictions.prediction import Prediction
-from bayesmeta.tasks._checks import fmt_shape
 
 __all__ = [
     "LaplacePosterior",

@@ -8,9 +8,9 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import Tensor, nn
 
+from bayesmeta._checks import fmt_shape
 from bayesmeta.errors import ShapeError
 from bayesmeta.nets.functional import FunctionalNet
-from bayesmeta.tasks._checks import fmt_shape
 
 __all__ = ["free_mask", "load_source"]
 
