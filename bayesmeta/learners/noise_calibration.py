@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 
 P = TypeVar("P")
 
-__all__ = ["CalibratedNoise", "PredictiveNoise", "residual_noise_variance"]
+__all__ = ["CalibratedNoise", "PredictiveNoise", "function_draws", "residual_noise_variance"]
 
 #: The standard normal's 95% quantile: a central 90% interval is ``mean +- Z90 * sd``.
 Z90 = 1.6448536269514722
@@ -78,6 +78,44 @@ def residual_noise_variance(out: Tensor, y: Tensor) -> Tensor:
     quantile = torch.quantile(needed, 0.9, dim=0, interpolation="higher")
     floor = 1e-6 * y.reshape(-1, y.shape[-1]).var(0, unbiased=False).clamp_min(1e-12)
     return torch.maximum(torch.maximum(moment, quantile), floor)
+
+
+def function_draws(
+    posterior: Any,
+    query_x: Tensor,
+    *,
+    num_samples: int,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """Function draws ``[S, T, Q, O]`` of an adapted regression posterior at ``query_x``.
+
+    Parameters
+    ----------
+    posterior
+        What a learner's ``adapt`` returned for a batch of tasks: an
+        :class:`~bayesmeta.learners.AdaptedPredictor` (a point estimate,
+        ``S = 1``) or a posterior whose ``predict`` takes ``num_samples``.
+    query_x
+        Query inputs ``[T, Q, *features]``.
+    num_samples
+        Draws ``S`` from a posterior.
+    generator
+        Random generator for the draws.
+
+    Raises
+    ------
+    TypeError
+        If the prediction is not a regression :class:`~bayesmeta.Prediction`.
+
+    """
+    with torch.no_grad():
+        if isinstance(posterior, AdaptedPredictor):
+            pred = posterior.predict(query_x)
+        else:
+            pred = posterior.predict(query_x, num_samples=num_samples, generator=generator)
+    if not isinstance(pred, Prediction):
+        raise TypeError(f"expected a regression Prediction, got {type(pred).__name__}")
+    return pred.function_samples
 
 
 class CalibratedNoise(nn.Module):
@@ -205,13 +243,7 @@ class PredictiveNoise:
         if generator is None:
             generator = torch.Generator(device=learner.device).manual_seed(0)
         post = learner.adapt(batch.support_x, batch.support_y, generator=generator)
-        with torch.no_grad():
-            if isinstance(post, AdaptedPredictor):
-                draws = learner.fnet(post.params, batch.query_x).unsqueeze(0)
-            else:
-                pred = post.predict(batch.query_x, num_samples=num_samples, generator=generator)
-                assert isinstance(pred, Prediction)
-                draws = pred.function_samples
+        draws = function_draws(post, batch.query_x, num_samples=num_samples, generator=generator)
         self.calibration.set(draws, batch.query_y)
         return self.calibration.variance.sqrt()
 

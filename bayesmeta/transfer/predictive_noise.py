@@ -20,9 +20,7 @@ from typing import Any, TypeVar
 import torch
 from torch import Tensor
 
-from bayesmeta.learners.adapted import AdaptedPredictor
-from bayesmeta.learners.noise_calibration import residual_noise_variance
-from bayesmeta.predictions.prediction import Prediction
+from bayesmeta.learners.noise_calibration import function_draws, residual_noise_variance
 from bayesmeta.tasks.task import TaskBatch
 
 __all__ = ["fit_predictive_noise", "with_noise"]
@@ -76,13 +74,7 @@ def fit_predictive_noise(
     if generator is None:
         generator = torch.Generator().manual_seed(0)
     post = learner.adapt(batch.support_x, batch.support_y)
-    if isinstance(post, AdaptedPredictor):  # "map" and "finetune": one point estimate
-        pred = post.predict(batch.query_x)
-    else:
-        pred = post.predict(batch.query_x, num_samples=num_samples, generator=generator)
-    if not isinstance(pred, Prediction):  # pragma: no cover - regression checked above
-        raise TypeError(f"expected a regression Prediction, got {type(pred).__name__}")
-    draws = pred.function_samples
+    draws = function_draws(post, batch.query_x, num_samples=num_samples, generator=generator)
     variance = residual_noise_variance(draws, batch.query_y.to(draws))
     scale = variance.sqrt()
     own = learner.noise_scale_

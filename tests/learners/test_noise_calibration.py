@@ -7,7 +7,14 @@ import torch
 from pyro.infer import Predictive
 
 import bayesmeta as bm
-from bayesmeta.learners.noise_calibration import CalibratedNoise, residual_noise_variance
+from bayesmeta.learners import AdaptedPredictor
+from bayesmeta.learners.noise_calibration import (
+    CalibratedNoise,
+    function_draws,
+    residual_noise_variance,
+)
+from bayesmeta.nets import MLP
+from bayesmeta.nets.functional import FunctionalNet
 from bayesmeta.tasks import Sinusoid, SinusoidOrLine
 
 
@@ -116,3 +123,20 @@ def test_variational_short_run_errs_wide_and_training_is_untouched() -> None:
     assert results[True][0] >= 0.85 and results[False][0] < 0.5, results
     torch.testing.assert_close(results[True][2], results[False][2], rtol=0, atol=0)
     assert results[True][1] == pytest.approx(results[False][1], rel=1e-5)
+
+
+def test_function_draws_of_a_point_estimate_and_of_a_posterior() -> None:
+    fnet = FunctionalNet(MLP((1, 8, 1)))
+    params = tuple(p.detach().expand(3, *p.shape).clone() for p in fnet.params())
+    qx = torch.randn(3, 4, 1)
+    point = function_draws(AdaptedPredictor(fnet, params), qx, num_samples=7)
+    torch.testing.assert_close(point, fnet(params, qx).unsqueeze(0))
+    learner = bm.BayesianMAML((1, 8, 1))
+    batch = Sinusoid(3, 4, seed=0).sample(3)
+    post = learner.adapt(batch.support_x, batch.support_y)
+    g = torch.Generator().manual_seed(0)
+    draws = function_draws(post, batch.query_x, num_samples=7, generator=g)
+    assert draws.shape == (7, 3, 4, 1)
+    classifier = AdaptedPredictor(fnet, params, classification=True)
+    with pytest.raises(TypeError, match="regression Prediction"):
+        function_draws(classifier, qx, num_samples=1)
