@@ -65,6 +65,7 @@ sys.path.insert(0, str(HERE))
 
 from _grouped_data import SETS, GroupedSet, prepare  # noqa: E402
 from _mixed_model import MixedModelBaseline  # noqa: E402
+from _source_fit import fit_full_batch  # noqa: E402
 
 NET = (1, 32, 32, 1)
 LEARNERS = ("MixedLM", "MAML", "BayesianMAML", "VariationalMetaLearner", "TransferLearner")
@@ -101,13 +102,7 @@ def source_network(data: GroupedSet, steps: int, seed: int) -> MLP:
     x = torch.tensor(rows["x"].to_numpy(), dtype=torch.float32)[:, None]
     y = torch.tensor(rows["y"].to_numpy(), dtype=torch.float32)[:, None]
     net = MLP(NET)
-    opt = torch.optim.Adam(net.parameters(), lr=1e-2)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
-    for _ in range(steps):
-        opt.zero_grad()
-        (net(x) - y).pow(2).mean().backward()
-        opt.step()
-        sched.step()
+    fit_full_batch(net, x, y, steps)
     return net
 
 

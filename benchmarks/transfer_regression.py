@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -52,6 +53,10 @@ from bayesmeta.tasks import Sinusoid, TaskBatch
 from bayesmeta.transfer import BayesianLastLayer, TransferLearner
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from _source_fit import fit_full_batch  # noqa: E402
+
 SOURCE = {"amplitude": (2.0, 2.0), "phase": (0.0, 0.0), "noise_std": 0.1}
 TARGET = {"amplitude": (2.5, 4.0), "phase": (0.0, 0.5), "noise_std": 0.2}
 
@@ -62,13 +67,7 @@ def train_source(points: int, steps: int, seed: int) -> MLP:
     data = Sinusoid(points, 0, seed=seed, **SOURCE).sample(1)  # type: ignore[arg-type]
     x, y = data.support_x[0], data.support_y[0]
     net = MLP((1, 40, 40, 1))
-    opt = torch.optim.Adam(net.parameters(), lr=1e-2)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
-    for _ in range(steps):
-        opt.zero_grad()
-        (net(x) - y).pow(2).mean().backward()
-        opt.step()
-        sched.step()
+    fit_full_batch(net, x, y, steps)
     return net
 
 
