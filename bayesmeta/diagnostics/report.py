@@ -283,6 +283,25 @@ def settings_rows(config: RunConfig) -> list[tuple[str, Any]]:
     return rows
 
 
+def _metric_rows(metrics_json: dict[str, Any]) -> list[str]:
+    """The held-out metrics as a markdown table, with the run's baseline beside them if any."""
+    ours = metrics_json["metrics"]
+    baseline = metrics_json.get("baseline")
+    theirs = baseline.get("metrics") if isinstance(baseline, dict) else None
+    if not isinstance(theirs, dict):
+        return [
+            "| metric | mean | ± 95% CI |\n|---|---|---|",
+            *(f"| {k} | {v['mean']:.4f} | {v['ci95']:.4f} |" for k, v in ours.items()),
+        ]
+    name = baseline.get("name", "baseline") if isinstance(baseline, dict) else "baseline"
+    rows = [f"| metric | learner | {name} |\n|---|---|---|"]
+    for k, v in ours.items():
+        other = theirs.get(k)
+        said = f"{other['mean']:.4f} ± {other['ci95']:.4f}" if isinstance(other, dict) else "-"
+        rows.append(f"| {k} | {v['mean']:.4f} ± {v['ci95']:.4f} | {said} |")
+    return rows
+
+
 def write_report(
     run: str | Path | RunDiagnostics, *, num_tasks: int = 200, progress: bool | None = None
 ) -> Path:
@@ -333,8 +352,7 @@ def write_report(
         *(f"| {name} | {value} |" for name, value in settings_rows(c)),
         "\n## Held-out metrics\n",
         f"From `metrics.json`: {d.metrics.get('num_tasks', '?')} held-out tasks, mean ± 95% CI.\n",
-        "| metric | mean | ± 95% CI |\n|---|---|---|",
-        *(f"| {k} | {v['mean']:.4f} | {v['ci95']:.4f} |" for k, v in d.metrics["metrics"].items()),
+        *_metric_rows(d.metrics),
     ]
     if d.metrics.get("noise_scale") is not None:
         lines.append(f"\nNoise scale: {', '.join(f'{s:.4g}' for s in d.metrics['noise_scale'])}.")

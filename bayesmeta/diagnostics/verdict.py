@@ -35,6 +35,7 @@ from bayesmeta.diagnostics.findings import (
 )
 from bayesmeta.diagnostics.verdict_training import convergence_finding, posterior_finding
 from bayesmeta.runs.config import RunConfig
+from bayesmeta.runs.experiment import BASELINE_ADVICE, compare_with_baseline
 from bayesmeta.scoring.reliability import Reliability
 from bayesmeta.training.loop import History
 
@@ -70,7 +71,9 @@ def verdict(
         or its ``metrics`` table; each metric a ``{"mean": m, "ci95": h}``, a
         ``(mean, ci)`` pair or a number. Read: ``coverage_90`` (regression), ``ece`` and
         ``accuracy`` (classification), and ``khat`` (PSIS k-hat) if present; a top-level
-        ``khat`` list (one value per task) also counts.
+        ``khat`` list (one value per task) also counts, and so does a top-level
+        ``baseline`` (``{"name": ..., "metrics": {...}}``, the 1-NN a classification run
+        scores on the same tasks).
     history
         The meta-training losses, one per iteration: a list, ``history.json`` or the
         :class:`~bayesmeta.learners.training.History` of ``meta_fit`` (its ``loss``).
@@ -89,7 +92,9 @@ def verdict(
     Returns
     -------
     list of Finding
-        Calibration, bias (regression), training convergence, and the variational
+        Calibration, bias (regression), the comparison with a simple baseline (when
+        ``summary`` is a ``metrics.json`` holding one, as classification runs write),
+        training convergence, and the variational
         posterior (for ``variational`` and ``bayesian_maml``, or whenever a k-hat is
         given), in that order.
 
@@ -113,6 +118,9 @@ def verdict(
     ]
     if not classification:
         findings.append(_bias(pit_2d))
+    baseline = summary.get("baseline")
+    if classification and isinstance(baseline, Mapping):
+        findings.append(_against_baseline(table, baseline, config))
     if isinstance(history, History):
         losses: Any = history.loss
     else:
@@ -268,6 +276,38 @@ def _class_calibration(
         return Finding(topic, status, message, f"{longer}; more shots per class{bayes}.")
     message = f"under-confident: {said}, {round(100 * (acc - conf))} points too unsure."
     return Finding(topic, status, message, f"{longer}; a smaller `prior_scale`.")
+
+
+def _against_baseline(
+    table: Mapping[str, Any], baseline: Mapping[str, Any], config: RunConfig | None
+) -> Finding:
+    """The finding on whether the learner beats the baseline scored on the same tasks.
+
+    ``ok`` when its accuracy is higher by more than the two 95% half-widths combined
+    in quadrature (conservative for paired tasks), ``warning`` when higher by less,
+    ``problem`` when not higher.
+    """
+    topic = "Against a simple baseline"
+    theirs_table = baseline.get("metrics", {})
+    ours = _entry(table, "accuracy")
+    theirs = _entry(theirs_table, "accuracy") if isinstance(theirs_table, Mapping) else None
+    if ours is None or theirs is None:
+        return Finding(topic, "missing", "the run holds no accuracy for it or for the baseline.")
+    learner = "the learner" if config is None else config.learner
+    sentence = compare_with_baseline(learner, ours[0], theirs[0])
+    if ours[0] <= theirs[0]:
+        return Finding(topic, "problem", sentence, f"try {BASELINE_ADVICE}.")
+    gap = math.hypot(ours[1] or 0.0, theirs[1] or 0.0)
+    if ours[0] - theirs[0] <= gap:
+        return Finding(
+            topic,
+            "warning",
+            f"{sentence[:-1]}, but by less than the 95% intervals' combined half-width "
+            f"({gap:.3f}).",
+            "score more held-out tasks (`eval_tasks`) to tell them apart, or try "
+            f"{BASELINE_ADVICE}.",
+        )
+    return Finding(topic, "ok", sentence)
 
 
 def _bias(pit: Tensor | None) -> Finding:

@@ -26,12 +26,14 @@ from bayesmeta.training.loop import History
 from bayesmeta.transfer.prior import TransferLearner
 
 __all__ = [
+    "BASELINE_ADVICE",
     "BASELINE_NAME",
     "EVAL_SEED",
     "NOISE_FIT_SEED",
     "RunConfig",
     "RunResult",
     "baseline_verdict",
+    "compare_with_baseline",
     "evaluate_held_out",
     "format_table",
     "resume_run",
@@ -213,24 +215,50 @@ def score_baseline(
     return evaluate(baseline, held_out, progress=False, chunk_size=chunk_size, seed=EVAL_SEED)
 
 
+#: What to try when a meta-learner does not beat :data:`BASELINE_NAME`.
+BASELINE_ADVICE = (
+    "more training classes (rotations as new classes: bayesmeta.tasks.augment_classes), "
+    "meta-training on a larger related source (bayesmeta.tasks.cross_domain_episodes), "
+    "or a pre-trained encoder (docs/baselines.md)"
+)
+
+
+def compare_with_baseline(learner: str, ours: float, theirs: float) -> str:
+    """A plain sentence saying whether ``learner``'s accuracy beats the baseline's.
+
+    Parameters
+    ----------
+    learner
+        The learner's name, as the sentence should say it.
+    ours, theirs
+        Mean held-out accuracy of the learner and of :data:`BASELINE_NAME` on the same tasks.
+
+    Returns
+    -------
+    str
+        ``"... beats a 1-NN ..."`` when ``ours > theirs``; otherwise a sentence with
+        ``"does NOT beat"`` and :data:`BASELINE_ADVICE`.
+
+    """
+    if ours > theirs:
+        return (
+            f"{learner} beats a {BASELINE_NAME} on the same tasks "
+            f"(accuracy {ours:.3f} against {theirs:.3f})."
+        )
+    return (
+        f"{learner} does NOT beat a {BASELINE_NAME} on the same tasks "
+        f"(accuracy {ours:.3f} against {theirs:.3f}): meta-learning is not paying here. "
+        f"Try {BASELINE_ADVICE}."
+    )
+
+
 def baseline_verdict(result: RunResult) -> str | None:
-    """A sentence comparing the learner's accuracy with the baseline's (``None`` without one)."""
+    """:func:`compare_with_baseline` for a finished run (``None`` without a baseline)."""
     if result.baseline is None:
         return None
     ours, _ = result.evaluation.summary()["accuracy"]
     theirs, _ = result.baseline.summary()["accuracy"]
-    if ours > theirs:
-        return (
-            f"{result.config.learner} beats a {BASELINE_NAME} on the same tasks "
-            f"(accuracy {ours:.3f} against {theirs:.3f})."
-        )
-    return (
-        f"{result.config.learner} does NOT beat a {BASELINE_NAME} on the same tasks "
-        f"(accuracy {ours:.3f} against {theirs:.3f}): meta-learning is not paying here. Try "
-        "more training classes (rotations as new classes: bayesmeta.tasks.augment_classes), "
-        "meta-training on a larger related source (bayesmeta.tasks.cross_domain_episodes), "
-        "or a pre-trained encoder (docs/baselines.md)."
-    )
+    return compare_with_baseline(result.config.learner, ours, theirs)
 
 
 def _write_results(result: RunResult, run_dir: Path, held_out: TaskBatch) -> None:

@@ -100,6 +100,12 @@ def test_class_predictions_get_a_reliability_diagram(tmp_path):
     assert not (run / "report" / "pit.png").exists()
     text = path.read_text()
     assert f"Expected calibration error (15 bins): {d.reliability.ece:.4f}" in text
+    # the 1-NN the run scored stands beside the learner, and the verdict says who wins
+    baseline = json.loads((run / "metrics.json").read_text())["baseline"]
+    theirs = baseline["metrics"]["accuracy"]
+    assert f"| metric | learner | {baseline['name']} |" in text
+    assert f"| {theirs['mean']:.4f} ± {theirs['ci95']:.4f} |" in text
+    assert "**Against a simple baseline:" in text
     assert "](reliability.png)" in text and "](loss.png)" in text
 
 

@@ -192,6 +192,40 @@ def test_class_calibration_from_ece_and_the_reliability_data():
     assert unsure[0].status == "warning" and unsure[0].message.startswith("under-confident")
 
 
+def _with_baseline(ours: float, ours_ci: float, theirs: float, theirs_ci: float) -> dict:
+    return {
+        "num_tasks": 100,
+        "metrics": {"accuracy": {"mean": ours, "ci95": ours_ci}, "ece": {"mean": 0.02, "ci95": 0}},
+        "baseline": {
+            "name": "1-NN (raw inputs)",
+            "metrics": {"accuracy": {"mean": theirs, "ci95": theirs_ci}},
+        },
+    }
+
+
+@pytest.mark.parametrize(
+    ("ours", "theirs", "status"),
+    [
+        (0.80, 0.70, "ok"),  # gap 0.10 > hypot(0.02, 0.02) = 0.028
+        (0.72, 0.70, "warning"),  # higher by 0.02, inside the intervals
+        (0.70, 0.70, "problem"),  # a tie does not beat it
+        (0.60, 0.70, "problem"),
+    ],
+)
+def test_the_simple_baseline_is_a_finding_of_classification_runs(ours, theirs, status):
+    config = RunConfig(learner="protonet", data="digits")
+    found = _by_topic(verdict(_with_baseline(ours, 0.02, theirs, 0.02), config=config))
+    finding = found["Against a simple baseline"]
+    assert finding.status == status
+    assert f"accuracy {ours:.3f} against {theirs:.3f}" in finding.message
+    assert finding.message.startswith("protonet")
+    assert ("does NOT beat" in finding.message) == (status == "problem")
+    if status != "ok":
+        assert "augment_classes" in finding.advice
+    # a run without a baseline (regression, older folders) has no such finding
+    assert "Against a simple baseline" not in _by_topic(verdict({"accuracy": ours, "ece": 0.02}))
+
+
 def test_format_verdict_counts_and_lists_the_findings():
     findings = [
         Finding("Calibration", "problem", "over-confident: x.", "do y."),
