@@ -10,7 +10,6 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
-from torch.nn.functional import one_hot
 
 __all__ = [
     "Episode",
@@ -68,8 +67,20 @@ class Episode:
         return sums / self.counts.unsqueeze(-1)
 
 
-def class_indicators(y: Tensor, n_way: int) -> tuple[Tensor, Tensor]:
-    """Check labels ``[T, K]``; return their one-hot ``[T, K, N]`` and class counts ``[T, N]``."""
+def class_indicators(
+    y: Tensor, n_way: int, dtype: torch.dtype = torch.long
+) -> tuple[Tensor, Tensor]:
+    """Check labels ``[T, K]``; return their one-hot ``[T, K, N]`` and class counts ``[T, N]``.
+
+    Both come in ``dtype`` (the embeddings' floating dtype for the metric learners, so that
+    no conversion follows).
+
+    Raises
+    ------
+    ValueError
+        If a label lies outside ``0 .. n_way - 1`` or a class has no example.
+
+    """
     if y.numel():
         low, high = (int(v) for v in torch.aminmax(y))
         if low < 0 or high >= n_way:
@@ -77,7 +88,10 @@ def class_indicators(y: Tensor, n_way: int) -> tuple[Tensor, Tensor]:
                 f"support_y labels must lie in 0..n_way-1 = 0..{n_way - 1}, got labels from "
                 f"{low} to {high}; relabel each task's classes"
             )
-    onehot = one_hot(y, n_way)
+    # The range is checked above, so a scatter makes the indicators in their final dtype
+    # (one_hot would check the range again and give int64 to convert).
+    onehot = torch.zeros(*y.shape, n_way, dtype=dtype, device=y.device)
+    onehot.scatter_(-1, y.unsqueeze(-1), 1)
     counts = onehot.sum(-2)
     if not bool(counts.all()):
         missing = (counts == 0).nonzero()

@@ -173,8 +173,8 @@ class MetricLearner(MetaLearner, Generic[C]):
         return [p.reshape(n, k, -1) for p, k in zip(pieces, sizes, strict=True)]
 
     def _episode(self, zs: Tensor, ys: Tensor, n_way: int) -> Episode:
-        onehot, counts = class_indicators(ys, n_way)
-        return Episode(zs, onehot.to(zs.dtype), counts.to(zs.dtype))
+        onehot, counts = class_indicators(ys, n_way, zs.dtype)
+        return Episode(zs, onehot, counts)
 
     @contextmanager
     def evaluating(self) -> Iterator[None]:
