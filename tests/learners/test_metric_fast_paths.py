@@ -13,10 +13,10 @@ import torch
 from torch import nn
 from torch.nn.functional import one_hot
 
-from bayesmeta import ClassPrediction, MatchingNet, ProtoNet
+from bayesmeta import BayesianProtoNet, ClassPrediction, MatchingNet, ProtoNet
 from bayesmeta._checks import check_tensor
 from bayesmeta.learners.episodes import class_indicators, squared_distances
-from tests.learners.metric_data import Blobs
+from tests.learners.metric_data import Blobs, unequal_batch
 
 
 def written_out(a, b):
@@ -147,3 +147,40 @@ def test_matching_net_single_call_embedding_equals_chunked_calls():
     chunked = learner.embed(batch.support_x, batch.query_x)
     for a, b in zip(one, chunked, strict=True):
         torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize("prior_mean", ["episode", "zero"])
+def test_bayesian_protonet_posterior_and_predictive_equal_the_written_out_formulas(prior_mean):
+    torch.manual_seed(3)
+    learner = BayesianProtoNet((4, 16, 8), prior_mean=prior_mean, prior_scale=0.7, obs_scale=1.3)
+    learner = learner.double()
+    batch = unequal_batch(t=3)  # unequal class counts, so the variances differ by class
+    zs, zq = learner.embed(batch.support_x, batch.query_x)
+    episode = learner._episode(zs, batch.support_y, 3)
+    post = learner._context(episode)
+    fast = learner._log_probs(post, zq)
+
+    # The conjugate update and the Normal predictive as first written.
+    sums = episode.onehot.transpose(-1, -2) @ episode.z
+    counts = episode.counts
+    m0 = (sums / counts.unsqueeze(-1)).mean(-2)
+    if prior_mean == "zero":
+        m0 = torch.zeros_like(m0)
+    prior_prec = torch.exp(-2.0 * learner.log_prior_scale)
+    obs_var = torch.exp(2.0 * learner.log_obs_scale)
+    var = 1.0 / (prior_prec + counts / obs_var)
+    mean = var.unsqueeze(-1) * (m0.unsqueeze(-2) * prior_prec + sums / obs_var)
+    s2 = (var + obs_var).unsqueeze(-2)
+    logits = -0.5 * zq.shape[-1] * s2.log() - written_out(zq, mean) / (2.0 * s2)
+    slow = torch.log_softmax(logits, dim=-1)
+
+    torch.testing.assert_close(post.mean, mean)
+    torch.testing.assert_close(post.var, var)
+    torch.testing.assert_close(post.prior_mean, m0)
+    torch.testing.assert_close(fast, slow)
+    w = torch.randn_like(fast)
+    params = list(learner.parameters())
+    grads_fast = torch.autograd.grad((w * fast).sum(), params, retain_graph=True)
+    grads_slow = torch.autograd.grad((w * slow).sum(), params)
+    for f, s in zip(grads_fast, grads_slow, strict=True):
+        torch.testing.assert_close(f, s)
