@@ -17,9 +17,10 @@ bayesmeta's side is ``bm.MAML(...).meta_step(batch)``; the JAX side is floor_jax
 ``maml_direction`` with optax's Adam, jit-compiled once per setting (compilation not timed),
 both on one thread. At each setting the script first checks that both compute the same
 meta-loss from the same weights on the same batch (to float32 tolerance), then times them
-interleaved: three rounds, each round's median over its iterations, and the median of the
-three. The iteration count per round is set so that a round takes about ``--budget`` seconds
-per side.
+interleaved call by call: three rounds, each round's median over its iterations, and the
+median of the three, in wall-clock and in CPU time of the process (the plot shows CPU time,
+which load from other jobs on a shared machine disturbs less). The iteration count per round
+is set so that a round takes about ``--budget`` seconds per side.
 """
 
 from __future__ import annotations
@@ -81,8 +82,12 @@ def pair(tasks: int, width: int, steps: int) -> tuple[Callable[[], float], Calla
     return bm_step, jax_step
 
 
-def time_pair(fns: Sequence[Callable[[], float]], budget: float) -> list[float]:
-    """Median of three rounds of each function's median ms, interleaved call by call."""
+def time_pair(fns: Sequence[Callable[[], float]], budget: float) -> list[tuple[float, float]]:
+    """Per function, (wall ms, CPU ms): the median over three rounds of each round's median.
+
+    The functions are called in turn, one call each, so that load from other jobs on the
+    machine falls on both alike; CPU time (``time.process_time``) counts only this process.
+    """
     single = []
     for fn in fns:
         fn()
@@ -90,23 +95,33 @@ def time_pair(fns: Sequence[Callable[[], float]], budget: float) -> list[float]:
         fn()
         single.append(time.perf_counter() - t0)
     iters = max(3, min(100, int(budget / max(single))))
-    rounds: list[list[float]] = [[] for _ in fns]
+    wall: list[list[float]] = [[] for _ in fns]
+    cpu: list[list[float]] = [[] for _ in fns]
     for _ in range(3):
-        samples: list[list[float]] = [[] for _ in fns]
+        w_samples: list[list[float]] = [[] for _ in fns]
+        c_samples: list[list[float]] = [[] for _ in fns]
         for _ in range(iters):
-            for fn, out in zip(fns, samples, strict=True):
-                t0 = time.perf_counter()
+            for fn, w, c in zip(fns, w_samples, c_samples, strict=True):
+                t0, c0 = time.perf_counter(), time.process_time()
                 fn()
-                out.append(time.perf_counter() - t0)
-        for r, out in zip(rounds, samples, strict=True):
-            r.append(1e3 * statistics.median(out))
-    return [statistics.median(r) for r in rounds]
+                w.append(time.perf_counter() - t0)
+                c.append(time.process_time() - c0)
+        for i in range(len(fns)):
+            wall[i].append(1e3 * statistics.median(w_samples[i]))
+            cpu[i].append(1e3 * statistics.median(c_samples[i]))
+    return [(statistics.median(w), statistics.median(c)) for w, c in zip(wall, cpu, strict=True)]
 
 
-def run(axes: dict[str, Sequence[int]], budget: float) -> dict[tuple[str, int], list[float]]:
-    cache: dict[tuple[int, int, int], list[float]] = {}
+Timings = dict[tuple[str, int], list[tuple[float, float]]]
+
+
+def run(axes: dict[str, Sequence[int]], budget: float) -> Timings:
+    cache: dict[tuple[int, int, int], list[tuple[float, float]]] = {}
     results = {}
-    print("| varied | T | W | inner steps | bayesmeta ms | JAX ms | ratio |")
+    print(
+        "| varied | T | W | inner steps | bayesmeta ms (wall / CPU) | JAX ms (wall / CPU) "
+        "| ratio (wall / CPU) |"
+    )
     print("|---|---:|---:|---:|---:|---:|---:|")
     for axis, values in axes.items():
         for value in values:
@@ -114,10 +129,10 @@ def run(axes: dict[str, Sequence[int]], budget: float) -> dict[tuple[str, int], 
             key = (s["tasks"], s["width"], s["steps"])
             if key not in cache:
                 cache[key] = time_pair(pair(*key), budget)
-            ms = results[(axis, value)] = cache[key]
+            (bw, bc), (jw, jc) = results[(axis, value)] = cache[key]
             print(
-                f"| {axis} | {key[0]} | {key[1]} | {key[2]} | {ms[0]:.1f} | {ms[1]:.1f} "
-                f"| {ms[0] / ms[1]:.2f} |",
+                f"| {axis} | {key[0]} | {key[1]} | {key[2]} | {bw:.1f} / {bc:.1f} "
+                f"| {jw:.1f} / {jc:.1f} | {bw / jw:.2f} / {bc / jc:.2f} |",
                 flush=True,
             )
     return results
@@ -134,14 +149,14 @@ def plot(
     fig, panels = plt.subplots(1, 3, figsize=(11, 3.4), sharey=True)
     for ax, (axis, values) in zip(panels, axes.items(), strict=True):
         for i, (name, style) in enumerate((("bayesmeta", "o-"), ("JAX floor", "s--"))):
-            ax.plot(values, [results[(axis, v)][i] for v in values], style, label=name)
+            ax.plot(values, [results[(axis, v)][i][1] for v in values], style, label=name)
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xticks(values, [str(v) for v in values])
         ax.minorticks_off()
         ax.set_xlabel(LABELS[axis])
         ax.grid(alpha=0.3)
-    panels[0].set_ylabel("ms per meta-iteration")
+    panels[0].set_ylabel("CPU ms per meta-iteration")
     panels[0].legend()
     fig.suptitle(
         "Second-order MAML meta-iteration, one axis varied from T=25, W=40, 5 steps", fontsize=10
