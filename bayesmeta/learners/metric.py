@@ -137,12 +137,8 @@ class MetricLearner(MetaLearner, Generic[C]):
         fd = self.fnet.feature_dims
         t = xs[0].shape[0]
         sizes = [int(x.shape[1]) for x in xs]
-        limit = self.cpu_points_per_call
-        step = (
-            t
-            if limit is None or xs[0].device.type != "cpu"
-            else max(1, limit // max(sum(sizes), 1))
-        )
+        limit = self.cpu_points_per_call if xs[0].device.type == "cpu" else None
+        step = t if limit is None else max(1, limit // max(sum(sizes), 1))
         if step >= t:  # one encoder call (the usual case): no slicing, no re-assembly
             return self._embed_call(xs, sizes, fd)
         chunks = [
@@ -154,10 +150,8 @@ class MetricLearner(MetaLearner, Generic[C]):
     def _embed_call(self, xs: Sequence[Tensor], sizes: list[int], fd: int) -> list[Tensor]:
         """Embed input sets ``[n, N_i, *features]`` in one encoder call; ``[n, N_i, E]`` each."""
         features = xs[0].shape[-fd:]
-        if len(xs) == 1:
-            flat = xs[0].reshape(-1, *features)
-        else:
-            flat = torch.cat([x.reshape(-1, *features) for x in xs])
+        parts = [x.reshape(-1, *features) for x in xs]
+        flat = parts[0] if len(parts) == 1 else torch.cat(parts)
         z = self.net(flat)
         if not isinstance(z, Tensor) or z.dim() != 2 or z.shape[0] != flat.shape[0]:
             got = fmt_shape(z.shape) if isinstance(z, Tensor) else type(z).__name__
@@ -184,21 +178,16 @@ class MetricLearner(MetaLearner, Generic[C]):
         # of an MLP learner through self.eval() and back took 35 us, a third of the time of
         # a 5-way episode's prediction. A module that defines its own train() gets it called.
         changed = [m for m in self.modules() if m.training]
-        custom = any(type(m).train is not nn.Module.train for m in changed)
-        if custom:
+        if any(type(m).train is not nn.Module.train for m in changed):
             self.eval()
-        else:
-            for m in changed:
-                object.__setattr__(m, "training", False)
+        for m in changed:
+            object.__setattr__(m, "training", False)
         try:
             with torch.no_grad():
                 yield
         finally:
             for m in changed:
-                if custom:
-                    m.training = True
-                else:
-                    object.__setattr__(m, "training", True)
+                object.__setattr__(m, "training", True)
 
     def _check_features(self, name: str, x: Tensor) -> None:
         fd = self.fnet.feature_dims
