@@ -9,16 +9,19 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import fields
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, ClassVar, Literal, TypeVar
 
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
 from bayesmeta._checks import check_like, check_support, positive
+from bayesmeta._deprecated import renamed
 from bayesmeta.inference.guide_svi import GuideSpec, adapt_guide
 from bayesmeta.learners.data_checks import check_adapted, check_io
+from bayesmeta.learners.hyper import LearnerHyper, hyper_properties, renamed_properties
 from bayesmeta.model.learner_model import LearnerModel
 from bayesmeta.model.likelihoods import Likelihood
 from bayesmeta.model.task_model import TaskModel, ThetaPrior
@@ -48,56 +51,88 @@ class MetaLearner(nn.Module):
     net
         The network: an ``nn.Module`` mapping ``[N, *features]`` to ``[N, O]``,
         or a tuple of MLP layer widths.
-    outer_lr
-        Learning rate of the default optimiser (Adam).
+    hparams
+        The learner's hyper-parameters, an instance of its :attr:`Hyper`
+        dataclass; or ``None`` to build one from ``**hyper``. A learner's own
+        constructor takes them as keyword arguments and builds it (see
+        :func:`~bayesmeta.learners.hyper.pick_hyper`).
     optimizer
-        Factory ``params -> torch.optim.Optimizer`` replacing the default.
-    max_grad_norm
-        Clip the meta-gradient to this norm (``None``: no clipping).
-    standardize
-        ``True``: standardise the inputs (vector features) and real-valued
-        targets inside the learner, from the first batch it trains on (see
-        :mod:`bayesmeta.nets.units`): data, predictions and intervals stay in
-        the user's units, while the weights, the prior, the inner steps and
-        the initial noise scale work in standardised ones. ``"auto"``: the
-        same, but inputs (or targets) already near unit scale
-        (:func:`~bayesmeta.nets.units.on_unit_scale`: standard deviations in
-        0.1-10, means within 5 of zero) are left as they are, so settings
-        tuned on such data keep their meaning. ``False``: the data as given.
+        Factory ``params -> torch.optim.Optimizer`` replacing the default
+        (Adam at ``hparams.outer_lr``).
+    **hyper
+        The fields of :attr:`Hyper` when ``hparams`` is ``None``: here
+        ``outer_lr`` (learning rate of the default optimiser) and
+        ``max_grad_norm`` (clip the meta-gradient to this norm; ``None``: no
+        clipping).
+
+    Attributes
+    ----------
+    hparams : LearnerHyper
+        The hyper-parameters (a frozen dataclass); :meth:`config` is derived
+        from it, and each field reads as an attribute too
+        (``learner.outer_lr``).
 
     Notes
     -----
+    Learners that standardise their data take ``standardize``: ``True``
+    standardises the inputs (vector features) and real-valued targets inside
+    the learner, from the first batch it trains on (see
+    :mod:`bayesmeta.nets.units`): data, predictions and intervals stay in the
+    user's units, while the weights, the prior, the inner steps and the
+    initial noise scale work in standardised ones. ``"auto"``: the same, but
+    inputs (or targets) already near unit scale
+    (:func:`~bayesmeta.nets.units.on_unit_scale`: standard deviations in
+    0.1-10, means within 5 of zero) are left as they are, so settings tuned on
+    such data keep their meaning. ``False``: the data as given.
+
     Data given to ``meta_fit``, ``adapt`` and ``predict`` may be on the CPU
     (task sources draw there; it is moved to the learner's device) or on the
     learner's device. Data on any other device, and floating data of another
-    dtype than the learner's weights, is refused with an error that names the
+    dtype than the weights, is refused with an error that names the
     argument, both devices or both dtypes.
 
     """
 
+    #: The learner's hyper-parameter dataclass (each learner names its own).
+    Hyper: ClassVar[type[LearnerHyper]] = LearnerHyper
+    #: Fields of :attr:`Hyper` that do not read as attributes, because the learner
+    #: uses the name for something built from them (``prior``: the prior module).
+    hyper_not_attributes: ClassVar[frozenset[str]] = frozenset()
+    #: Old keyword names of the constructor, ``{old: new}``: passed, they warn and
+    #: stand for the new one; in a stored config they are read as the new one.
+    renamed_keywords: ClassVar[dict[str, str]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        hyper_properties(cls, cls.Hyper, cls.hyper_not_attributes)
+        renamed_properties(cls, cls.renamed_keywords)
+
     def __init__(
         self,
         net: nn.Module | Sequence[int],
+        hparams: LearnerHyper | None = None,
         *,
-        outer_lr: float = 1e-3,
         optimizer: OptimizerFactory | None = None,
-        max_grad_norm: float | None = None,
-        standardize: bool | Literal["auto"] = False,
+        **hyper: Any,
     ) -> None:
         super().__init__()
+        if hparams is None:
+            hparams = self.Hyper(**hyper)
+        elif hyper:
+            raise TypeError(f"pass hparams or keyword hyper-parameters, not both: {sorted(hyper)}")
+        if not isinstance(hparams, self.Hyper):
+            raise TypeError(
+                f"{type(self).__name__} takes a {self.Hyper.__name__} as hparams, "
+                f"got {type(hparams).__name__}"
+            )
+        #: The hyper-parameters (a frozen dataclass).
+        self.hparams = hparams
         self.net = net if isinstance(net, nn.Module) else MLP(tuple(net))
         self.fnet = FunctionalNet(self.net)
-        if not isinstance(standardize, bool) and standardize != "auto":
-            raise ValueError(f"standardize must be True, False or 'auto', got {standardize!r}")
-        self.standardize = standardize
         #: The affine maps between the user's units and the network's (buffers).
         self.units = Units()
         self.fnet.units = self.units
         self._units_checked = False
-        self.outer_lr = positive("outer_lr", outer_lr)
-        self.max_grad_norm = (
-            None if max_grad_norm is None else positive("max_grad_norm", max_grad_norm)
-        )
         if optimizer is not None and not callable(optimizer):
             raise TypeError(
                 "optimizer must be a factory params -> torch.optim.Optimizer (e.g. "
@@ -105,6 +140,38 @@ class MetaLearner(nn.Module):
             )
         self._optimizer_factory = optimizer
         self._optimizer: torch.optim.Optimizer | None = None
+
+    @classmethod
+    def _renamed(cls, arguments: dict[str, Any], deprecated: dict[str, Any]) -> None:
+        """Move old keyword names in ``deprecated`` to their new names in ``arguments``.
+
+        For a constructor's ``**deprecated``: each old name warns (naming the new
+        one, pointing at the user's line); any other keyword is refused.
+
+        Raises
+        ------
+        TypeError
+            If ``deprecated`` holds a keyword that was never a name of this
+            learner's, or both an old name and its new one are given.
+
+        """
+        for old, new in cls.renamed_keywords.items():
+            if old not in deprecated:
+                continue
+            # stacklevel 4: warn -> renamed -> _renamed -> the constructor -> the user's line
+            value = renamed({old: deprecated.pop(old)}, old, new, stacklevel=4)
+            default = next(f.default for f in fields(cls.Hyper) if f.name == new)
+            if arguments[new] != default:
+                raise TypeError(f"{old} is renamed {new}: pass only {new}=")
+            arguments[new] = value
+        if deprecated:
+            raise TypeError(f"unexpected keyword argument(s) {', '.join(map(repr, deprecated))}")
+
+    @property
+    def standardize(self) -> bool | Literal["auto"]:
+        """Whether the learner standardises its data (``False`` for learners that never do)."""
+        value: bool | Literal["auto"] = getattr(self.hparams, "standardize", False)
+        return value
 
     #: Which targets the learner accepts; set by subclasses.
     target_kind: TargetKind = "any"
@@ -121,7 +188,7 @@ class MetaLearner(nn.Module):
                 # foreach: one multi-tensor kernel per update stage instead of a loop
                 # over the parameters (CUDA's default; on the CPU the same numbers,
                 # ~2% of a small MAML meta-iteration). fused=True was not bit-identical.
-                self._optimizer = torch.optim.Adam(params, lr=self.outer_lr, foreach=True)
+                self._optimizer = torch.optim.Adam(params, lr=self.hparams.outer_lr, foreach=True)
             else:
                 self._optimizer = self._optimizer_factory(params)
         return self._optimizer
@@ -341,8 +408,8 @@ class MetaLearner(nn.Module):
         """Clip, check and apply the gradients held in ``.grad``; zero them after."""
         check_finite(loss_value, "the meta-training loss")
         params = [p for p in self.parameters() if p.grad is not None]
-        if self.max_grad_norm is not None:
-            norm = torch.nn.utils.clip_grad_norm_(params, self.max_grad_norm)
+        if self.hparams.max_grad_norm is not None:
+            norm = torch.nn.utils.clip_grad_norm_(params, self.hparams.max_grad_norm)
             check_finite(float(norm), "the meta-gradient norm")
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
@@ -432,15 +499,25 @@ class MetaLearner(nn.Module):
         )
 
     def config(self) -> dict[str, Any]:
-        """The constructor arguments needed to rebuild this learner (JSON-ready)."""
-        cfg: dict[str, Any] = {
-            "learner": type(self).__name__,
-            "outer_lr": self.outer_lr,
-            "max_grad_norm": self.max_grad_norm,
-        }
-        if self.standardize:
-            cfg["standardize"] = self.standardize
+        """The constructor arguments needed to rebuild this learner (JSON-ready).
+
+        ``{"learner": class name, **hparams, "net": spec}``: every field of
+        :attr:`hparams` (those holding an object rather than a JSON value, such
+        as a custom likelihood, by the name a checkpoint records for it) and
+        the network's spec when it has one (see :func:`~bayesmeta.nets.net_spec`).
+        ``type(learner)(net, **rest)`` rebuilds an equal learner.
+        """
+        cfg: dict[str, Any] = {"learner": type(self).__name__}
+        cfg.update({f.name: getattr(self.hparams, f.name) for f in fields(self.hparams)})
+        cfg.update(self._config_names())
         spec = net_spec(self.net)
         if spec is not None:
             cfg["net"] = spec
         return cfg
+
+    def _config_names(self) -> dict[str, Any]:
+        """JSON names of the hyper-parameters given as objects (a custom loss), by field."""
+        return {}
+
+
+hyper_properties(MetaLearner, LearnerHyper, frozenset())

@@ -209,9 +209,9 @@ class HierarchicalSVI(PredictiveNoise, MetaLearner):
             loss = self.meta_loss(batch, subsample_size=subsample_size, generator=generator)
             value = check_finite(float(loss.detach()), "the negative ELBO")
             loss.backward()
-        if self.max_grad_norm is not None:
+        if self.hparams.max_grad_norm is not None:
             params = [p for group in self.optimizer.param_groups for p in group["params"]]
-            norm = torch.nn.utils.clip_grad_norm_(params, self.max_grad_norm)
+            norm = torch.nn.utils.clip_grad_norm_(params, self.hparams.max_grad_norm)
             check_finite(float(norm), "the gradient norm")
         for opt in optimizers:
             opt.step()
@@ -270,7 +270,9 @@ class HierarchicalSVI(PredictiveNoise, MetaLearner):
             ]
             factory = self._optimizer_factory
             self._optimizer = (
-                torch.optim.Adam(params, lr=self.outer_lr) if factory is None else factory(params)
+                torch.optim.Adam(params, lr=self.hparams.outer_lr)
+                if factory is None
+                else factory(params)
             )
         return self._optimizer
 
@@ -284,7 +286,7 @@ class HierarchicalSVI(PredictiveNoise, MetaLearner):
         """
         if self._local_optimizer is None:
             self._local_optimizer = torch.optim.SparseAdam(
-                [self.task_loc, self.task_log_scale], lr=self.outer_lr
+                [self.task_loc, self.task_log_scale], lr=self.hparams.outer_lr
             )
         return self._local_optimizer
 
