@@ -156,7 +156,7 @@ def check_supported(learner: bm.MetaLearner) -> None:
             and isinstance(learner.likelihood, GaussianLikelihood)
             and learner.posterior == "gaussian"
             and learner.scale_update == "natural"
-            and learner.num_samples == 1
+            and learner.inner_num_particles == 1
             and learner.num_particles == 1
             and learner.inner_steps <= TASKS  # one draw rotated over the tasks
             and not learner.first_order

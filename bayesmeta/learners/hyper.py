@@ -185,6 +185,7 @@ def _old_reader(old: str, new: str) -> Callable[[Any], Any]:
         )
         return getattr(self.hparams, new)
 
+    read.__doc__ = f"Deprecated name of ``{new}`` (warns; goes in the next release)."
     return read
 
 
@@ -203,4 +204,5 @@ def _reader(name: str) -> Callable[[Any], Any]:
     def read(self: Any) -> Any:
         return getattr(self.hparams, name)
 
+    read.__doc__ = f"The hyper-parameter ``{name}`` (``hparams.{name}``; read-only)."
     return read

@@ -55,6 +55,13 @@ class MAML(GradientMetaLearner):
     first_order
         Drop the second-order terms (FOMAML): the meta-gradient is the query
         gradient at the adapted weights.
+    **deprecated
+        ``eval_inner_steps``, the old name of ``adapt_steps`` (warns; goes in
+        the next release).
+
+    Notes
+    -----
+    The hyper-parameters are in :attr:`hparams` (see :mod:`bayesmeta.learners.hyper`).
 
     Examples
     --------

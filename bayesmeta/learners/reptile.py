@@ -60,6 +60,13 @@ class Reptile(GradientMetaLearner):
         learn inner step sizes.
     outer_lr, optimizer, max_grad_norm, inner_grad_clip, standardize
         See :class:`~bayesmeta.learners.GradientMetaLearner`.
+    **deprecated
+        ``eval_inner_steps``, the old name of ``adapt_steps`` (warns; goes in
+        the next release).
+
+    Notes
+    -----
+    The hyper-parameters are in :attr:`hparams` (see :mod:`bayesmeta.learners.hyper`).
 
     """
 
