@@ -365,7 +365,7 @@ def learner_cases() -> list[Case]:
         ("BayesianMAML", {"inner_lr": -1.0}, ValueError, "inner_lr"),
         ("BayesianMAML", {"prior_scale": 0.0}, ValueError, "prior_scale"),
         ("BayesianMAML", {"noise_scale": -0.1}, ValueError, "noise_scale"),
-        ("BayesianMAML", {"num_samples": 0}, ValueError, "num_samples"),
+        ("BayesianMAML", {"inner_num_particles": 0}, ValueError, "inner_num_particles"),
         ("BayesianMAML", {"num_particles": 0}, ValueError, "num_particles"),
         ("BayesianMAML", {"kl_weight": -1.0}, ValueError, "kl_weight"),
         ("BayesianMAML", {"scale_rate": 0.0}, ValueError, "scale_rate"),
