@@ -425,6 +425,7 @@ class MetaLearner(nn.Module):
         callback: Callable[[int, float], dict[str, float] | None] | None = None,
         checkpoint: str | Path | None = None,
         checkpoint_every: int = 100,
+        **options: Any,
     ) -> History:
         """Meta-train on tasks drawn from ``source``.
 
@@ -450,6 +451,9 @@ class MetaLearner(nn.Module):
             ``iterations`` then counts the iterations done before too.
         checkpoint_every
             Iterations between checkpoints.
+        **options
+            Learner-specific options of the fit (VariationalMetaLearner's
+            ``num_tasks``); none for most learners.
 
         Returns
         -------
@@ -477,18 +481,16 @@ class MetaLearner(nn.Module):
 
         """
         self.train()
+        fit_source = self._fit_source(source, meta_batch_size, **options)
         history, after_step = None, None
         if checkpoint is not None:
-            history, after_step = resume(checkpoint, self, source, iterations, checkpoint_every)
-        step: Callable[[TaskBatch], float] = self.meta_step
-        if is_distributed():
-            sync_parameters(self)
-            step = data_parallel_step(self, self._apply_gradients)
-            if dist.get_rank() != 0:
-                progress = False
-        return run_meta_fit(
+            history, after_step = resume(checkpoint, self, fit_source, iterations, checkpoint_every)
+        step = self._fit_step(fit_source, meta_batch_size)
+        if is_distributed() and dist.get_rank() != 0:
+            progress = False
+        result = run_meta_fit(
             step,
-            source,
+            fit_source,
             iterations,
             meta_batch_size,
             progress=progress,
@@ -497,6 +499,37 @@ class MetaLearner(nn.Module):
             history=history,
             after_step=after_step,
         )
+        self._fit_done(fit_source)
+        return result
+
+    # The hooks of meta_fit: every learner trains on the same loop (run_meta_fit, with
+    # resume and data-parallel steps); a learner that trains otherwise overrides these.
+
+    def _fit_source(self, source: Any, meta_batch_size: int, **options: Any) -> TaskSource:
+        """The task source meta-training draws from (``source`` itself here).
+
+        Raises
+        ------
+        TypeError
+            If ``options`` holds a keyword this learner's ``meta_fit`` does not take.
+
+        """
+        if options:
+            raise TypeError(
+                f"{type(self).__name__}.meta_fit got unexpected keyword argument(s) "
+                f"{', '.join(map(repr, options))}"
+            )
+        return source
+
+    def _fit_step(self, source: TaskSource, meta_batch_size: int) -> Callable[[TaskBatch], float]:
+        """One meta-training step on a batch: :meth:`meta_step`, data-parallel under a group."""
+        if is_distributed():
+            sync_parameters(self)
+            return data_parallel_step(self, self._apply_gradients)
+        return self.meta_step
+
+    def _fit_done(self, source: TaskSource) -> None:
+        """After meta-training (nothing here)."""
 
     def config(self) -> dict[str, Any]:
         """The constructor arguments needed to rebuild this learner (JSON-ready).
