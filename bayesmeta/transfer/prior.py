@@ -102,6 +102,16 @@ class TransferLearner(SourcePriorState):
     progress
         Progress bars on fits (``None``: only on a terminal).
 
+    Notes
+    -----
+    A transfer learner has no ``meta_fit``: it is not meta-trained. Its prior is
+    centred on the source network, and :meth:`fit_prior` fits the prior's (and
+    noise) scales to related target tasks by empirical Bayes, with no
+    meta-training loop to checkpoint or resume. ``bayesmeta run`` trains it
+    through the registry's ``fit`` hook, the one call it makes for every learner.
+    Its hyper-parameters are :attr:`hparams` (a
+    :class:`~bayesmeta.transfer.TransferHyper`).
+
     Attributes
     ----------
     prior_scale_ : Tensor or None
