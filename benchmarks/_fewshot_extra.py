@@ -57,10 +57,10 @@ class Sources:
     val_heldout: bool
 
 
-def _like(source: Episodes, q_query: int, seed: int) -> Episodes:
-    """The same classes as ``source`` with ``q_query`` query images per class."""
+def _like(source: Episodes, k_query: int, seed: int) -> Episodes:
+    """The same classes as ``source`` with ``k_query`` query images per class."""
     return Episodes(
-        source.x, source.labels, 5, source.k_shot, q_query, classes=source.classes, seed=seed
+        source.x, source.labels, 5, source.k_support, k_query, classes=source.classes, seed=seed
     )
 
 

@@ -77,11 +77,11 @@ ABLATIONS: dict[str, dict[str, Any]] = {
 
 def make(name: str) -> MetaLearner:
     if name == "MAML":
-        return bm.MAML(NET, eval_inner_steps=EVAL_STEPS, **MAML_KW)
+        return bm.MAML(NET, adapt_steps=EVAL_STEPS, **MAML_KW)
     if name == "BayesianMAML":
-        return BayesianMAML(NET, eval_inner_steps=EVAL_STEPS, **BMAML_KW)
+        return BayesianMAML(NET, adapt_steps=EVAL_STEPS, **BMAML_KW)
     if name in ABLATIONS:
-        return BayesianMAML(NET, eval_inner_steps=EVAL_STEPS, **BMAML_KW, **ABLATIONS[name])
+        return BayesianMAML(NET, adapt_steps=EVAL_STEPS, **BMAML_KW, **ABLATIONS[name])
     raise ValueError(name)
 
 
@@ -212,8 +212,8 @@ def speed(repeats: int) -> list[dict]:
     batches = [src.sample(25) for _ in range(10)]
     torch.manual_seed(0)
     maml = bm.MAML(NET, inner_lr=0.01, inner_steps=5)
-    bmaml = BayesianMAML(NET, inner_lr=0.01, inner_steps=5, outer_samples=1)
-    bmaml8 = BayesianMAML(NET, inner_lr=0.01, inner_steps=5)  # the default outer_samples=8
+    bmaml = BayesianMAML(NET, inner_lr=0.01, inner_steps=5, num_particles=1)
+    bmaml8 = BayesianMAML(NET, inner_lr=0.01, inner_steps=5)  # the default num_particles=8
     twins = {
         cls.__name__: cls(
             [p.detach() for p in bmaml.net.parameters()],
@@ -224,7 +224,7 @@ def speed(repeats: int) -> list[dict]:
     }
     # The twins compute the same thing: same loss from the same weights and noise.
     b = batches[0]
-    ref = BayesianMAML(NET, inner_lr=0.01, inner_steps=5, outer_samples=1)
+    ref = BayesianMAML(NET, inner_lr=0.01, inner_steps=5, num_particles=1)
     ref.load_state_dict(bmaml.state_dict())
     torch.manual_seed(7)
     want = float(ref.meta_loss(b))

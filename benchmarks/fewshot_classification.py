@@ -99,7 +99,7 @@ def make(name: str, n_way: int, image_size: int, hidden: int) -> MetaLearner:
             **gradient,
             prior_scale=0.003,
             kl_weight=3e-4,
-            outer_samples=4,
+            num_particles=4,
         )
     raise ValueError(f"unknown learner {name!r}")
 

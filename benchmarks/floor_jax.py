@@ -14,7 +14,7 @@ order by differentiating through them), Adam from optax. Learners:
 - MAML (second order), FOMAML, Reptile (inner steps on support + query, the
   pseudo-gradient ``theta - mean_t phi_t`` to Adam, as ``bm.Reptile``);
 - BayesianMAML with one reparameterised sample inside and outside: what
-  ``bm.BayesianMAML(net, outer_samples=1)`` computes on its fast path
+  ``bm.BayesianMAML(net, num_particles=1)`` computes on its fast path
   (Normal prior with a learned per-weight scale tied to the network's weights,
   Gaussian likelihood with a learned noise scale, ``q`` started at the prior,
   inner steps preconditioned by ``2 sigma^2``, a proximal step on the mean,
@@ -94,7 +94,7 @@ def torch_learners() -> dict[str, bm.MetaLearner]:
         "MAML": bm.MAML(NET, **common),
         "FOMAML": bm.MAML(NET, first_order=True, **common),
         "Reptile": bm.Reptile(NET, **common),
-        "BayesianMAML": bm.BayesianMAML(NET, outer_samples=1, **common),
+        "BayesianMAML": bm.BayesianMAML(NET, num_particles=1, **common),
     }
 
 
@@ -156,8 +156,8 @@ def check_supported(learner: bm.MetaLearner) -> None:
             and isinstance(learner.likelihood, GaussianLikelihood)
             and learner.posterior == "gaussian"
             and learner.scale_update == "natural"
-            and learner.num_samples == 1
-            and learner.outer_samples == 1
+            and learner.inner_num_particles == 1
+            and learner.num_particles == 1
             and learner.inner_steps <= TASKS  # one draw rotated over the tasks
             and not learner.first_order
         )

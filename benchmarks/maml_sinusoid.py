@@ -56,14 +56,14 @@ def make_learner(name: str) -> bm.learners.GradientMetaLearner:
     if kind == "reptile":
         return bm.Reptile(
             net,
-            eval_inner_steps=EVAL_STEPS,
+            adapt_steps=EVAL_STEPS,
             inner_grad_clip=INNER_GRAD_CLIP,
             **spec,  # type: ignore[arg-type]
         )
     return bm.MAML(
         net,
         first_order=kind == "fomaml",
-        eval_inner_steps=EVAL_STEPS,
+        adapt_steps=EVAL_STEPS,
         inner_grad_clip=INNER_GRAD_CLIP,
         **spec,  # type: ignore[arg-type]
     )

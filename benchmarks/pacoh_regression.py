@@ -63,7 +63,7 @@ HIDDEN = (40, 40)  # PACOH-NN used 4 hidden layers of 32; two of 40 keep the CPU
 TEST_SEED = 0  # the test tasks are the same for every meta-training seed
 VALIDATION_SEED = 123  # the tasks the settings were chosen on: meta_test_tasks(123)
 METRICS = ("nll", "rmse", "calibration_error", "coverage_90")
-_GRADIENT = {"inner_lr": 0.01, "inner_steps": 5, "eval_inner_steps": 10}
+_GRADIENT = {"inner_lr": 0.01, "inner_steps": 5, "adapt_steps": 10}
 # Chosen per environment by the lowest NLL on 200 validation tasks (VALIDATION_SEED) after
 # meta-training on seed 0's tasks (docs/benchmarks.md lists what was tried): meta-iterations,
 # constructor arguments, and for the split-trained learners the support points per split.

@@ -37,7 +37,7 @@ NET = (1, 40, 40, 1)
 
 def _learners() -> dict[str, Callable[[bm.TaskBatch], float]]:
     torch.manual_seed(0)
-    common = {"inner_lr": 0.01, "inner_steps": 5, "outer_samples": 1}
+    common = {"inner_lr": 0.01, "inner_steps": 5, "num_particles": 1}
     log_noise = torch.nn.Parameter(torch.tensor(-2.3))
 
     class StudentT(torch.nn.Module):

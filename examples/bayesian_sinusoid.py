@@ -30,7 +30,7 @@ def main() -> None:
     torch.set_num_threads(1)  # tiny networks: one thread is fastest
 
     torch.manual_seed(0)
-    learner = bm.BayesianMAML((1, 40, 40, 1), inner_lr=0.01, inner_steps=10, eval_inner_steps=10)
+    learner = bm.BayesianMAML((1, 40, 40, 1), inner_lr=0.01, inner_steps=10, adapt_steps=10)
     history = learner.meta_fit(bm.SinusoidOrLine(5, 10, seed=0), iterations=iterations)
     print(f"meta-trained {history.iterations} iterations in {history.wall_time_s:.1f} s")
     print(

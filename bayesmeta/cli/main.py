@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from collections.abc import Sequence
 from dataclasses import fields
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -28,6 +30,7 @@ from bayesmeta.runs.experiment import (
     resume_run,
     run_experiment,
 )
+from bayesmeta.runs.renames import upgrade_settings
 
 __all__ = ["build_parser", "main"]
 
@@ -65,12 +68,13 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"(default {d.data})",
     )
     for flag, kind, text in (
-        ("--shots", int, f"support points per task, per class for images (default {d.shots})"),
+        ("--k-support", int, f"support points per task, per class for images ({d.k_support})"),
+        ("--k-query", int, "query points per meta-training task, per class for images"),
         ("--n-way", int, f"classes per episode, image data (default {d.n_way})"),
         ("--iterations", int, f"meta-iterations (default {d.iterations})"),
         ("--meta-batch-size", int, f"(default {d.meta_batch_size})"),
         ("--inner-steps", int, f"(default {d.inner_steps})"),
-        ("--eval-inner-steps", int, f"(default {d.eval_inner_steps})"),
+        ("--adapt-steps", int, "test-time steps (default 10 gradient steps, 300 SVI steps)"),
         ("--inner-lr", float, f"(default {d.inner_lr})"),
         ("--outer-lr", float, f"(default {d.outer_lr})"),
         ("--eval-tasks", int, f"(default {d.eval_tasks})"),
@@ -81,6 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
         ("--seed", int, f"(default {d.seed})"),
     ):
         run.add_argument(flag, type=kind, default=hidden, help=text)
+    for old in OLD_FLAGS:  # renamed; accepted for one release, with a warning
+        run.add_argument(old, type=int, default=hidden, help=argparse.SUPPRESS)
     run.add_argument("--out", default="runs", help="parent folder of the run folder")
     run.add_argument("--quick", action="store_true", help="a seconds-long smoke run")
     run.add_argument("--no-progress", action="store_true", help="hide progress bars")
@@ -158,7 +164,7 @@ def _report(args: argparse.Namespace) -> int:
         print(f"bayesmeta report: error: {err}", file=sys.stderr)
         return 1
     c = diagnostics.config
-    print(f"{c.learner} on {c.data}, {c.shots}-shot: {diagnostics.num_tasks} held-out tasks")
+    print(f"{c.learner} on {c.data}, {c.k_support}-shot: {diagnostics.num_tasks} held-out tasks")
     if diagnostics.reliability is not None:
         print(f"expected calibration error: {diagnostics.reliability.ece:.4f}")
     else:
@@ -189,7 +195,7 @@ def _print_run(result: RunResult) -> None:
     """The metrics table of a finished run and where its folder is."""
     config = result.config
     title = (
-        f"{config.learner} on {config.data}, {config.shots}-shot: "
+        f"{config.learner} on {config.data}, {config.k_support}-shot: "
         f"{result.evaluation.num_tasks} held-out tasks, mean ± 95% CI "
         f"({config.iterations} meta-iterations in {result.timings['meta_fit_s']:.1f} s)"
     )
@@ -216,6 +222,20 @@ def _resume(args: argparse.Namespace) -> int:
     return 0
 
 
+#: Renamed flags of ``bayesmeta run``: hidden, they still work and print a warning.
+OLD_FLAGS = {"--shots": "--k-support", "--eval-inner-steps": "--adapt-steps"}
+
+
+def _upgraded(raw: dict[str, Any], path: str) -> dict[str, Any]:
+    """A config file's settings under their new names; old names are warned of on stderr."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", DeprecationWarning)
+        out = upgrade_settings(raw, source=path)
+    for warning in caught:
+        print(f"bayesmeta run: warning: {warning.message}", file=sys.stderr)
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``bayesmeta`` command; returns the exit status."""
     args = build_parser().parse_args(argv)
@@ -228,11 +248,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "run":
         names = {f.name for f in fields(RunConfig)}
         given = {k: v for k, v in vars(args).items() if k in names}
+        for old, new in OLD_FLAGS.items():
+            dest = old.removeprefix("--").replace("-", "_")
+            if dest in vars(args):
+                print(
+                    f"bayesmeta run: warning: {old} is renamed {new}; use {new} (the old flag "
+                    "goes in the next release)",
+                    file=sys.stderr,
+                )
+                given.setdefault(new.removeprefix("--").replace("-", "_"), getattr(args, dest))
         for key in ("path", "source"):  # absolute in config.json: resume and report work anywhere
             if key in given:
                 given[key] = str(Path(given[key]).resolve())
         try:
-            raw = {} if args.config is None else read_config(args.config)
+            raw = {} if args.config is None else _upgraded(read_config(args.config), args.config)
             source = "the command line" if args.config is None else f"{args.config} with options"
             config = parse_config({**raw, **given}, source=source)
         except ValueError as err:  # ConfigError is a ValueError

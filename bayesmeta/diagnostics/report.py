@@ -276,8 +276,8 @@ def settings_rows(config: RunConfig) -> list[tuple[str, Any]]:
         if not applies(f.name, config.learner, config.data):
             continue
         value = getattr(config, f.name)
-        if value is None and f.name in ("query", "eval_query"):
-            used = config.train_query if f.name == "query" else config.held_out_query
+        if value is None and f.name in ("k_query", "eval_k_query"):
+            used = config.train_query if f.name == "k_query" else config.held_out_query
             value = f"default ({used})" if used is not None else "default"
         rows.append((f.name, value))
     return rows
@@ -341,7 +341,7 @@ def write_report(
     out.mkdir(exist_ok=True)
     c = d.config
     lines = [
-        f"# Report: {c.learner} on {c.data}, {c.shots}-shot\n",
+        f"# Report: {c.learner} on {c.data}, {c.k_support}-shot\n",
         "## Verdict\n",
         *format_verdict(run_verdict(d)),
         "\n## Run\n",

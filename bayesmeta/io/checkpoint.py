@@ -20,6 +20,7 @@ from bayesmeta.learners.base import MetaLearner
 from bayesmeta.learners.registry import learner_class, register
 from bayesmeta.nets.spec import build_net
 from bayesmeta.training.state import tensor_checksum
+from bayesmeta.transfer.last_layer import BayesianLastLayer
 from bayesmeta.transfer.prior import TransferLearner
 
 __all__ = [
@@ -31,15 +32,22 @@ __all__ = [
 ]
 
 FORMAT = "bayesmeta-checkpoint-1"
-register(TransferLearner)  # transfer/ sits above learners/: its learner joins here
+register(TransferLearner)  # transfer/ sits above learners/: its learners join here
+register(BayesianLastLayer)
+
+#: What :func:`save_learner` writes and :func:`load_learner` returns.
+Learner = MetaLearner | TransferLearner | BayesianLastLayer
 
 
-def build_learner(
-    config: dict[str, Any], *, device: str | torch.device = "cpu"
-) -> MetaLearner | TransferLearner:
+def build_learner(config: dict[str, Any], *, device: str | torch.device = "cpu") -> Learner:
     """Rebuild a learner (with fresh weights) from its ``config()`` dictionary, on ``device``."""
     cfg = dict(config)
     cls = learner_class(cfg.pop("learner", None))
+    # Checkpoints written before a keyword's rename keep loading, without a warning:
+    # the user did not write the old name, the file did.
+    for old, new in getattr(cls, "renamed_keywords", {}).items():
+        if old in cfg:
+            cfg.setdefault(new, cfg.pop(old))
     if cfg.get("prior") == "custom":
         raise CheckpointError(
             "the checkpoint's learner used a custom prior class, which a config cannot rebuild; "
@@ -54,11 +62,15 @@ def build_learner(
         net = build_net(cfg.pop("net", None)).to(device)
     except ValueError as err:
         raise CheckpointError(str(err)) from err
-    learner: MetaLearner | TransferLearner = cls(net, **cfg)
+    from_config = getattr(cls, "from_config", None)
+    if from_config is not None:  # a learner built around its network (BayesianLastLayer)
+        built: Learner = from_config(net, config)
+        return built
+    learner: Learner = cls(net, **cfg)
     return learner
 
 
-def save_learner(learner: MetaLearner | TransferLearner, path: str | Path) -> Path:
+def save_learner(learner: Learner, path: str | Path) -> Path:
     """Write ``learner``'s state and config to ``path`` (a ``.safetensors`` file).
 
     ``learner`` is any meta-learner or a :class:`~bayesmeta.TransferLearner`
@@ -70,10 +82,10 @@ def save_learner(learner: MetaLearner | TransferLearner, path: str | Path) -> Pa
         The written file.
 
     """
-    if not isinstance(learner, MetaLearner | TransferLearner):
+    if not isinstance(learner, MetaLearner | TransferLearner | BayesianLastLayer):
         raise TypeError(
-            "learner must be a bayesmeta learner (a MetaLearner or a TransferLearner), got "
-            f"{type(learner).__name__}"
+            "learner must be a bayesmeta learner (a MetaLearner, a TransferLearner or a "
+            f"BayesianLastLayer), got {type(learner).__name__}"
         )
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -87,9 +99,7 @@ def save_learner(learner: MetaLearner | TransferLearner, path: str | Path) -> Pa
     return path
 
 
-def load_learner(
-    path: str | Path, *, map_location: str | torch.device = "cpu"
-) -> MetaLearner | TransferLearner:
+def load_learner(path: str | Path, *, map_location: str | torch.device = "cpu") -> Learner:
     """Rebuild a learner saved by :func:`save_learner`.
 
     Raises

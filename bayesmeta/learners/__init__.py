@@ -2,20 +2,23 @@
 
 from bayesmeta.learners.adapted import AdaptedPredictor
 from bayesmeta.learners.base import MetaLearner
-from bayesmeta.learners.bayesian_maml import BayesianMAML
+from bayesmeta.learners.bayesian_maml import BayesianMAML, BayesianMAMLHyper
+from bayesmeta.learners.bayesian_protonet import BayesianProtoNetHyper
 from bayesmeta.learners.gradient import GradientMetaLearner, OptimizerFactory
-from bayesmeta.learners.maml import MAML
-from bayesmeta.learners.matching import MatchingNet
+from bayesmeta.learners.hyper import GradientHyper, LearnerHyper, MetricHyper
+from bayesmeta.learners.maml import MAML, MAMLHyper
+from bayesmeta.learners.matching import MatchingHyper, MatchingNet
 from bayesmeta.learners.metric import MetricLearner, MetricPredictor
 from bayesmeta.learners.protonet import (
     BayesianProtoNet,
     ProtoNet,
+    ProtoNetHyper,
     PrototypePosterior,
     PrototypePredictor,
 )
 from bayesmeta.learners.registry import register
-from bayesmeta.learners.reptile import Reptile
-from bayesmeta.learners.variational import VariationalMetaLearner
+from bayesmeta.learners.reptile import Reptile, ReptileHyper
+from bayesmeta.learners.variational import VariationalHyper, VariationalMetaLearner
 from bayesmeta.training.loop import History
 
 for _learner in (
@@ -33,17 +36,27 @@ __all__ = [
     "MAML",
     "AdaptedPredictor",
     "BayesianMAML",
+    "BayesianMAMLHyper",
     "BayesianProtoNet",
+    "BayesianProtoNetHyper",
+    "GradientHyper",
     "GradientMetaLearner",
     "History",
+    "LearnerHyper",
+    "MAMLHyper",
+    "MatchingHyper",
     "MatchingNet",
     "MetaLearner",
+    "MetricHyper",
     "MetricLearner",
     "MetricPredictor",
     "OptimizerFactory",
     "ProtoNet",
+    "ProtoNetHyper",
     "PrototypePosterior",
     "PrototypePredictor",
     "Reptile",
+    "ReptileHyper",
+    "VariationalHyper",
     "VariationalMetaLearner",
 ]

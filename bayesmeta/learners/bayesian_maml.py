@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from typing import Any, Literal
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
 
 import torch
 from torch import Tensor, nn
@@ -15,6 +16,12 @@ from bayesmeta.inference.guide_svi import GuideSpec
 from bayesmeta.inference.inner_loop import gradient_steps
 from bayesmeta.learners.adapted import AdaptedPredictor
 from bayesmeta.learners.base import MetaLearner, OptimizerFactory, positive
+from bayesmeta.learners.hyper import (
+    LearnerHyper,
+    check_choice,
+    check_standardize,
+    pick_hyper,
+)
 from bayesmeta.learners.noise_calibration import CalibratedNoise, PredictiveNoise
 from bayesmeta.model.likelihoods import (
     Likelihood,
@@ -27,7 +34,69 @@ from bayesmeta.posteriors.gaussian import GaussianTaskPosterior, standard_normal
 from bayesmeta.posteriors.guided import GuidePosterior
 from bayesmeta.tasks.task import TaskBatch
 
-__all__ = ["BayesianMAML"]
+__all__ = ["BayesianMAML", "BayesianMAMLHyper"]
+
+
+@dataclass(frozen=True)
+class BayesianMAMLHyper(LearnerHyper):
+    """:class:`BayesianMAML`'s hyper-parameters (see its parameters for each field).
+
+    ``inner_num_particles`` are the weight draws of each task's inner ELBO,
+    ``num_particles`` those of the outer (meta-training) objective: both are
+    Monte Carlo draws inside a training objective, Pyro's particles.
+    ``likelihood`` and ``prior`` hold what was given (a name, a spec or an
+    object); ``adapt_steps`` given as ``None`` becomes ``inner_steps``.
+    """
+
+    likelihood: Any = "gaussian"
+    prior: Any = None
+    noise_scale: float = 0.1
+    learn_noise: bool = True
+    prior_scale: float = 0.01
+    scale_per: Literal["weight", "tensor"] = "weight"
+    posterior: Literal["gaussian", "delta"] = "gaussian"
+    inner_lr: float = 0.01
+    inner_steps: int = 5
+    # None (the default) becomes inner_steps in __post_init__, so a made instance holds an int.
+    adapt_steps: int = None  # type: ignore[assignment]
+    inner_num_particles: int = 1
+    objective: Literal["predictive", "elbo"] = "predictive"
+    num_particles: int = 8
+    kl_weight: float = 1.0
+    scale_update: ScaleUpdate = "natural"
+    scale_rate: float = 0.5
+    first_order: bool = False
+    standardize: bool | Literal["auto"] = "auto"
+    calibrate_noise: bool = True
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_choice("posterior", self.posterior, ("gaussian", "delta"))
+        self._set("noise_scale", float(self.noise_scale))
+        self._set("learn_noise", bool(self.learn_noise))
+        self._set("prior_scale", positive("prior_scale", self.prior_scale))
+        self._set("inner_lr", positive("inner_lr", self.inner_lr))
+        check_count("inner_steps", self.inner_steps, minimum=0)
+        steps = self.inner_steps if self.adapt_steps is None else self.adapt_steps
+        self._set("adapt_steps", check_count("adapt_steps", steps, minimum=0))
+        check_count("inner_num_particles", self.inner_num_particles, minimum=1)
+        check_choice("objective", self.objective, ("predictive", "elbo"))
+        check_count("num_particles", self.num_particles, minimum=1)
+        if not (self.kl_weight >= 0 and self.kl_weight < float("inf")):
+            raise ValueError(f"kl_weight must be finite and >= 0, got {self.kl_weight}")
+        self._set("kl_weight", float(self.kl_weight))
+        check_choice("scale_update", self.scale_update, ("natural", "gradient"))
+        if not 0 < self.scale_rate <= 1:
+            raise ValueError(f"scale_rate must lie in (0, 1], got {self.scale_rate}")
+        self._set("scale_rate", float(self.scale_rate))
+        if self.scale_update == "natural" and self.posterior == "gaussian" and not self.kl_weight:
+            raise ValueError(
+                "scale_update='natural' needs kl_weight > 0 (without the KL term the best q "
+                "is a point mass); use scale_update='gradient' or posterior='delta'"
+            )
+        self._set("first_order", bool(self.first_order))
+        check_standardize(self.standardize)
+        self._set("calibrate_noise", bool(self.calibrate_noise))
 
 
 class BayesianMAML(PredictiveNoise, MetaLearner):
@@ -36,7 +105,7 @@ class BayesianMAML(PredictiveNoise, MetaLearner):
     The model is ``theta_t ~ N(mu, diag(sigma^2))``, ``y ~ p(y | f(x; theta_t))``.
     For each task, ``q(theta_t) = N(m_t, diag(s_t^2))`` starts at the prior and
     takes ``inner_steps`` gradient steps of size ``inner_lr`` on the task's
-    negative ELBO per support point (reparameterised, ``num_samples`` draws,
+    negative ELBO per support point (reparameterised, ``inner_num_particles`` draws,
     all tasks at once). Meta-training minimises, over the prior (and the noise
     scale), the query set's negative log predictive density under the adapted
     ``q`` (or its expected negative log-likelihood, ``objective="elbo"``)
@@ -87,10 +156,12 @@ class BayesianMAML(PredictiveNoise, MetaLearner):
         term; with ``likelihood="mse"`` this is exactly :class:`~bayesmeta.MAML`).
     inner_lr, inner_steps
         Step size and number of inner steps in meta-training.
-    eval_inner_steps
-        Steps at test time (:meth:`adapt`); defaults to ``inner_steps``.
-    num_samples
-        Reparameterised weight samples per task in each inner step.
+    adapt_steps
+        Steps at test time (:meth:`adapt`); defaults to ``inner_steps``
+        (was ``eval_inner_steps``).
+    inner_num_particles
+        Reparameterised weight draws per task in each inner step: the
+        particles of the tasks' inner ELBO (was ``num_samples``).
     objective
         The query term of the outer objective: ``"predictive"``, the negative
         log posterior-predictive density of each query point,
@@ -99,9 +170,10 @@ class BayesianMAML(PredictiveNoise, MetaLearner):
         ``"elbo"``, the expected negative log-likelihood
         ``E_q[-log p(y | theta)]`` (the ELBO's data term, as in ABML; it
         penalises any spread of ``q`` and tends to be over-confident).
-        Both equal for ``outer_samples=1``.
-    outer_samples
-        Reparameterised samples ``S`` in the outer objective.
+        Both equal for ``num_particles=1``.
+    num_particles
+        Reparameterised draws ``S`` in the outer objective: its particles
+        (was ``outer_samples``).
     kl_weight
         Weight of the KL terms (1: the ELBO).
     scale_update, scale_rate
@@ -124,9 +196,26 @@ class BayesianMAML(PredictiveNoise, MetaLearner):
         intervals start wide and stay calibrated on the training tasks as the
         learner improves. :meth:`fit_noise_scale` re-estimates it on
         held-out tasks. ``False``: predict with the likelihood's scale.
-        See :class:`~bayesmeta.learners.MetaLearner`.
+    **deprecated
+        The old names ``eval_inner_steps``, ``num_samples`` and
+        ``outer_samples``, accepted with a DeprecationWarning for one release.
+
+    Notes
+    -----
+    Hyper-parameters are in :attr:`hparams` (a :class:`BayesianMAMLHyper`).
 
     """
+
+    hparams: BayesianMAMLHyper
+    Hyper: ClassVar[type[LearnerHyper]] = BayesianMAMLHyper
+    hyper_not_attributes: ClassVar[frozenset[str]] = frozenset(
+        {"likelihood", "prior", "noise_scale"}
+    )
+    renamed_keywords: ClassVar[dict[str, str]] = {
+        "eval_inner_steps": "adapt_steps",
+        "num_samples": "inner_num_particles",
+        "outer_samples": "num_particles",
+    }
 
     def __init__(
         self,
@@ -141,10 +230,10 @@ class BayesianMAML(PredictiveNoise, MetaLearner):
         posterior: Literal["gaussian", "delta"] = "gaussian",
         inner_lr: float = 0.01,
         inner_steps: int = 5,
-        eval_inner_steps: int | None = None,
-        num_samples: int = 1,
+        adapt_steps: int | None = None,
+        inner_num_particles: int = 1,
         objective: Literal["predictive", "elbo"] = "predictive",
-        outer_samples: int = 8,
+        num_particles: int = 8,
         kl_weight: float = 1.0,
         scale_update: ScaleUpdate = "natural",
         scale_rate: float = 0.5,
@@ -154,26 +243,22 @@ class BayesianMAML(PredictiveNoise, MetaLearner):
         max_grad_norm: float | None = None,
         standardize: bool | Literal["auto"] = "auto",
         calibrate_noise: bool = True,
+        **deprecated: Any,
     ) -> None:
-        super().__init__(
-            net,
-            outer_lr=outer_lr,
-            optimizer=optimizer,
-            max_grad_norm=max_grad_norm,
-            standardize=standardize,
-        )
-        if posterior not in ("gaussian", "delta"):
-            raise ValueError(f"posterior must be 'gaussian' or 'delta', got {posterior!r}")
+        args = locals()
+        self._renamed(args, deprecated)
+        super().__init__(net, pick_hyper(BayesianMAMLHyper, args), optimizer=optimizer)
+        hp = self.hparams
+        likelihood, prior = hp.likelihood, hp.prior
         outputs = int(getattr(self.net, "out_features", 1))
-        self.likelihood = make_likelihood(likelihood, noise_scale, learn_noise, outputs)
+        self.likelihood = make_likelihood(likelihood, hp.noise_scale, hp.learn_noise, outputs)
         self.likelihood.bind_units(self.units)
-        self.calibrate_noise = bool(calibrate_noise)
         #: The predictive noise estimate (used when :meth:`calibrates_noise`).
         self.calibration = CalibratedNoise()
         self.likelihood_name = likelihood if isinstance(likelihood, str) else "custom"
         self.target_kind = "classification" if self.likelihood.classification else "regression"
         if prior is None or isinstance(prior, str | dict):
-            prior = named_prior("normal" if prior is None else prior, scale_per)
+            prior = named_prior("normal" if prior is None else prior, hp.scale_per)
         if not isinstance(prior, WeightPrior):
             raise TypeError(
                 "prior must be a bayesmeta.priors prior such as bm.priors.Laplace(), got "
@@ -185,39 +270,8 @@ class BayesianMAML(PredictiveNoise, MetaLearner):
                 "prior unbound (e.g. bm.priors.Laplace(scale=0.05)). For a prior centred on a "
                 "source network, copy its weights into the net, or use bm.TransferLearner"
             )
-        self.prior = prior.bind(self.fnet, scale=positive("prior_scale", prior_scale), loc="tied")
+        self.prior = prior.bind(self.fnet, scale=hp.prior_scale, loc="tied")
         self.prior_family = prior_spec(self.prior)
-        self.posterior = posterior
-        self.noise_init = float(noise_scale)
-        self.learn_noise = bool(learn_noise)
-        self.scale_per = scale_per
-        self.inner_lr = positive("inner_lr", inner_lr)
-        self.inner_steps = check_count("inner_steps", inner_steps, minimum=0)
-        self.eval_inner_steps = check_count(
-            "eval_inner_steps",
-            inner_steps if eval_inner_steps is None else eval_inner_steps,
-            minimum=0,
-        )
-        self.num_samples = check_count("num_samples", num_samples, minimum=1)
-        if objective not in ("predictive", "elbo"):
-            raise ValueError(f"objective must be 'predictive' or 'elbo', got {objective!r}")
-        self.objective = objective
-        self.outer_samples = check_count("outer_samples", outer_samples, minimum=1)
-        if not (kl_weight >= 0 and kl_weight < float("inf")):
-            raise ValueError(f"kl_weight must be finite and >= 0, got {kl_weight}")
-        self.kl_weight = float(kl_weight)
-        if scale_update not in ("natural", "gradient"):
-            raise ValueError(f"scale_update must be 'natural' or 'gradient', got {scale_update!r}")
-        if not 0 < scale_rate <= 1:
-            raise ValueError(f"scale_rate must lie in (0, 1], got {scale_rate}")
-        if scale_update == "natural" and posterior == "gaussian" and self.kl_weight == 0:
-            raise ValueError(
-                "scale_update='natural' needs kl_weight > 0 (without the KL term the best q "
-                "is a point mass); use scale_update='gradient' or posterior='delta'"
-            )
-        self.scale_update: ScaleUpdate = scale_update
-        self.scale_rate = float(scale_rate)
-        self.first_order = bool(first_order)
 
     def _objective_name(self) -> str:
         return f"BayesianMAML with likelihood {self.likelihood_name!r}"
@@ -227,7 +281,7 @@ class BayesianMAML(PredictiveNoise, MetaLearner):
     ) -> tuple[Tensor, ...]:
         """Point-mass adaptation: MAML's steps on the likelihood, preconditioned like q's."""
         scale = self.likelihood.step_scale()
-        lr = self.inner_lr if isinstance(scale, float) else self.inner_lr * scale
+        lr = self.hparams.inner_lr if isinstance(scale, float) else self.hparams.inner_lr * scale
         return gradient_steps(
             self.fnet,
             self.fnet.expand(self.fnet.params(), x.shape[:1]),
@@ -236,7 +290,7 @@ class BayesianMAML(PredictiveNoise, MetaLearner):
             self.likelihood,
             steps=steps,
             lr=lr,
-            first_order=self.first_order,
+            first_order=self.hparams.first_order,
             differentiable=differentiable,
         )
 
@@ -259,9 +313,12 @@ class BayesianMAML(PredictiveNoise, MetaLearner):
 
         """
         batch = self._check_batch(batch, need_query=True)
-        if self.posterior == "delta":
+        if self.hparams.posterior == "delta":
             adapted = self._delta_steps(
-                batch.support_x, batch.support_y, steps=self.inner_steps, differentiable=True
+                batch.support_x,
+                batch.support_y,
+                steps=self.hparams.inner_steps,
+                differentiable=True,
             )
             point = self.fnet(adapted, batch.query_x)
             if self.training and self.calibrates_noise():
@@ -273,26 +330,26 @@ class BayesianMAML(PredictiveNoise, MetaLearner):
             self.likelihood,
             batch.support_x,
             batch.support_y,
-            steps=self.inner_steps,
-            lr=self.inner_lr,
-            num_samples=self.num_samples,
-            kl_weight=self.kl_weight,
-            scale_update=self.scale_update,
-            scale_rate=self.scale_rate,
-            first_order=self.first_order,
+            steps=self.hparams.inner_steps,
+            lr=self.hparams.inner_lr,
+            num_samples=self.hparams.inner_num_particles,
+            kl_weight=self.hparams.kl_weight,
+            scale_update=self.hparams.scale_update,
+            scale_rate=self.hparams.scale_rate,
+            first_order=self.hparams.first_order,
         )
-        s = self.outer_samples
+        s = self.hparams.num_particles
         eps = standard_normal((s, *loc.shape), loc)
         out = self.fnet(loc + log_scale.exp() * eps, batch.query_x)
         if self.training and self.calibrates_noise():
             self.calibration.update(out, batch.query_y)
-        if self.objective == "elbo" or s == 1:
+        if self.hparams.objective == "elbo" or s == 1:
             nll = self.likelihood(out, batch.query_y).mean(0)
         else:
             log_p = self.likelihood.point_log_prob(out, batch.query_y)  # [S, T, Q]
             nll = -(torch.logsumexp(log_p, 0) - math.log(s)).mean(-1)
         kl = self.prior.kl_from(loc, log_scale)
-        return (nll + self.kl_weight * kl / batch.query_x.shape[1]).mean()
+        return (nll + self.hparams.kl_weight * kl / batch.query_x.shape[1]).mean()
 
     # -- test time -----------------------------------------------------------------
 
@@ -315,7 +372,7 @@ class BayesianMAML(PredictiveNoise, MetaLearner):
         support_y
             Matching targets.
         steps
-            Inner steps; defaults to ``eval_inner_steps`` (with ``guide``: SVI
+            Inner steps; defaults to ``adapt_steps`` (with ``guide``: SVI
             steps, default :data:`~bayesmeta.inference.guide_svi.GUIDE_STEPS`).
         generator
             Random generator for the reparameterisation noise of the inner
@@ -351,10 +408,12 @@ class BayesianMAML(PredictiveNoise, MetaLearner):
         x, y, batched = self._support(support_x, support_y)
         if guide is not None:
             return self._adapt_guide(x, y, batched, guide, steps=steps, lr=lr, generator=generator)
-        steps = self.eval_inner_steps if steps is None else check_count("steps", steps, minimum=0)
+        steps = (
+            self.hparams.adapt_steps if steps is None else check_count("steps", steps, minimum=0)
+        )
         noise = self.predictive_noise()
         observation = self.likelihood.observation()
-        if self.posterior == "delta":
+        if self.hparams.posterior == "delta":
             params = self._delta_steps(x, y, steps=steps, differentiable=False)
             self._check_adapted(params)
             if not batched:
@@ -369,11 +428,11 @@ class BayesianMAML(PredictiveNoise, MetaLearner):
             x,
             y,
             steps=steps,
-            lr=self.inner_lr,
-            num_samples=self.num_samples,
-            kl_weight=self.kl_weight,
-            scale_update=self.scale_update,
-            scale_rate=self.scale_rate,
+            lr=self.hparams.inner_lr,
+            num_samples=self.hparams.inner_num_particles,
+            kl_weight=self.hparams.kl_weight,
+            scale_update=self.hparams.scale_update,
+            scale_rate=self.hparams.scale_rate,
             differentiable=False,
             generator=generator,
         )
@@ -396,26 +455,12 @@ class BayesianMAML(PredictiveNoise, MetaLearner):
         """The learned prior and the likelihood (``posterior="delta"``: a point mass in it)."""
         return self.prior, self.likelihood
 
-    def config(self) -> dict[str, Any]:
-        """Constructor arguments (JSON-ready)."""
-        return {
-            **super().config(),
-            "likelihood": self.likelihood_name,
-            "prior": self.prior_family,
-            "noise_scale": self.noise_init,
-            "learn_noise": self.learn_noise,
-            "prior_scale": float(self.prior.scale.detach().mean()),
-            "scale_per": self.scale_per,
-            "posterior": self.posterior,
-            "inner_lr": self.inner_lr,
-            "inner_steps": self.inner_steps,
-            "eval_inner_steps": self.eval_inner_steps,
-            "num_samples": self.num_samples,
-            "objective": self.objective,
-            "outer_samples": self.outer_samples,
-            "kl_weight": self.kl_weight,
-            "scale_update": self.scale_update,
-            "scale_rate": self.scale_rate,
-            "first_order": self.first_order,
-            "calibrate_noise": self.calibrate_noise,
-        }
+    def _config_names(self) -> dict[str, Any]:
+        """A likelihood or prior given as an object is recorded by name ("custom") or spec."""
+        hp = self.hparams
+        names: dict[str, Any] = {}
+        if not isinstance(hp.likelihood, str):
+            names["likelihood"] = self.likelihood_name
+        if not (hp.prior is None or isinstance(hp.prior, str | dict)):
+            names["prior"] = self.prior_family
+        return names

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import ClassVar, Literal
 
 import torch
 from torch import Tensor, nn
@@ -19,6 +19,7 @@ from torch import Tensor, nn
 from bayesmeta._checks import check_count, positive
 from bayesmeta.guides.fixed import NormalGuide, TaskGuide
 from bayesmeta.learners.base import OptimizerFactory
+from bayesmeta.learners.hyper import LearnerHyper, MetricHyper, check_choice, pick_hyper
 from bayesmeta.learners.metric import (
     Episode,
     MetricLearner,
@@ -35,6 +36,7 @@ from bayesmeta.predictions.class_prediction import ClassPrediction
 
 __all__ = [
     "BayesianProtoNet",
+    "BayesianProtoNetHyper",
     "PriorMean",
     "PrototypePosterior",
     "PrototypePredictor",
@@ -42,6 +44,27 @@ __all__ = [
 ]
 
 PriorMean = Literal["episode", "zero"]
+
+
+@dataclass(frozen=True)
+class BayesianProtoNetHyper(MetricHyper):
+    """:class:`BayesianProtoNet`'s hyper-parameters (see its parameters).
+
+    ``prior_scale`` and ``obs_scale`` are the initial ``tau`` and ``sigma``; the
+    learned ones are the learner's ``prior_scale`` and ``obs_scale``.
+    """
+
+    prior_scale: float = 1.0
+    obs_scale: float = 1.0
+    learn_scales: bool = True
+    prior_mean: PriorMean = "episode"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self._set("prior_scale", positive("prior_scale", self.prior_scale))
+        self._set("obs_scale", positive("obs_scale", self.obs_scale))
+        self._set("learn_scales", bool(self.learn_scales))
+        check_choice("prior_mean", self.prior_mean, ("episode", "zero"))
 
 
 class BayesianProtoNet(MetricLearner[PrototypePosterior]):
@@ -93,6 +116,9 @@ class BayesianProtoNet(MetricLearner[PrototypePosterior]):
 
     """
 
+    hparams: BayesianProtoNetHyper
+    Hyper: ClassVar[type[LearnerHyper]] = BayesianProtoNetHyper
+
     def __init__(
         self,
         encoder: nn.Module | Sequence[int],
@@ -106,25 +132,14 @@ class BayesianProtoNet(MetricLearner[PrototypePosterior]):
         optimizer: OptimizerFactory | None = None,
         max_grad_norm: float | None = None,
     ) -> None:
-        super().__init__(
-            encoder,
-            feature_dims=feature_dims,
-            outer_lr=outer_lr,
-            optimizer=optimizer,
-            max_grad_norm=max_grad_norm,
-        )
-        if prior_mean not in ("episode", "zero"):
-            raise ValueError(f"prior_mean must be 'episode' or 'zero', got {prior_mean!r}")
-        self.prior_scale_init = positive("prior_scale", prior_scale)
-        self.obs_scale_init = positive("obs_scale", obs_scale)
-        self.learn_scales = bool(learn_scales)
-        self.prior_mean: PriorMean = prior_mean
+        hp = pick_hyper(BayesianProtoNetHyper, locals())
+        super().__init__(encoder, hp, optimizer=optimizer)
         dtype = torch.get_default_dtype()
         self.log_prior_scale = nn.Parameter(
-            torch.tensor(math.log(self.prior_scale_init), dtype=dtype), requires_grad=learn_scales
+            torch.tensor(math.log(hp.prior_scale), dtype=dtype), requires_grad=hp.learn_scales
         )
         self.log_obs_scale = nn.Parameter(
-            torch.tensor(math.log(self.obs_scale_init), dtype=dtype), requires_grad=learn_scales
+            torch.tensor(math.log(hp.obs_scale), dtype=dtype), requires_grad=hp.learn_scales
         )
 
     @property
@@ -144,7 +159,7 @@ class BayesianProtoNet(MetricLearner[PrototypePosterior]):
         # (equal up to rounding, values and gradients; tested).
         counts = episode.counts  # [T, N]
         class_means = episode.class_means  # [T, N, E]
-        if self.prior_mean == "episode":
+        if self.hparams.prior_mean == "episode":
             m0 = class_means.mean(-2, keepdim=True)  # [T, 1, E]
         else:
             m0 = torch.zeros_like(class_means[..., :1, :])
@@ -186,7 +201,7 @@ class BayesianProtoNet(MetricLearner[PrototypePosterior]):
             self._embed_for_model(learn),
             lambda: self.obs_scale,
             lambda: self.prior_scale,
-            self.prior_mean,
+            self.hparams.prior_mean,
             feature_dims=self.fnet.feature_dims,
             owner=self,
             learn=learn,
@@ -240,16 +255,6 @@ class BayesianProtoNet(MetricLearner[PrototypePosterior]):
         """
         x, y, n, batched, context = self._adapt_parts(support_x, support_y, n_way)
         return PrototypePredictor(self, x, y, n, batched, context)
-
-    def config(self) -> dict[str, Any]:
-        """Constructor arguments (JSON-ready); the learned scales are in the state dict."""
-        return {
-            **super().config(),
-            "prior_scale": self.prior_scale_init,
-            "obs_scale": self.obs_scale_init,
-            "learn_scales": self.learn_scales,
-            "prior_mean": self.prior_mean,
-        }
 
 
 @dataclass(frozen=True, eq=False)

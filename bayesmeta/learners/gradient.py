@@ -11,16 +11,17 @@ for any module. Subclasses define :meth:`meta_loss` (and Reptile
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
 
-from bayesmeta._checks import check_count, positive
+from bayesmeta._checks import check_count
 from bayesmeta.inference.guide_svi import GuideSpec
 from bayesmeta.inference.inner_loop import gradient_steps
 from bayesmeta.learners.adapted import AdaptedPredictor
 from bayesmeta.learners.base import MetaLearner, OptimizerFactory, TargetKind
+from bayesmeta.learners.hyper import GradientHyper, LearnerHyper
 from bayesmeta.model.likelihoods import (
     CategoricalLikelihood,
     GaussianLikelihood,
@@ -28,7 +29,7 @@ from bayesmeta.model.likelihoods import (
     MSELikelihood,
 )
 from bayesmeta.model.priors import Flat
-from bayesmeta.nets.losses import LossName, StandardizedMSE, TaskLoss, get_loss
+from bayesmeta.nets.losses import StandardizedMSE, TaskLoss, get_loss
 from bayesmeta.posteriors.guided import GuidePosterior
 from bayesmeta.tasks.task import TaskBatch
 
@@ -38,87 +39,81 @@ __all__ = ["GradientMetaLearner", "OptimizerFactory"]
 class GradientMetaLearner(MetaLearner):
     """Base of the gradient-based meta-learners (see :class:`~bayesmeta.MAML`).
 
+    Its hyper-parameters are a :class:`~bayesmeta.learners.hyper.GradientHyper`
+    (or a subclass: :class:`~bayesmeta.learners.maml.MAMLHyper`, ...), given as
+    ``hparams`` or as keywords, as for :class:`~bayesmeta.learners.MetaLearner`.
+    The learners' constructors document them:
+
     Parameters
     ----------
     net
         The network: any ``nn.Module`` mapping ``[N, *features]`` to
         ``[N, O]``, or a tuple of layer widths for an :class:`~bayesmeta.nets.MLP`.
-    inner_lr
-        Inner-loop step size (the initial value when ``learn_inner_lr``).
-    inner_steps
-        Gradient steps on each task's support set during meta-training.
-    eval_inner_steps
-        Steps at test time (:meth:`adapt`); defaults to ``inner_steps``.
-    learn_inner_lr
-        Meta-learn one inner step size per weight (Meta-SGD, Li et al. 2017).
-    loss
-        ``"mse"`` (regression), ``"cross_entropy"`` (classification) or a
-        per-task loss ``(pred [*B, N, O], y) -> [*B]``.
-    outer_lr
-        Learning rate of the default optimiser (Adam).
+    hparams
+        The hyper-parameters, or ``None`` to build them from ``**hyper``.
     optimizer
         Factory ``params -> torch.optim.Optimizer`` replacing the default.
-    max_grad_norm
-        Clip the meta-gradient to this norm (``None``: no clipping).
-    inner_grad_clip
-        Clip each task's inner-loop gradient to this norm (``None``: no
-        clipping). A guard for long meta-training runs in which the learned
-        initialisation drifts to where a few plain steps overshoot and
-        diverge on some tasks (seen with first-order MAML on sinusoids).
-    standardize
-        Standardise vector inputs and, with ``loss="mse"``, the targets inside
-        the learner (see :class:`~bayesmeta.learners.MetaLearner`); the
-        squared error of the inner and outer loops is then measured in units
-        of the targets' standard deviation, so ``inner_lr`` means the same
-        whatever the data's units. A custom loss sees the targets as given.
+    **hyper
+        The fields of :attr:`Hyper`:
+
+        - ``inner_lr``: inner-loop step size (the initial value when
+          ``learn_inner_lr``);
+        - ``inner_steps``: gradient steps on each task's support set during
+          meta-training;
+        - ``adapt_steps``: steps at test time (:meth:`adapt`); defaults to
+          ``inner_steps``;
+        - ``learn_inner_lr`` (MAML): meta-learn one inner step size per weight
+          (Meta-SGD, Li et al. 2017);
+        - ``loss``: ``"mse"`` (regression), ``"cross_entropy"``
+          (classification) or a per-task loss ``(pred [*B, N, O], y) -> [*B]``;
+        - ``outer_lr``: learning rate of the default optimiser (Adam);
+        - ``max_grad_norm``: clip the meta-gradient to this norm (``None``:
+          no clipping);
+        - ``inner_grad_clip``: clip each task's inner-loop gradient to this
+          norm (``None``: no clipping). A guard for long meta-training runs in
+          which the learned initialisation drifts to where a few plain steps
+          overshoot and diverge on some tasks (seen with first-order MAML on
+          sinusoids);
+        - ``standardize``: standardise vector inputs and, with ``loss="mse"``,
+          the targets inside the learner (see
+          :class:`~bayesmeta.learners.MetaLearner`); the squared error of the
+          inner and outer loops is then measured in units of the targets'
+          standard deviation, so ``inner_lr`` means the same whatever the
+          data's units. A custom loss sees the targets as given.
 
     """
+
+    hparams: GradientHyper
+    Hyper: ClassVar[type[LearnerHyper]] = GradientHyper
+    renamed_keywords: ClassVar[dict[str, str]] = {"eval_inner_steps": "adapt_steps"}
 
     def __init__(
         self,
         net: nn.Module | Sequence[int],
+        hparams: GradientHyper | None = None,
         *,
-        inner_lr: float = 0.01,
-        inner_steps: int = 5,
-        eval_inner_steps: int | None = None,
-        learn_inner_lr: bool = False,
-        loss: LossName | TaskLoss = "mse",
-        outer_lr: float = 1e-3,
         optimizer: OptimizerFactory | None = None,
-        max_grad_norm: float | None = None,
-        inner_grad_clip: float | None = None,
-        standardize: bool | Literal["auto"] = "auto",
+        **hyper: Any,
     ) -> None:
-        super().__init__(
-            net,
-            outer_lr=outer_lr,
-            optimizer=optimizer,
-            max_grad_norm=max_grad_norm,
-            standardize=standardize,
-        )
-        self.inner_lr = positive("inner_lr", inner_lr)
-        self.inner_steps = check_count("inner_steps", inner_steps, minimum=0)
-        self.eval_inner_steps = check_count(
-            "eval_inner_steps",
-            inner_steps if eval_inner_steps is None else eval_inner_steps,
-            minimum=0,
-        )
-        self.inner_grad_clip = (
-            None if inner_grad_clip is None else positive("inner_grad_clip", inner_grad_clip)
-        )
+        super().__init__(net, hparams, optimizer=optimizer, **hyper)
+        hp = self.hparams
+        loss = hp.loss
         self.loss_name = loss if isinstance(loss, str) else getattr(loss, "__name__", "custom")
-        self._loss = get_loss(loss)
+        self._loss = get_loss(loss)  # type: ignore[arg-type]
         kinds: dict[str, TargetKind] = {"mse": "regression", "cross_entropy": "classification"}
         self.target_kind = kinds.get(self.loss_name, "any")
-        self.learn_inner_lr = bool(learn_inner_lr)
         self.inner_lrs: nn.ParameterList | None = None
-        if self.learn_inner_lr:
+        if getattr(hp, "learn_inner_lr", False):
             self.inner_lrs = nn.ParameterList(
-                nn.Parameter(torch.full_like(p, self.inner_lr)) for p in self.fnet.params()
+                nn.Parameter(torch.full_like(p, hp.inner_lr)) for p in self.fnet.params()
             )
         # Fitted observation-noise scale [O]; empty until fit_noise_scale is called.
         self.noise_scale: Tensor
         self.register_buffer("noise_scale", torch.zeros(0))
+
+    def _config_names(self) -> dict[str, Any]:
+        """A custom loss is recorded by its function's name."""
+        return {"loss": self.loss_name}
 
     def _model_parts(self) -> tuple[Flat, Likelihood]:
         """A flat prior and the loss as a likelihood (the point-mass case of the model).
@@ -163,7 +158,7 @@ class GradientMetaLearner(MetaLearner):
 
     def inner_rates(self) -> float | tuple[Tensor, ...]:
         """The inner step size: a float, or one tensor per weight (Meta-SGD)."""
-        return self.inner_lr if self.inner_lrs is None else tuple(self.inner_lrs)
+        return self.hparams.inner_lr if self.inner_lrs is None else tuple(self.inner_lrs)
 
     def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
         # The noise scale's shape is set by fit_noise_scale; take the saved one's shape.
@@ -188,7 +183,7 @@ class GradientMetaLearner(MetaLearner):
             lr=self.inner_rates(),
             first_order=first_order,
             differentiable=differentiable,
-            max_grad_norm=self.inner_grad_clip,
+            max_grad_norm=self.hparams.inner_grad_clip,
         )
 
     # -- test time -------------------------------------------------------------
@@ -212,7 +207,7 @@ class GradientMetaLearner(MetaLearner):
         support_y
             ``[K, O]`` (or ``[K]`` labels), or with a leading ``T``.
         steps
-            Gradient steps; defaults to ``eval_inner_steps`` (with ``guide``:
+            Gradient steps; defaults to ``adapt_steps`` (with ``guide``:
             SVI steps, default ``GUIDE_STEPS``).
         guide
             A Pyro autoguide class or guide callable: instead of gradient
@@ -245,7 +240,9 @@ class GradientMetaLearner(MetaLearner):
             return self._adapt_guide(
                 xg, yg, batched, guide, steps=steps, lr=lr, generator=generator
             )
-        steps = self.eval_inner_steps if steps is None else check_count("steps", steps, minimum=0)
+        steps = (
+            self.hparams.adapt_steps if steps is None else check_count("steps", steps, minimum=0)
+        )
         xb, yb, batched = self._support(support_x, support_y)
         params = self._adapted(xb, yb, steps=steps, first_order=True, differentiable=False)
         self._check_adapted(params)
@@ -276,16 +273,3 @@ class GradientMetaLearner(MetaLearner):
         scale = resid.pow(2).mean(dim=(0, 1)).sqrt().clamp_min(1e-6)
         self.noise_scale = scale
         return scale
-
-    def config(self) -> dict[str, Any]:
-        """The constructor arguments needed to rebuild this learner (JSON-ready)."""
-        cfg: dict[str, Any] = {
-            **super().config(),
-            "inner_lr": self.inner_lr,
-            "inner_steps": self.inner_steps,
-            "eval_inner_steps": self.eval_inner_steps,
-            "learn_inner_lr": self.learn_inner_lr,
-            "loss": self.loss_name,
-            "inner_grad_clip": self.inner_grad_clip,
-        }
-        return cfg

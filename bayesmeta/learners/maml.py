@@ -3,15 +3,34 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
 
 from torch import Tensor, nn
 
 from bayesmeta.learners.gradient import GradientMetaLearner, OptimizerFactory
+from bayesmeta.learners.hyper import GradientHyper, LearnerHyper, pick_hyper
 from bayesmeta.nets.losses import LossName, TaskLoss
 from bayesmeta.tasks.task import TaskBatch
 
-__all__ = ["MAML"]
+__all__ = ["MAML", "MAMLHyper"]
+
+
+@dataclass(frozen=True)
+class MAMLHyper(GradientHyper):
+    """:class:`MAML`'s hyper-parameters (see its parameters).
+
+    Attributes
+    ----------
+    first_order : bool
+        Drop the second-order terms (FOMAML).
+    learn_inner_lr : bool
+        Meta-learn one inner step size per weight (Meta-SGD).
+
+    """
+
+    first_order: bool = False
+    learn_inner_lr: bool = False
 
 
 class MAML(GradientMetaLearner):
@@ -28,13 +47,21 @@ class MAML(GradientMetaLearner):
     ----------
     net
         An ``nn.Module`` or MLP layer widths such as ``(1, 40, 40, 1)``.
-    inner_lr, inner_steps, eval_inner_steps, learn_inner_lr
-        See :class:`~bayesmeta.learners.GradientMetaLearner`.
+    inner_lr, inner_steps, adapt_steps, learn_inner_lr
+        See :class:`~bayesmeta.learners.GradientMetaLearner` (``adapt_steps`` was
+        ``eval_inner_steps``, still accepted with a warning for one release).
     loss, outer_lr, optimizer, max_grad_norm, inner_grad_clip
         See :class:`~bayesmeta.learners.GradientMetaLearner`.
     first_order
         Drop the second-order terms (FOMAML): the meta-gradient is the query
         gradient at the adapted weights.
+    **deprecated
+        ``eval_inner_steps``, the old name of ``adapt_steps`` (warns; goes in
+        the next release).
+
+    Notes
+    -----
+    The hyper-parameters are in :attr:`hparams` (see :mod:`bayesmeta.learners.hyper`).
 
     Examples
     --------
@@ -47,6 +74,9 @@ class MAML(GradientMetaLearner):
 
     """
 
+    hparams: MAMLHyper
+    Hyper: ClassVar[type[LearnerHyper]] = MAMLHyper
+
     def __init__(
         self,
         net: nn.Module | Sequence[int],
@@ -54,7 +84,7 @@ class MAML(GradientMetaLearner):
         inner_lr: float = 0.01,
         inner_steps: int = 5,
         first_order: bool = False,
-        eval_inner_steps: int | None = None,
+        adapt_steps: int | None = None,
         learn_inner_lr: bool = False,
         loss: LossName | TaskLoss = "mse",
         outer_lr: float = 1e-3,
@@ -62,21 +92,11 @@ class MAML(GradientMetaLearner):
         max_grad_norm: float | None = None,
         inner_grad_clip: float | None = None,
         standardize: bool | Literal["auto"] = "auto",
+        **deprecated: Any,
     ) -> None:
-        super().__init__(
-            net,
-            inner_lr=inner_lr,
-            inner_steps=inner_steps,
-            eval_inner_steps=eval_inner_steps,
-            learn_inner_lr=learn_inner_lr,
-            loss=loss,
-            outer_lr=outer_lr,
-            optimizer=optimizer,
-            max_grad_norm=max_grad_norm,
-            inner_grad_clip=inner_grad_clip,
-            standardize=standardize,
-        )
-        self.first_order = bool(first_order)
+        args = locals()
+        self._renamed(args, deprecated)
+        super().__init__(net, pick_hyper(MAMLHyper, args), optimizer=optimizer)
 
     def meta_loss(self, batch: TaskBatch) -> Tensor:
         """Mean query loss after ``inner_steps`` differentiable steps per task.
@@ -98,12 +118,8 @@ class MAML(GradientMetaLearner):
         adapted = self._adapted(
             batch.support_x,
             batch.support_y,
-            steps=self.inner_steps,
-            first_order=self.first_order,
+            steps=self.hparams.inner_steps,
+            first_order=self.hparams.first_order,
             differentiable=True,
         )
         return self.loss_fn(self.fnet(adapted, batch.query_x), batch.query_y).mean()
-
-    def config(self) -> dict[str, object]:
-        """Constructor arguments (JSON-ready)."""
-        return {**super().config(), "first_order": self.first_order}

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any, NamedTuple
+from dataclasses import dataclass
+from typing import Any, ClassVar, NamedTuple
 
 import torch
 from torch import Tensor, nn
@@ -12,9 +13,35 @@ from torch.nn.functional import normalize
 
 from bayesmeta._checks import check_count, positive
 from bayesmeta.learners.base import OptimizerFactory
+from bayesmeta.learners.hyper import LearnerHyper, MetricHyper, pick_hyper
 from bayesmeta.learners.metric import Episode, MetricLearner
 
-__all__ = ["MatchingMemory", "MatchingNet"]
+__all__ = ["MatchingHyper", "MatchingMemory", "MatchingNet"]
+
+
+@dataclass(frozen=True)
+class MatchingHyper(MetricHyper):
+    """:class:`MatchingNet`'s hyper-parameters (see its parameters).
+
+    ``scale`` is the initial inverse temperature (the learned one is the
+    learner's ``scale``); ``embedding_dim`` is as given (``None``: read from
+    the encoder, see the learner's ``embedding_dim``).
+    """
+
+    full_context: bool = False
+    processing_steps: int = 5
+    scale: float = 10.0
+    learn_scale: bool = True
+    embedding_dim: int | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self._set("full_context", bool(self.full_context))
+        check_count("processing_steps", self.processing_steps, minimum=1)
+        self._set("scale", positive("scale", self.scale))
+        self._set("learn_scale", bool(self.learn_scale))
+        if self.embedding_dim is not None:
+            check_count("embedding_dim", self.embedding_dim, minimum=1)
 
 
 class MatchingMemory(NamedTuple):
@@ -100,6 +127,10 @@ class MatchingNet(MetricLearner[MatchingMemory]):
             "support set (a memory), with no prior over weights or class means"
         )
 
+    hparams: MatchingHyper
+    Hyper: ClassVar[type[LearnerHyper]] = MatchingHyper
+    hyper_not_attributes: ClassVar[frozenset[str]] = frozenset({"embedding_dim"})
+
     def __init__(
         self,
         encoder: nn.Module | Sequence[int],
@@ -114,26 +145,18 @@ class MatchingNet(MetricLearner[MatchingMemory]):
         optimizer: OptimizerFactory | None = None,
         max_grad_norm: float | None = None,
     ) -> None:
-        super().__init__(
-            encoder,
-            feature_dims=feature_dims,
-            outer_lr=outer_lr,
-            optimizer=optimizer,
-            max_grad_norm=max_grad_norm,
-        )
-        self.full_context = bool(full_context)
-        self.processing_steps = check_count("processing_steps", processing_steps, minimum=1)
-        self.scale_init = positive("scale", scale)
-        self.learn_scale = bool(learn_scale)
+        hp = pick_hyper(MatchingHyper, locals())
+        super().__init__(encoder, hp, optimizer=optimizer)
         self.log_scale = nn.Parameter(
-            torch.tensor(math.log(self.scale_init), dtype=torch.get_default_dtype()),
-            requires_grad=self.learn_scale,
+            torch.tensor(math.log(hp.scale), dtype=torch.get_default_dtype()),
+            requires_grad=hp.learn_scale,
         )
         dim = embedding_dim if embedding_dim is not None else _embedding_dim(self.net)
+        #: The encoder's output size ``E`` (given, or read from the encoder; ``None``: unknown).
         self.embedding_dim = None if dim is None else check_count("embedding_dim", dim, minimum=1)
         self.support_lstm: nn.LSTM | None = None
         self.query_cell: nn.LSTMCell | None = None
-        if self.full_context:
+        if self.hparams.full_context:
             if self.embedding_dim is None:
                 raise ValueError(
                     "full_context needs the encoder's output size: pass embedding_dim= "
@@ -172,7 +195,7 @@ class MatchingNet(MetricLearner[MatchingMemory]):
         x = zq.reshape(t * q, e)
         h = x
         c = x.new_zeros(t * q, 2 * e)
-        for _ in range(self.processing_steps):
+        for _ in range(self.hparams.processing_steps):
             attn = torch.softmax(h.reshape(t, q, e) @ g.transpose(-1, -2), dim=-1)  # [T, Q, K]
             r = (attn @ g).reshape(t * q, e)
             hidden, c = self.query_cell(x, (torch.cat([h, r], dim=-1), c))
@@ -191,14 +214,3 @@ class MatchingNet(MetricLearner[MatchingMemory]):
         mask = context.onehot.unsqueeze(1) > 0  # [T, 1, K, N]
         terms = torch.where(mask, log_a, torch.full_like(log_a, -math.inf))
         return torch.logsumexp(terms, dim=-2)
-
-    def config(self) -> dict[str, Any]:
-        """Constructor arguments (JSON-ready)."""
-        return {
-            **super().config(),
-            "full_context": self.full_context,
-            "processing_steps": self.processing_steps,
-            "scale": self.scale_init,
-            "learn_scale": self.learn_scale,
-            "embedding_dim": self.embedding_dim,
-        }

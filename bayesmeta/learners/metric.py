@@ -28,7 +28,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 import torch
 from torch import Tensor, nn
@@ -45,6 +45,7 @@ from bayesmeta.learners.episodes import (
     squared_distances,
     uses_batch_statistics,
 )
+from bayesmeta.learners.hyper import LearnerHyper, MetricHyper
 from bayesmeta.nets.functional import FunctionalNet
 from bayesmeta.predictions.class_prediction import ClassPrediction
 from bayesmeta.tasks.task import TaskBatch
@@ -68,31 +69,35 @@ class MetricLearner(MetaLearner, Generic[C]):
         Any ``nn.Module`` mapping inputs ``[N, *features]`` to embeddings
         ``[N, E]`` (for example ``bayesmeta.nets.Conv4(1, None)``), or a tuple
         of MLP layer widths.
-    feature_dims
-        Dimensions of one input point: 1 for vectors, 3 for images
-        ``[C, H, W]``. Read from ``encoder.feature_dims`` when omitted (1 if
-        the encoder has no such attribute).
-    outer_lr, optimizer, max_grad_norm
+    hparams
+        The hyper-parameters (a :class:`~bayesmeta.learners.hyper.MetricHyper`
+        or a subclass), or ``None`` to build them from ``**hyper``.
+    optimizer
         See :class:`~bayesmeta.learners.MetaLearner`.
+    **hyper
+        The fields of :attr:`Hyper`: ``feature_dims``, the dimensions of one
+        input point (1 for vectors, 3 for images ``[C, H, W]``; read from
+        ``encoder.feature_dims`` when omitted, 1 if the encoder has no such
+        attribute), ``outer_lr`` and ``max_grad_norm`` (see
+        :class:`~bayesmeta.learners.MetaLearner`), and a subclass's own.
 
     """
 
     target_kind = "classification"
     net_gives_scores = False
+    hparams: MetricHyper
+    Hyper: ClassVar[type[LearnerHyper]] = MetricHyper
 
     def __init__(
         self,
         encoder: nn.Module | Sequence[int],
+        hparams: MetricHyper | None = None,
         *,
-        feature_dims: int | None = None,
-        outer_lr: float = 1e-3,
         optimizer: OptimizerFactory | None = None,
-        max_grad_norm: float | None = None,
+        **hyper: Any,
     ) -> None:
-        super().__init__(
-            encoder, outer_lr=outer_lr, optimizer=optimizer, max_grad_norm=max_grad_norm
-        )
-        self._feature_dims = feature_dims
+        super().__init__(encoder, hparams, optimizer=optimizer, **hyper)
+        feature_dims = self.hparams.feature_dims
         if feature_dims is not None:
             self.fnet = FunctionalNet(self.net, feature_dims=feature_dims)
 
@@ -320,10 +325,6 @@ class MetricLearner(MetaLearner, Generic[C]):
         """
         x, y, n_way, batched, context = self._adapt_parts(support_x, support_y, n_way)
         return MetricPredictor(self, x, y, n_way, batched, context)
-
-    def config(self) -> dict[str, Any]:
-        """Constructor arguments (JSON-ready)."""
-        return {**super().config(), "feature_dims": self._feature_dims}
 
 
 @dataclass(frozen=True, eq=False)

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any, Literal
+from dataclasses import dataclass
+from typing import ClassVar, Literal
 
 import torch
 from torch import Tensor, nn
@@ -26,6 +27,7 @@ from bayesmeta.learners.bayesian_protonet import (
     PrototypePredictor,
     sample_log_probs,
 )
+from bayesmeta.learners.hyper import LearnerHyper, MetricHyper, check_choice, pick_hyper
 from bayesmeta.learners.metric import Episode, MetricLearner, squared_distances
 from bayesmeta.model.class_mean_model import ClassMeanModel
 
@@ -34,12 +36,31 @@ __all__ = [
     "Distance",
     "PriorMean",
     "ProtoNet",
+    "ProtoNetHyper",
     "PrototypePosterior",
     "PrototypePredictor",
     "sample_log_probs",
 ]
 
 Distance = Literal["sqeuclidean", "cosine"]
+
+
+@dataclass(frozen=True)
+class ProtoNetHyper(MetricHyper):
+    """:class:`ProtoNet`'s hyper-parameters.
+
+    Attributes
+    ----------
+    distance : str
+        ``"sqeuclidean"`` or ``"cosine"``.
+
+    """
+
+    distance: Distance = "sqeuclidean"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_choice("distance", self.distance, ("sqeuclidean", "cosine"))
 
 
 class ProtoNet(MetricLearner[Tensor]):
@@ -74,6 +95,9 @@ class ProtoNet(MetricLearner[Tensor]):
 
     """
 
+    hparams: ProtoNetHyper
+    Hyper: ClassVar[type[LearnerHyper]] = ProtoNetHyper
+
     def __init__(
         self,
         encoder: nn.Module | Sequence[int],
@@ -84,16 +108,7 @@ class ProtoNet(MetricLearner[Tensor]):
         optimizer: OptimizerFactory | None = None,
         max_grad_norm: float | None = None,
     ) -> None:
-        super().__init__(
-            encoder,
-            feature_dims=feature_dims,
-            outer_lr=outer_lr,
-            optimizer=optimizer,
-            max_grad_norm=max_grad_norm,
-        )
-        if distance not in ("sqeuclidean", "cosine"):
-            raise ValueError(f"distance must be 'sqeuclidean' or 'cosine', got {distance!r}")
-        self.distance: Distance = distance
+        super().__init__(encoder, pick_hyper(ProtoNetHyper, locals()), optimizer=optimizer)
         if distance == "cosine":
             self.log_scale = nn.Parameter(torch.tensor(math.log(10.0)))
 
@@ -102,7 +117,7 @@ class ProtoNet(MetricLearner[Tensor]):
 
     def logits(self, prototypes: Tensor, zq: Tensor) -> Tensor:
         """Scores ``[*B, Q, N]`` of queries ``[*B, Q, E]`` given prototypes ``[*B, N, E]``."""
-        if self.distance == "cosine":
+        if self.hparams.distance == "cosine":
             a = normalize(zq, dim=-1)
             b = normalize(prototypes, dim=-1)
             return self.log_scale.exp() * (a @ b.transpose(-1, -2))
@@ -149,7 +164,7 @@ class ProtoNet(MetricLearner[Tensor]):
         return self._class_mean_model(learn=True)
 
     def _class_mean_model(self, learn: bool) -> ClassMeanModel:
-        if self.distance != "sqeuclidean":
+        if self.hparams.distance != "sqeuclidean":
             raise NotImplementedError(
                 "ProtoNet with distance='cosine' is not a Gaussian class model, so it has no "
                 "Pyro model; use distance='sqeuclidean'"
@@ -169,7 +184,3 @@ class ProtoNet(MetricLearner[Tensor]):
     def _guide(self, context: Tensor, batched: bool) -> TaskGuide:
         loc = context.flatten(-2)  # [T, N*E]
         return DeltaGuide(loc if batched else loc[0])
-
-    def config(self) -> dict[str, Any]:
-        """Constructor arguments (JSON-ready)."""
-        return {**super().config(), "distance": self.distance}

@@ -17,8 +17,8 @@ Two names per learner, kept in one place:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from bayesmeta.errors import CheckpointError
@@ -26,6 +26,7 @@ from bayesmeta.errors import CheckpointError
 __all__ = [
     "RunLearner",
     "learner_class",
+    "meta_fit_run",
     "register",
     "register_run",
     "registered",
@@ -37,6 +38,40 @@ _REGISTRY: dict[str, type[Any]] = {}
 _RUN_REGISTRY: dict[str, RunLearner] = {}
 
 Targets = Literal["any", "classes", "regression"]
+
+
+def meta_fit_run(
+    learner: Any,
+    config: Any,
+    train: Any,
+    *,
+    progress: bool | None,
+    checkpoint: Any,
+    checkpoint_every: int,
+    seed: int,
+) -> Any:
+    """How a run trains most learners: ``learner.meta_fit`` on the run's tasks.
+
+    The shared loop of :mod:`bayesmeta.training` (checkpoints, ``bayesmeta
+    resume``, data-parallel training): ``config.iterations`` meta-iterations of
+    ``config.meta_batch_size`` tasks drawn from ``train``, with a training
+    checkpoint at ``checkpoint`` (``None``: none). ``seed`` (for fits after
+    meta-training) is not used here.
+
+    Returns
+    -------
+    History
+        The learner's training history.
+
+    """
+    return learner.meta_fit(
+        train,
+        config.iterations,
+        config.meta_batch_size,
+        progress=progress,
+        checkpoint=checkpoint,
+        checkpoint_every=checkpoint_every,
+    )
 
 
 def register(cls: type[Any]) -> type[Any]:
@@ -99,6 +134,14 @@ class RunLearner:
         The run settings it cannot do without (left unset, the config is refused).
     summary : str
         One line for the documentation and the command's help.
+    defaults : mapping
+        This learner's values of run settings whose default depends on the
+        learner (a config leaves them ``None``): ``{"adapt_steps": 10}``.
+    fit : callable
+        ``fit(learner, config, train, *, progress, checkpoint, checkpoint_every,
+        seed) -> History``: how a run trains it (:func:`meta_fit_run` unless
+        a learner trains otherwise), so that the run code calls every learner
+        the same way.
 
     """
 
@@ -109,6 +152,8 @@ class RunLearner:
     targets: Targets = "any"
     requires: frozenset[str] = frozenset()
     summary: str = ""
+    defaults: Mapping[str, Any] = field(default_factory=dict)
+    fit: Callable[..., Any] = meta_fit_run
 
 
 def register_run(
@@ -120,6 +165,8 @@ def register_run(
     targets: Targets = "any",
     requires: Iterable[str] = (),
     summary: str = "",
+    defaults: Mapping[str, Any] | None = None,
+    fit: Callable[..., Any] = meta_fit_run,
 ) -> RunLearner:
     """Register a learner under the run name ``name`` (and ``cls`` under its class name).
 
@@ -139,6 +186,11 @@ def register_run(
         The run settings it needs set (they must also be in ``reads``).
     summary
         One line for the documentation.
+    defaults
+        Its values of the settings whose default depends on the learner (they
+        must be in ``reads``).
+    fit
+        How a run trains it (see :attr:`RunLearner.fit`).
 
     Returns
     -------
@@ -156,9 +208,12 @@ def register_run(
     reads, requires = frozenset(reads), frozenset(requires)
     if not requires <= reads:
         raise ValueError(f"requires {sorted(requires - reads)} must be among reads")
-    entry = RunLearner(name, register(cls), build, reads, targets, requires, summary)
+    defaults = dict(defaults or {})
+    if not set(defaults) <= reads:
+        raise ValueError(f"defaults {sorted(set(defaults) - reads)} must be among reads")
+    entry = RunLearner(name, register(cls), build, reads, targets, requires, summary, defaults, fit)
     known = _RUN_REGISTRY.get(name)
-    if known is not None and (known.cls, known.build) != (cls, build):
+    if known is not None and (known.cls, known.build, known.fit) != (cls, build, fit):
         raise ValueError(f"a different learner is already registered to run as {name!r}")
     _RUN_REGISTRY[name] = entry
     return entry

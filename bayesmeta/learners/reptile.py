@@ -4,16 +4,36 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Literal
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
 
 import torch
 from torch import Tensor, nn
 
 from bayesmeta.learners.gradient import GradientMetaLearner, OptimizerFactory
+from bayesmeta.learners.hyper import GradientHyper, LearnerHyper, check_choice, pick_hyper
 from bayesmeta.nets.losses import LossName, TaskLoss
 from bayesmeta.tasks.task import TaskBatch
 
-__all__ = ["Reptile"]
+__all__ = ["Reptile", "ReptileHyper"]
+
+
+@dataclass(frozen=True)
+class ReptileHyper(GradientHyper):
+    """:class:`Reptile`'s hyper-parameters (see its parameters).
+
+    Attributes
+    ----------
+    train_on : str
+        ``"all"`` or ``"support"``: the data of the inner loop in meta-training.
+
+    """
+
+    train_on: Literal["support", "all"] = "all"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_choice("train_on", self.train_on, ("support", "all"))
 
 
 class Reptile(GradientMetaLearner):
@@ -34,13 +54,24 @@ class Reptile(GradientMetaLearner):
         paper) or ``"support"`` (only what test-time adaptation will see). On
         5-shot sinusoids, ``"all"`` reached a held-out MSE of 0.43 against 0.65
         for ``"support"`` (40,000 meta-iterations each).
-    inner_lr, inner_steps, eval_inner_steps, loss
-        See :class:`~bayesmeta.learners.GradientMetaLearner`. Reptile does not
+    inner_lr, inner_steps, adapt_steps, loss
+        See :class:`~bayesmeta.learners.GradientMetaLearner` (``adapt_steps`` was
+        ``eval_inner_steps``, still accepted with a warning for one release). Reptile does not
         learn inner step sizes.
     outer_lr, optimizer, max_grad_norm, inner_grad_clip, standardize
         See :class:`~bayesmeta.learners.GradientMetaLearner`.
+    **deprecated
+        ``eval_inner_steps``, the old name of ``adapt_steps`` (warns; goes in
+        the next release).
+
+    Notes
+    -----
+    The hyper-parameters are in :attr:`hparams` (see :mod:`bayesmeta.learners.hyper`).
 
     """
+
+    hparams: ReptileHyper
+    Hyper: ClassVar[type[LearnerHyper]] = ReptileHyper
 
     def __init__(
         self,
@@ -48,7 +79,7 @@ class Reptile(GradientMetaLearner):
         *,
         inner_lr: float = 0.01,
         inner_steps: int = 5,
-        eval_inner_steps: int | None = None,
+        adapt_steps: int | None = None,
         train_on: Literal["support", "all"] = "all",
         loss: LossName | TaskLoss = "mse",
         outer_lr: float = 1e-3,
@@ -56,23 +87,11 @@ class Reptile(GradientMetaLearner):
         max_grad_norm: float | None = None,
         inner_grad_clip: float | None = None,
         standardize: bool | Literal["auto"] = "auto",
+        **deprecated: Any,
     ) -> None:
-        super().__init__(
-            net,
-            inner_lr=inner_lr,
-            inner_steps=inner_steps,
-            eval_inner_steps=eval_inner_steps,
-            learn_inner_lr=False,
-            loss=loss,
-            outer_lr=outer_lr,
-            optimizer=optimizer,
-            max_grad_norm=max_grad_norm,
-            inner_grad_clip=inner_grad_clip,
-            standardize=standardize,
-        )
-        if train_on not in ("support", "all"):
-            raise ValueError(f"train_on must be 'support' or 'all', got {train_on!r}")
-        self.train_on = train_on
+        args = locals()
+        self._renamed(args, deprecated)
+        super().__init__(net, pick_hyper(ReptileHyper, args), optimizer=optimizer)
 
     def meta_loss(self, batch: TaskBatch) -> Tensor:
         """Mean query loss after adapting on the support sets (first-order graph).
@@ -84,7 +103,7 @@ class Reptile(GradientMetaLearner):
         adapted = self._adapted(
             batch.support_x,
             batch.support_y,
-            steps=self.inner_steps,
+            steps=self.hparams.inner_steps,
             first_order=True,
             differentiable=True,
         )
@@ -96,14 +115,14 @@ class Reptile(GradientMetaLearner):
         The loss is the mean query loss of the adapted weights (the mean
         training loss when the tasks have no query points).
         """
-        batch = self._check_batch(batch, need_query=self.train_on == "all")
-        if self.train_on == "all":
+        batch = self._check_batch(batch, need_query=self.hparams.train_on == "all")
+        if self.hparams.train_on == "all":
             x = torch.cat([batch.support_x, batch.query_x], dim=1)
             y = torch.cat([batch.support_y, batch.query_y], dim=1)
         else:
             x, y = batch.support_x, batch.support_y
         adapted = self._adapted(
-            x, y, steps=self.inner_steps, first_order=True, differentiable=False
+            x, y, steps=self.hparams.inner_steps, first_order=True, differentiable=False
         )
         with torch.no_grad():
             if batch.query_x.shape[1] > 0:
@@ -115,9 +134,3 @@ class Reptile(GradientMetaLearner):
             for p, phi in zip(self.fnet.params(), adapted, strict=True):
                 p.grad = p.detach() - phi.mean(0)
         return value
-
-    def config(self) -> dict[str, object]:
-        """Constructor arguments (JSON-ready)."""
-        cfg = {**super().config(), "train_on": self.train_on}
-        del cfg["learn_inner_lr"]  # Reptile has fixed inner step sizes
-        return cfg

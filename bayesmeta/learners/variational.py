@@ -23,8 +23,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import replace
-from typing import Any, Literal
+from dataclasses import dataclass, replace
+from typing import Any, ClassVar, Literal
 
 import torch
 from torch import Tensor, nn
@@ -33,6 +33,11 @@ from bayesmeta._checks import check_count
 from bayesmeta.inference.guide_svi import GuideSpec
 from bayesmeta.inference.task_svi import INIT_SCALE_RATIO, task_posterior_svi
 from bayesmeta.learners.base import OptimizerFactory, positive
+from bayesmeta.learners.hyper import (
+    LearnerHyper,
+    check_standardize,
+    pick_hyper,
+)
 from bayesmeta.learners.noise_calibration import CalibratedNoise
 from bayesmeta.learners.variational_fit import HierarchicalSVI
 from bayesmeta.model.hyper import HierarchicalGaussianPrior, HyperPosterior
@@ -49,9 +54,54 @@ from bayesmeta.posteriors.guided import GuidePosterior
 from bayesmeta.posteriors.lowrank import LowRankTaskPosterior
 from bayesmeta.tasks.task import TaskBatch
 
-__all__ = ["VariationalMetaLearner"]
+__all__ = ["VariationalHyper", "VariationalMetaLearner"]
 
 GuideName = Literal["normal", "lowrank"]
+
+
+@dataclass(frozen=True)
+class VariationalHyper(LearnerHyper):
+    """:class:`VariationalMetaLearner`'s hyper-parameters (see its parameters for each field).
+
+    ``num_particles`` are the draws of the meta-training ELBO (Pyro's
+    particles); ``adapt_steps`` and ``adapt_lr`` are test-time adaptation's.
+    """
+
+    likelihood: Any = "gaussian"
+    noise_scale: float = 0.1
+    learn_noise: bool = True
+    prior_scale: float = 0.1
+    hyper_loc: Literal["zeros", "module"] = "zeros"
+    hyper_loc_std: float = 1.0
+    hyper_log_scale_std: float | None = 1.0
+    scale_per: Literal["weight", "tensor"] = "weight"
+    hyper_kl_weight: float = 1.0
+    num_particles: int = 1
+    adapt_steps: int = 300
+    adapt_lr: float = 0.05
+    guide: GuideName = "normal"
+    rank: int = 10
+    outer_lr: float = 1e-2
+    standardize: bool | Literal["auto"] = "auto"
+    calibrate_noise: bool = True
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self._set("noise_scale", float(self.noise_scale))
+        self._set("learn_noise", bool(self.learn_noise))
+        self._set("prior_scale", positive("prior_scale", self.prior_scale))
+        self._set("hyper_loc_std", positive("hyper_loc_std", self.hyper_loc_std))
+        if self.hyper_log_scale_std is not None:
+            std = positive("hyper_log_scale_std", self.hyper_log_scale_std)
+            self._set("hyper_log_scale_std", std)
+        self._set("hyper_kl_weight", positive("hyper_kl_weight", self.hyper_kl_weight))
+        check_count("num_particles", self.num_particles, minimum=1)
+        check_count("adapt_steps", self.adapt_steps, minimum=0)
+        self._set("adapt_lr", positive("adapt_lr", self.adapt_lr))
+        _check_guide(self.guide)
+        check_count("rank", self.rank, minimum=1)
+        check_standardize(self.standardize)
+        self._set("calibrate_noise", bool(self.calibrate_noise))
 
 
 class VariationalMetaLearner(HierarchicalSVI):
@@ -129,6 +179,10 @@ class VariationalMetaLearner(HierarchicalSVI):
 
     """
 
+    hparams: VariationalHyper
+    Hyper: ClassVar[type[LearnerHyper]] = VariationalHyper
+    hyper_not_attributes: ClassVar[frozenset[str]] = frozenset({"likelihood", "noise_scale"})
+
     def __init__(
         self,
         net: nn.Module | Sequence[int],
@@ -153,34 +207,24 @@ class VariationalMetaLearner(HierarchicalSVI):
         standardize: bool | Literal["auto"] = "auto",
         calibrate_noise: bool = True,
     ) -> None:
-        super().__init__(
-            net,
-            outer_lr=outer_lr,
-            optimizer=optimizer,
-            max_grad_norm=max_grad_norm,
-            standardize=standardize,
-        )
+        hp = pick_hyper(VariationalHyper, locals())
+        super().__init__(net, hp, optimizer=optimizer)
         outputs = int(getattr(self.net, "out_features", 1))
-        self.likelihood = make_likelihood(likelihood, noise_scale, learn_noise, outputs)
+        self.likelihood = make_likelihood(hp.likelihood, hp.noise_scale, hp.learn_noise, outputs)
         self.likelihood.bind_units(self.units)
-        self.calibrate_noise = bool(calibrate_noise)
         #: The predictive noise estimate (see ``calibrate_noise``).
         self.calibration = CalibratedNoise()
-        self.likelihood_name = likelihood if isinstance(likelihood, str) else "custom"
+        self.likelihood_name = hp.likelihood if isinstance(hp.likelihood, str) else "custom"
         self.target_kind = (
             "classification" if isinstance(self.likelihood, CategoricalLikelihood) else "regression"
         )
         self.prior = HierarchicalGaussianPrior.for_net(
             self.fnet,
-            loc=hyper_loc,
-            loc_std=positive("hyper_loc_std", hyper_loc_std),
-            scale=positive("prior_scale", prior_scale),
-            log_scale_std=(
-                None
-                if hyper_log_scale_std is None
-                else positive("hyper_log_scale_std", hyper_log_scale_std)
-            ),
-            scale_per=scale_per,
+            loc=hp.hyper_loc,
+            loc_std=hp.hyper_loc_std,
+            scale=hp.prior_scale,
+            log_scale_std=hp.hyper_log_scale_std,
+            scale_per=hp.scale_per,
         )
         # q(psi): the mean of q(prior_loc) is the network's own weights; q starts narrow
         # (std: a tenth of the prior scale for the mean, 0.1 for the log-scale).
@@ -200,21 +244,6 @@ class VariationalMetaLearner(HierarchicalSVI):
         self._data: tuple[Tensor, Tensor] | None = None
         self._check_sites = True  # let Pyro validate the next step (new tasks)
         self._local_optimizer: torch.optim.Optimizer | None = None
-        self.noise_init = float(noise_scale)
-        self.learn_noise = bool(learn_noise)
-        self.prior_scale = float(prior_scale)
-        self.hyper_loc = hyper_loc
-        self.hyper_loc_std = float(hyper_loc_std)
-        self.hyper_log_scale_std = (
-            None if hyper_log_scale_std is None else float(hyper_log_scale_std)
-        )
-        self.scale_per = scale_per
-        self.hyper_kl_weight = positive("hyper_kl_weight", hyper_kl_weight)
-        self.num_particles = check_count("num_particles", num_particles, minimum=1)
-        self.adapt_steps = check_count("adapt_steps", adapt_steps, minimum=0)
-        self.adapt_lr = positive("adapt_lr", adapt_lr)
-        self.guide = _check_guide(guide)
-        self.rank = check_count("rank", rank, minimum=1)
 
     def _objective_name(self) -> str:
         return f"VariationalMetaLearner with likelihood {self.likelihood_name!r}"
@@ -339,15 +368,17 @@ class VariationalMetaLearner(HierarchicalSVI):
             If the ELBO turns NaN or infinite.
 
         """
-        steps = self.adapt_steps if steps is None else check_count("steps", steps, minimum=0)
-        lr = self.adapt_lr if lr is None else positive("lr", lr)
+        steps = (
+            self.hparams.adapt_steps if steps is None else check_count("steps", steps, minimum=0)
+        )
+        lr = self.hparams.adapt_lr if lr is None else positive("lr", lr)
         if guide is not None and not isinstance(guide, str):
             xg, yg, batched_g = self._support(support_x, support_y)
             return self._adapt_guide(
                 xg, yg, batched_g, guide, steps=steps, lr=lr, generator=generator
             )
-        kind = self.guide if guide is None else _check_guide(guide)
-        r = self.rank if rank is None else check_count("rank", rank, minimum=1)
+        kind = self.hparams.guide if guide is None else _check_guide(guide)
+        r = self.hparams.rank if rank is None else check_count("rank", rank, minimum=1)
         x, y, batched = self._support(support_x, support_y)
         post = task_posterior_svi(
             self.fnet,
@@ -359,7 +390,7 @@ class VariationalMetaLearner(HierarchicalSVI):
             rank=r,
             steps=steps,
             lr=lr,
-            num_particles=self.num_particles,
+            num_particles=self.hparams.num_particles,
             generator=generator,
         )
         post = self.with_predictive_noise(post)
@@ -371,26 +402,10 @@ class VariationalMetaLearner(HierarchicalSVI):
             post, loc=post.loc[0], cov_factor=post.cov_factor[0], cov_diag=post.cov_diag[0]
         )
 
-    def config(self) -> dict[str, Any]:
-        """Constructor arguments (JSON-ready)."""
-        return {
-            **super().config(),
-            "likelihood": self.likelihood_name,
-            "noise_scale": self.noise_init,
-            "learn_noise": self.learn_noise,
-            "calibrate_noise": self.calibrate_noise,
-            "prior_scale": self.prior_scale,
-            "hyper_loc": self.hyper_loc,
-            "hyper_loc_std": self.hyper_loc_std,
-            "hyper_log_scale_std": self.hyper_log_scale_std,
-            "scale_per": self.scale_per,
-            "hyper_kl_weight": self.hyper_kl_weight,
-            "num_particles": self.num_particles,
-            "adapt_steps": self.adapt_steps,
-            "adapt_lr": self.adapt_lr,
-            "guide": self.guide,
-            "rank": self.rank,
-        }
+    def _config_names(self) -> dict[str, Any]:
+        """A likelihood given as an object is recorded as ``"custom"``."""
+        likelihood = self.hparams.likelihood
+        return {} if isinstance(likelihood, str) else {"likelihood": "custom"}
 
 
 def _check_guide(guide: str) -> GuideName:

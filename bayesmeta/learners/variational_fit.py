@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence, Sized
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pyro
 import pyro.distributions as pdist
@@ -37,8 +37,7 @@ from bayesmeta.training.distributed import (
     shard_range,
     sync_parameters,
 )
-from bayesmeta.training.loop import History, check_finite, run_meta_fit
-from bayesmeta.training.state import resume
+from bayesmeta.training.loop import History, check_finite
 
 __all__ = ["HierarchicalSVI"]
 
@@ -209,9 +208,9 @@ class HierarchicalSVI(PredictiveNoise, MetaLearner):
             loss = self.meta_loss(batch, subsample_size=subsample_size, generator=generator)
             value = check_finite(float(loss.detach()), "the negative ELBO")
             loss.backward()
-        if self.max_grad_norm is not None:
+        if self.hparams.max_grad_norm is not None:
             params = [p for group in self.optimizer.param_groups for p in group["params"]]
-            norm = torch.nn.utils.clip_grad_norm_(params, self.max_grad_norm)
+            norm = torch.nn.utils.clip_grad_norm_(params, self.hparams.max_grad_norm)
             check_finite(float(norm), "the gradient norm")
         for opt in optimizers:
             opt.step()
@@ -270,7 +269,9 @@ class HierarchicalSVI(PredictiveNoise, MetaLearner):
             ]
             factory = self._optimizer_factory
             self._optimizer = (
-                torch.optim.Adam(params, lr=self.outer_lr) if factory is None else factory(params)
+                torch.optim.Adam(params, lr=self.hparams.outer_lr)
+                if factory is None
+                else factory(params)
             )
         return self._optimizer
 
@@ -284,23 +285,28 @@ class HierarchicalSVI(PredictiveNoise, MetaLearner):
         """
         if self._local_optimizer is None:
             self._local_optimizer = torch.optim.SparseAdam(
-                [self.task_loc, self.task_log_scale], lr=self.outer_lr
+                [self.task_loc, self.task_log_scale], lr=self.hparams.outer_lr
             )
         return self._local_optimizer
 
-    def meta_fit(
+    # Its first argument keeps its name, tasks (it takes a batch or a list too).
+    def meta_fit(  # type: ignore[override]
         self,
         tasks: TaskBatch | Sequence[Task] | TaskSource,
         iterations: int,
         meta_batch_size: int = 25,
         *,
-        num_tasks: int | None = None,
         progress: bool | None = None,
         callback: Callable[[int, float], dict[str, float] | None] | None = None,
         checkpoint: str | Path | None = None,
         checkpoint_every: int = 100,
+        **options: Any,
     ) -> History:
         """Fit ``q(psi)`` and each task's ``q(theta_t)`` by SVI on a fixed set of tasks.
+
+        The shared meta-training loop of :meth:`MetaLearner.meta_fit
+        <bayesmeta.learners.MetaLearner.meta_fit>` (checkpoints, resume, data-parallel
+        training), on the fixed tasks; this method only names its arguments.
 
         Parameters
         ----------
@@ -324,6 +330,8 @@ class HierarchicalSVI(PredictiveNoise, MetaLearner):
             A training checkpoint, as for :meth:`MetaLearner.meta_fit
             <bayesmeta.learners.MetaLearner.meta_fit>`; it also holds the tasks'
             ``q(theta_t)`` and their optimiser. Resume with the same tasks.
+        **options
+            ``num_tasks`` only (above; another keyword raises ``TypeError``).
 
         Returns
         -------
@@ -354,9 +362,29 @@ class HierarchicalSVI(PredictiveNoise, MetaLearner):
         (and to float tolerance when the guide's scales are tiny).
 
         """
-        batch = self._as_batch(tasks, num_tasks)
+        return super().meta_fit(
+            tasks,  # type: ignore[arg-type]  # made a task source by _fit_source
+            iterations,
+            meta_batch_size,
+            progress=progress,
+            callback=callback,
+            checkpoint=checkpoint,
+            checkpoint_every=checkpoint_every,
+            **options,
+        )
+
+    # meta_fit's hooks: the shared loop of MetaLearner.meta_fit (run_meta_fit, resume,
+    # data-parallel training) on a fixed set of tasks.
+
+    def _fit_source(self, source: Any, meta_batch_size: int, **options: Any) -> TaskSource:
+        """The fixed tasks (bound to their ``q(theta_t)``) and each step's subsample generator."""
+        num_tasks = options.pop("num_tasks", None)
+        if options:
+            raise TypeError(
+                f"meta_fit got unexpected keyword argument(s) {', '.join(map(repr, options))}"
+            )
+        batch = self._as_batch(source, num_tasks)
         check_count("meta_batch_size", meta_batch_size, minimum=1)
-        self.train()
         self._bind(batch)
         # Each step's subsample comes from the source's own generator (saved in training
         # checkpoints), seeded from torch's global one so that a seeded run repeats.
@@ -365,25 +393,20 @@ class HierarchicalSVI(PredictiveNoise, MetaLearner):
             check_same_batch(batch)
             sync_parameters(self)
             seed = broadcast_seed(seed)
-        source = _Fixed(batch, seed)
-        history, after_step = None, None
-        if checkpoint is not None:  # after _bind: the tasks' q(theta_t) exist to load into
-            history, after_step = resume(checkpoint, self, source, iterations, checkpoint_every)
-        result = run_meta_fit(
-            lambda b: self.meta_step(b, subsample_size=meta_batch_size, generator=source.generator),
-            source,
-            iterations,
-            meta_batch_size,
-            progress=progress,
-            description=type(self).__name__,
-            callback=callback,
-            history=history,
-            after_step=after_step,
-        )
+        # The checkpoint is loaded after this: the tasks' q(theta_t) exist to load into.
+        return _Fixed(batch, seed)
+
+    def _fit_step(self, source: TaskSource, meta_batch_size: int) -> Callable[[TaskBatch], float]:
+        """An SVI step on a subsample of ``meta_batch_size`` of the fixed tasks."""
+        generator = cast(_Fixed, source).generator
+        return lambda b: self.meta_step(b, subsample_size=meta_batch_size, generator=generator)
+
+    def _fit_done(self, source: TaskSource) -> None:
+        """Calibrate the predictive noise on up to ``CALIBRATION_TASKS`` of the tasks."""
+        batch = cast(_Fixed, source).batch
         if self.calibrates_noise() and batch.query_x.shape[1] > 0:
             count = min(batch.support_x.shape[0], self.CALIBRATION_TASKS)
             self.fit_noise_scale(batch.select(range(count)))
-        return result
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         """The global (``q(psi)``) and per-task (``q(theta_t)``) optimisers, by name."""

@@ -11,6 +11,7 @@ are scored on the same tasks.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -112,8 +113,8 @@ class RunConfig:
         For ``"table"``: the CSV file (with a header row), the column whose
         values name the tasks, the input columns, the target column, and an
         optional column to order each group's rows by (then the first
-        ``shots`` rows are the support set, as for a time series; otherwise
-        a random ``shots``).
+        ``k_support`` rows are the support set, as for a time series; otherwise
+        a random ``k_support``).
     test_fraction : float
         For ``"table"`` and ``"image_folder"``: the share of groups (classes)
         held out for evaluation, drawn once with a fixed seed; meta-training
@@ -126,14 +127,14 @@ class RunConfig:
         strokes on white to 1 on 0.
     n_way : int
         Classes per episode (image data).
-    shots : int
-        Support points per task ``K`` (per class for image data).
-    query, eval_query : int or None
+    k_support : int
+        Support points per task ``K`` (per class for image data); was ``shots``.
+    k_query, eval_k_query : int or None
         Query points per meta-training and per held-out task (per class for
         image data); ``None``: 10 and 100 for the sinusoids, 15 and 15 for
         images, and for tables every row of the smallest group after the
-        support set. Glyph classes have 20 drawings, so ``shots`` plus either
-        may not exceed 20.
+        support set. Glyph classes have 20 drawings, so ``k_support`` plus
+        either may not exceed 20. Were ``query`` and ``eval_query``.
     eval_tasks : int
         Number of held-out tasks scored.
     iterations, meta_batch_size : int
@@ -145,9 +146,9 @@ class RunConfig:
     glyph_classes : int
         Classes of the generated alphabet, split 64/16/20% into meta-train,
         validation and meta-test classes.
-    inner_lr, inner_steps, eval_inner_steps, learn_inner_lr
+    inner_lr, inner_steps, learn_inner_lr
         Inner loop of the gradient learners (see :class:`~bayesmeta.MAML`);
-        by default 5 inner steps in meta-training and 10 at test time.
+        by default 5 inner steps in meta-training.
     outer_lr : float
         Adam learning rate of meta-training.
     max_grad_norm : float or None
@@ -171,8 +172,11 @@ class RunConfig:
     train_tasks : int
         Meta-training tasks drawn once for ``"variational"``, which fits a
         posterior to each of a fixed set of tasks.
-    adapt_steps : int
-        SVI steps of ``"variational"``'s adaptation to a new task.
+    adapt_steps : int or None
+        Steps of test-time adaptation to a new task: gradient steps of the
+        gradient learners (``None``: 10; was ``eval_inner_steps``), SVI steps
+        of ``"variational"`` and ``"transfer"`` (``None``: 300). A run's
+        ``config.json`` holds the value used.
     checkpoint_every : int
         Meta-iterations between training checkpoints in the run folder
         (``bayesmeta resume`` continues an interrupted run from the last one).
@@ -198,9 +202,9 @@ class RunConfig:
     layout: Literal["alphabet/character", "class"] = "class"
     invert: bool = False
     n_way: int = 5
-    shots: int = 5
-    query: int | None = None
-    eval_query: int | None = None
+    k_support: int = 5
+    k_query: int | None = None
+    eval_k_query: int | None = None
     eval_tasks: int = 600
     iterations: int = 10000
     meta_batch_size: int = 25
@@ -209,7 +213,6 @@ class RunConfig:
     glyph_classes: int = 1200
     inner_lr: float = 0.01
     inner_steps: int = 5
-    eval_inner_steps: int | None = 10
     outer_lr: float = 1e-3
     learn_inner_lr: bool = False
     max_grad_norm: float | None = None
@@ -219,7 +222,7 @@ class RunConfig:
     noise: str = "gaussian"
     standardize: bool | str = "auto"
     train_tasks: int = 200
-    adapt_steps: int = 300
+    adapt_steps: int | None = None
     checkpoint_every: int = 500
     source: str | None = None
     seed: int = 0
@@ -241,6 +244,9 @@ class RunConfig:
                 f"learner {self.learner!r} is for regression; use it with data "
                 f"{' or '.join(regression)}, not {self.data!r}"
             )
+        for key, value in run_learner(self.learner).defaults.items():
+            if getattr(self, key) is None:
+                object.__setattr__(self, key, value)
         missing = [key for key in run_learner(self.learner).requires if getattr(self, key) is None]
         if missing:
             flags = ", ".join(f"--{key.replace('_', '-')}" for key in missing)
@@ -266,19 +272,18 @@ class RunConfig:
                 )
         for name in (
             "n_way",
-            "shots",
+            "k_support",
             "eval_tasks",
             "meta_batch_size",
             "channels",
             "inner_steps",
             "train_tasks",
-            "adapt_steps",
             "checkpoint_every",
         ):
             check_count(name, getattr(self, name), minimum=1)
         check_count("iterations", self.iterations, minimum=0)
         check_count("glyph_classes", self.glyph_classes, minimum=2)
-        for name in ("query", "eval_query", "eval_inner_steps"):
+        for name in ("k_query", "eval_k_query", "adapt_steps"):
             if getattr(self, name) is not None:
                 check_count(name, getattr(self, name), minimum=1)
         if any(h < 1 for h in self.hidden):
@@ -301,11 +306,11 @@ class RunConfig:
             )
         if self.data == "glyphs":
             most = max(self.train_query or 0, self.held_out_query or 0)
-            if self.shots + most > GLYPH_EXAMPLES:
+            if self.k_support + most > GLYPH_EXAMPLES:
                 raise ValueError(
-                    f"glyph classes have {GLYPH_EXAMPLES} drawings, so shots + query and "
-                    f"shots + eval_query may not exceed {GLYPH_EXAMPLES}; got shots={self.shots} "
-                    f"with {most} query points"
+                    f"glyph classes have {GLYPH_EXAMPLES} drawings, so k_support + k_query and "
+                    f"k_support + eval_k_query may not exceed {GLYPH_EXAMPLES}; got "
+                    f"k_support={self.k_support} with {most} query points"
                 )
 
     @property
@@ -314,17 +319,37 @@ class RunConfig:
         return data_family(self.data).classification
 
     @property
+    def shots(self) -> int:
+        """Deprecated name of :attr:`k_support` (warns)."""
+        return int(_old_name(self, "shots", "k_support"))
+
+    @property
+    def query(self) -> int | None:
+        """Deprecated name of :attr:`k_query` (warns)."""
+        return _old_name(self, "query", "k_query")
+
+    @property
+    def eval_query(self) -> int | None:
+        """Deprecated name of :attr:`eval_k_query` (warns)."""
+        return _old_name(self, "eval_query", "eval_k_query")
+
+    @property
+    def eval_inner_steps(self) -> int | None:
+        """Deprecated name of :attr:`adapt_steps` (warns)."""
+        return _old_name(self, "eval_inner_steps", "adapt_steps")
+
+    @property
     def train_query(self) -> int | None:
         """Query points per meta-training task (per class for images; tables: ``None``)."""
-        if self.query is not None or self.data == "table":
-            return self.query
+        if self.k_query is not None or self.data == "table":
+            return self.k_query
         return 15 if self.classification else 10
 
     @property
     def held_out_query(self) -> int | None:
         """Query points per held-out task (per class for images; tables: ``None``)."""
-        if self.eval_query is not None or self.data == "table":
-            return self.eval_query
+        if self.eval_k_query is not None or self.data == "table":
+            return self.eval_k_query
         return 15 if self.classification else 100
 
     def train_source(self) -> SeededSource:
@@ -376,3 +401,13 @@ class RunConfig:
         """
         torch.manual_seed(self.seed)
         return run_learner(self.learner).build(self)
+
+
+def _old_name(config: RunConfig, old: str, new: str) -> Any:
+    warnings.warn(
+        f"RunConfig.{old} is renamed {new}: read {new} instead (the old name goes in the "
+        "next release)",
+        DeprecationWarning,
+        stacklevel=3,
+    )
+    return getattr(config, new)

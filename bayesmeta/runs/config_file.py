@@ -5,7 +5,7 @@ fields, for example::
 
     learner = "bayesian_maml"
     data = "sinusoid"
-    shots = 5
+    k_support = 5
     iterations = 20000
     hidden = [40, 40]
 
@@ -25,6 +25,7 @@ from typing import Any
 
 from bayesmeta.errors import BayesmetaError
 from bayesmeta.runs.config import RunConfig, applies
+from bayesmeta.runs.renames import upgrade_settings
 
 __all__ = ["ConfigError", "load_config", "parse_config", "read_config"]
 
@@ -86,6 +87,10 @@ def parse_config(raw: dict[str, Any], *, source: str = "the config") -> RunConfi
     """
     hints = typing.get_type_hints(RunConfig)
     known = [f.name for f in fields(RunConfig)]
+    try:
+        raw = upgrade_settings(raw, source=source)
+    except ValueError as err:
+        raise ConfigError(str(err)) from err
     values: dict[str, Any] = {}
     for key, value in raw.items():
         if key not in known:

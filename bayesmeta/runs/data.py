@@ -105,7 +105,7 @@ class DataSettings(Protocol):
         ...
 
     @property
-    def shots(self) -> int:
+    def k_support(self) -> int:
         """Support points per task (per class for images)."""
         ...
 
@@ -201,13 +201,13 @@ def _query(config: DataSettings, k_query: int | None) -> int:
 
 
 def _sinusoid(config: DataSettings, split: str, seed: int, k_query: int | None) -> SeededSource:
-    return Sinusoid(config.shots, _query(config, k_query), seed=seed)
+    return Sinusoid(config.k_support, _query(config, k_query), seed=seed)
 
 
 def _sinusoid_or_line(
     config: DataSettings, split: str, seed: int, k_query: int | None
 ) -> SeededSource:
-    return SinusoidOrLine(config.shots, _query(config, k_query), seed=seed)
+    return SinusoidOrLine(config.k_support, _query(config, k_query), seed=seed)
 
 
 def _seeded(source: Episodes, seed: int) -> Episodes:
@@ -220,7 +220,7 @@ def _seeded(source: Episodes, seed: int) -> Episodes:
 def _glyphs(config: DataSettings, split: str, seed: int, k_query: int | None) -> Episodes:
     sources = glyph_episodes(
         config.n_way,
-        config.shots,
+        config.k_support,
         _query(config, k_query),
         num_classes=config.glyph_classes,
         examples_per_class=GLYPH_EXAMPLES,
@@ -230,7 +230,9 @@ def _glyphs(config: DataSettings, split: str, seed: int, k_query: int | None) ->
 
 
 def _digits(config: DataSettings, split: str, seed: int, k_query: int | None) -> Episodes:
-    sources = digits_episodes(config.n_way, config.shots, _query(config, k_query), seed=DATA_SEED)
+    sources = digits_episodes(
+        config.n_way, config.k_support, _query(config, k_query), seed=DATA_SEED
+    )
     return _seeded(sources[split], seed)
 
 
@@ -254,7 +256,7 @@ def _table(config: DataSettings, split: str, seed: int, k_query: int | None) -> 
         group=config.group,
         x=list(config.x),
         y=config.y,
-        k_support=config.shots,
+        k_support=config.k_support,
         k_query=k_query,
         split="random" if config.order_by is None else "first",
         order_by=config.order_by,
@@ -277,7 +279,7 @@ def _image_folder(config: DataSettings, split: str, seed: int, k_query: int | No
     fractions = (1 - config.test_fraction, config.test_fraction)
     train, test = split_classes(labels, fractions, seed=DATA_SEED)
     classes = test if split == "test" else train
-    source = Episodes(x, labels, config.n_way, config.shots, k_query, classes=classes, seed=0)
+    source = Episodes(x, labels, config.n_way, config.k_support, k_query, classes=classes, seed=0)
     return _seeded(source, seed)
 
 

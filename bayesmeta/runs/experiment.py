@@ -9,16 +9,15 @@ import json
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, cast
+from typing import cast
 
 from bayesmeta.baselines.neighbours import NearestNeighbour
 from bayesmeta.io.checkpoint import save_learner
 from bayesmeta.learners.base import MetaLearner
 from bayesmeta.learners.gradient import GradientMetaLearner
-from bayesmeta.learners.variational import VariationalMetaLearner
+from bayesmeta.learners.registry import run_learner
 from bayesmeta.runs.config import RunConfig
 from bayesmeta.runs.folder import CHECKPOINT, RunFolderError, new_run_dir, read_run_config
-from bayesmeta.runs.transfer import fit_transfer_run
 from bayesmeta.scoring.evaluation import Adaptable, Evaluation, evaluate
 from bayesmeta.tasks.source import SeededSource
 from bayesmeta.tasks.task import TaskBatch
@@ -148,19 +147,17 @@ def _run(
     made in this order (as the run's random state depends on it) before any file was written.
     """
     t0 = time.perf_counter()
-    if isinstance(learner, TransferLearner):  # no meta-training loop: the prior's scales
-        history = fit_transfer_run(learner, config, train, NOISE_FIT_SEED)
-    else:
-        fit: dict[str, Any] = {"progress": progress}
-        if run_dir is not None:
-            fit.update(checkpoint=run_dir / CHECKPOINT, checkpoint_every=config.checkpoint_every)
-        if isinstance(learner, VariationalMetaLearner):  # a posterior per task of a fixed set
-            fit["num_tasks"] = config.train_tasks
-        history = learner.meta_fit(train, config.iterations, config.meta_batch_size, **fit)
+    checkpoint = None if run_dir is None else run_dir / CHECKPOINT
+    history = run_learner(config.learner).fit(  # each learner's own way, one call
+        learner,
+        config,
+        train,
+        progress=progress,
+        checkpoint=checkpoint,
+        checkpoint_every=config.checkpoint_every,
+        seed=NOISE_FIT_SEED,
+    )
     t1 = time.perf_counter()
-    if isinstance(learner, GradientMetaLearner) and not config.classification:
-        # Point estimates of regression functions: fit a noise scale for predictive intervals.
-        learner.fit_noise_scale(config.noise_fit_tasks(NOISE_FIT_SEED))
     evaluation = evaluate_held_out(
         cast(Adaptable, learner), held_out, progress=progress, chunk_size=config.eval_chunk_size
     )

@@ -19,6 +19,7 @@ from typing import Any
 
 from bayesmeta.errors import BayesmetaError
 from bayesmeta.runs.config import RunConfig
+from bayesmeta.runs.renames import upgrade_settings
 
 __all__ = [
     "CHECKPOINT",
@@ -40,7 +41,7 @@ class RunFolderError(BayesmetaError, ValueError):
 def new_run_dir(config: RunConfig, out_dir: str | Path) -> Path:
     """Create ``out_dir/<time>-<learner>-<data>-<K>shot[-n]/`` and write its ``config.json``."""
     out_dir = Path(out_dir)
-    stem = f"{time.strftime('%Y%m%d-%H%M%S')}-{config.learner}-{config.data}-{config.shots}shot"
+    stem = f"{time.strftime('%Y%m%d-%H%M%S')}-{config.learner}-{config.data}-{config.k_support}shot"
     run_dir, suffix = out_dir / stem, 1
     while run_dir.exists():
         suffix += 1
@@ -76,8 +77,8 @@ def read_run_config(run_dir: Path) -> RunConfig:
             f"{run_dir} is not a run folder: it has no config.json "
             "(run folders are written by `bayesmeta run`)"
         )
-    raw = read_json(path)
     try:
+        raw = upgrade_settings(read_json(path), source=str(path), warn=False)
         return RunConfig(**raw)  # unknown or invalid settings raise
     except (TypeError, ValueError) as err:
         raise RunFolderError(f"{path} is not a valid RunConfig: {err}") from err

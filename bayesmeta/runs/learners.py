@@ -19,20 +19,23 @@ from bayesmeta.learners.bayesian_protonet import BayesianProtoNet
 from bayesmeta.learners.maml import MAML
 from bayesmeta.learners.matching import MatchingNet
 from bayesmeta.learners.protonet import ProtoNet
-from bayesmeta.learners.registry import register_run
+from bayesmeta.learners.registry import meta_fit_run, register_run
 from bayesmeta.learners.reptile import Reptile
 from bayesmeta.learners.variational import VariationalMetaLearner
 from bayesmeta.model.prior_names import PriorName
 from bayesmeta.nets.conv import Conv4
 from bayesmeta.runs.config import RunConfig
-from bayesmeta.runs.transfer import build_transfer
+from bayesmeta.runs.transfer import build_transfer, fit_transfer_run
+from bayesmeta.training.loop import History
 from bayesmeta.transfer.prior import TransferLearner
 
 __all__ = ["network"]
 
 #: Settings every meta-trained learner reads (a transfer run has no meta-training loop).
 _META = ("outer_lr", "max_grad_norm", "meta_batch_size", "checkpoint_every")
-_INNER = ("inner_lr", "inner_steps", "eval_inner_steps")
+_INNER = ("inner_lr", "inner_steps", "adapt_steps")
+#: Test-time steps when a config leaves adapt_steps unset: gradient steps, SVI steps.
+_GRADIENT_STEPS, _SVI_STEPS = {"adapt_steps": 10}, {"adapt_steps": 300}
 
 
 def network(config: RunConfig, *, head: bool = True) -> Any:
@@ -59,7 +62,7 @@ def _inner(config: RunConfig) -> dict[str, Any]:
     return {
         "inner_lr": config.inner_lr,
         "inner_steps": config.inner_steps,
-        "eval_inner_steps": config.eval_inner_steps,
+        "adapt_steps": config.adapt_steps,
         "standardize": config.standardize,
     }
 
@@ -103,7 +106,7 @@ def _variational(config: RunConfig) -> VariationalMetaLearner:
     return VariationalMetaLearner(
         network(config),
         likelihood="categorical" if config.classification else "gaussian",
-        adapt_steps=config.adapt_steps,
+        adapt_steps=cast(int, config.adapt_steps),  # set from the registry's defaults
         standardize=cast(Any, config.standardize),
         **_prior(config),
         **_meta(config),
@@ -122,11 +125,50 @@ def _matching(config: RunConfig) -> MetaLearner:
     return MatchingNet(network(config, head=False), **_meta(config))
 
 
+def _gradient_fit(learner: Any, config: RunConfig, train: Any, **options: Any) -> History:
+    """Meta-train a point-estimate learner; on regression, fit its predictive noise scale.
+
+    The noise scale (for predictive intervals) is fitted on tasks drawn with ``seed``.
+    """
+    history = meta_fit_run(learner, config, train, **options)
+    if not config.classification:
+        learner.fit_noise_scale(config.noise_fit_tasks(options["seed"]))
+    return history
+
+
+def _fixed_tasks_fit(
+    learner: VariationalMetaLearner, config: RunConfig, train: Any, **options: Any
+) -> History:
+    """Meta-train on ``train_tasks`` tasks drawn once (a posterior per task of a fixed set)."""
+    return learner.meta_fit(
+        train,
+        config.iterations,
+        config.meta_batch_size,
+        num_tasks=config.train_tasks,
+        progress=options["progress"],
+        checkpoint=options["checkpoint"],
+        checkpoint_every=options["checkpoint_every"],
+    )
+
+
+def _transfer_fit(
+    learner: TransferLearner, config: RunConfig, train: Any, **options: Any
+) -> History:
+    """No meta-training loop (nothing to checkpoint): fit the prior's scales, then the noise.
+
+    A transfer learner fits a prior centred on its source network to the run's tasks
+    (:func:`~bayesmeta.runs.transfer.fit_transfer_run`); ``seed`` draws its noise tasks.
+    """
+    return fit_transfer_run(learner, config, train, options["seed"])
+
+
 register_run(
     "maml",
     MAML,
     _maml,
     reads=(*_META, *_INNER, "learn_inner_lr", "standardize"),
+    defaults=_GRADIENT_STEPS,
+    fit=_gradient_fit,
     summary="MAML: second-order meta-gradients through the inner steps",
 )
 register_run(
@@ -134,6 +176,8 @@ register_run(
     MAML,
     _fomaml,
     reads=(*_META, *_INNER, "learn_inner_lr", "standardize"),
+    defaults=_GRADIENT_STEPS,
+    fit=_gradient_fit,
     summary="first-order MAML",
 )
 register_run(
@@ -141,6 +185,8 @@ register_run(
     Reptile,
     _reptile,
     reads=(*_META, *_INNER, "standardize"),
+    defaults=_GRADIENT_STEPS,
+    fit=_gradient_fit,
     summary="Reptile: moves the initialisation towards the adapted weights",
 )
 register_run(
@@ -148,6 +194,7 @@ register_run(
     BayesianMAML,
     _bayesian_maml,
     reads=(*_META, *_INNER, "standardize", "prior_scale", "kl_weight", "prior", "noise"),
+    defaults=_GRADIENT_STEPS,
     summary="Bayesian MAML: a meta-learned prior and a Gaussian posterior per task",
 )
 register_run(
@@ -155,6 +202,8 @@ register_run(
     VariationalMetaLearner,
     _variational,
     reads=(*_META, "standardize", "prior_scale", "train_tasks", "adapt_steps"),
+    defaults=_SVI_STEPS,
+    fit=_fixed_tasks_fit,
     summary="hierarchical variational inference over a fixed set of tasks",
 )
 register_run(
@@ -188,5 +237,7 @@ register_run(
     reads=("source", "prior_scale", "train_tasks", "adapt_steps"),
     targets="regression",
     requires=("source",),
+    defaults=_SVI_STEPS,
+    fit=_transfer_fit,
     summary="a prior centred on a source network's weights (needs source)",
 )

@@ -11,7 +11,7 @@ that fill the frame.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import Tensor
@@ -20,7 +20,7 @@ from torch.nn import functional
 from bayesmeta._checks import check_count, fmt_shape
 from bayesmeta.errors import ShapeError
 from bayesmeta.tasks.augment import augment_classes
-from bayesmeta.tasks.episodes import Episodes
+from bayesmeta.tasks.episodes import Episodes, renamed_counts
 from bayesmeta.tasks.glyphs import make_glyphs
 from bayesmeta.tasks.images import load_digits
 from bayesmeta.tasks.labelled import split_classes
@@ -81,8 +81,8 @@ def match_style(x: Tensor, image_size: int, *, thicken: int = 5, fill: bool = Tr
 
 def cross_domain_episodes(
     n_way: int = 5,
-    k_shot: int = 1,
-    q_query: int = 15,
+    k_support: int = 1,
+    k_query: int = 15,
     *,
     source: Literal["glyphs", "digits"] = "glyphs",
     target: Literal["digits"] = "digits",
@@ -96,13 +96,15 @@ def cross_domain_episodes(
     source_flips: bool = False,
     image_size: int = 8,
     seed: int = 0,
+    **deprecated: Any,
 ) -> dict[str, Episodes]:
     """Episodes that meta-train on a source domain and test on the digits.
 
     Parameters
     ----------
-    n_way, k_shot, q_query
-        As for :class:`~bayesmeta.tasks.Episodes`, for every split.
+    n_way, k_support, k_query, **deprecated
+        As for :class:`~bayesmeta.tasks.Episodes` (``k_shot`` and ``q_query``, their
+        old names, still work with a warning), for every split.
     source
         ``"glyphs"``: ``num_classes`` generated glyphs (:func:`~bayesmeta.tasks.make_glyphs`
         at ``4 * 8`` pixels, then :func:`match_style`), 80% of the classes for ``"train"``;
@@ -141,6 +143,7 @@ def cross_domain_episodes(
     ((2, 5, 1, 8, 8), ['source_val', 'test', 'train', 'val'])
 
     """
+    k_support, k_query = renamed_counts(k_support, k_query, deprecated)
     if target != "digits":
         raise ValueError(f"target must be 'digits', got {target!r}")
     if source not in ("glyphs", "digits"):
@@ -175,13 +178,13 @@ def cross_domain_episodes(
         gx, gy = augment_classes(gx, gy, rotations=source_rotations, flips=source_flips)
         train_cls = (train_cls[:, None] * r + torch.arange(r)).reshape(-1)
         val_cls = None if val_cls is None else (val_cls[:, None] * r + torch.arange(r)).reshape(-1)
-    out["train"] = Episodes(gx, gy, n_way, k_shot, q_query, classes=train_cls, seed=next(seeds))
+    out["train"] = Episodes(gx, gy, n_way, k_support, k_query, classes=train_cls, seed=next(seeds))
     if val_cls is not None:
         out["source_val"] = Episodes(
-            gx, gy, n_way, k_shot, q_query, classes=val_cls, seed=next(seeds)
+            gx, gy, n_way, k_support, k_query, classes=val_cls, seed=next(seeds)
         )
-    out["val"] = Episodes(tx, ty, n_way, k_shot, q_query, classes=train_digits, seed=next(seeds))
+    out["val"] = Episodes(tx, ty, n_way, k_support, k_query, classes=train_digits, seed=next(seeds))
     out["test"] = Episodes(
-        tx, ty, n_way, k_shot, q_query, classes=list(target_test_classes), seed=next(seeds)
+        tx, ty, n_way, k_support, k_query, classes=list(target_test_classes), seed=next(seeds)
     )
     return out

@@ -10,6 +10,7 @@ on were never seen while meta-training.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
@@ -18,12 +19,43 @@ import torch
 from torch import Tensor
 
 from bayesmeta._checks import check_count, fmt_shape
+from bayesmeta._deprecated import MISSING, renamed
 from bayesmeta.errors import ShapeError
 from bayesmeta.tasks.labelled import as_inputs, as_labels, split_classes
 from bayesmeta.tasks.source import SeededSource
 from bayesmeta.tasks.task import TaskBatch
 
-__all__ = ["Episodes", "split_classes"]
+__all__ = ["Episodes", "renamed_counts", "split_classes"]
+
+
+def renamed_counts(
+    k_support: int | None, k_query: int, deprecated: dict[str, Any]
+) -> tuple[int, int]:
+    """``(k_support, k_query)``, taking them from their old names ``k_shot`` / ``q_query``.
+
+    For a function that takes ``**deprecated``: an old name warns (naming the new
+    one, at the user's line) and its value is used.
+
+    Raises
+    ------
+    TypeError
+        If ``deprecated`` holds another keyword, or no support count is given.
+
+    """
+    old_k = renamed(_take(deprecated, "k_shot"), "k_shot", "k_support", stacklevel=4)
+    old_q = renamed(_take(deprecated, "q_query"), "q_query", "k_query", stacklevel=4)
+    if deprecated:
+        raise TypeError(f"unexpected keyword argument(s) {', '.join(map(repr, deprecated))}")
+    k_support = k_support if old_k is MISSING else old_k
+    k_query = k_query if old_q is MISSING else old_q
+    if k_support is None:
+        raise TypeError("missing k_support, the support examples per class (K)")
+    return k_support, k_query
+
+
+def _take(kwargs: dict[str, Any], name: str) -> dict[str, Any]:
+    return {name: kwargs.pop(name)} if name in kwargs else {}
+
 
 _SPLIT_NAMES = {2: ("train", "test"), 3: ("train", "val", "test")}
 
@@ -48,9 +80,9 @@ class Episodes(SeededSource):
     """N-way K-shot classification episodes drawn from labelled arrays.
 
     Each episode picks ``n_way`` distinct classes at random, relabels them
-    ``0 .. n_way - 1`` in a random order, and draws ``k_shot + q_query``
-    distinct examples per class without replacement: ``k_shot`` go to the
-    support set and ``q_query`` to the query set, each set shuffled. All
+    ``0 .. n_way - 1`` in a random order, and draws ``k_support + k_query``
+    distinct examples per class without replacement: ``k_support`` go to the
+    support set and ``k_query`` to the query set, each set shuffled. All
     ``T`` episodes of a call are drawn at once with tensor operations.
 
     Parameters
@@ -62,10 +94,13 @@ class Episodes(SeededSource):
         Integer class labels ``[M]``; any values, not necessarily contiguous.
     n_way
         Classes per episode ``N``, ``>= 1``.
-    k_shot
+    k_support
         Support examples per class ``K``, ``>= 1``.
-    q_query
+    k_query
         Query examples per class ``q``, ``>= 0`` (0: an empty query set).
+    **deprecated
+        ``k_shot`` and ``q_query``, the old names of ``k_support`` and
+        ``k_query``: accepted with a DeprecationWarning for one release.
     classes
         The original labels this source may draw from (e.g. one group of
         :func:`split_classes`); all classes in ``labels`` by default.
@@ -79,12 +114,12 @@ class Episodes(SeededSource):
     ValueError
         If the arrays are empty, of different lengths, hold non-integer
         labels or non-finite inputs; if fewer than ``n_way`` classes are
-        available; or if a class has fewer than ``k_shot + q_query`` examples.
+        available; or if a class has fewer than ``k_support + k_query`` examples.
 
     Examples
     --------
     >>> x, y = torch.randn(100, 3), torch.arange(100) % 10
-    >>> batch = Episodes(x, y, n_way=5, k_shot=2, q_query=3, seed=0).sample(4)
+    >>> batch = Episodes(x, y, n_way=5, k_support=2, k_query=3, seed=0).sample(4)
     >>> tuple(batch.support_x.shape), tuple(batch.query_y.shape), batch.n_way
     ((4, 10, 3), (4, 15), 5)
 
@@ -95,17 +130,19 @@ class Episodes(SeededSource):
         x: Any,
         labels: Any,
         n_way: int,
-        k_shot: int,
-        q_query: int = 15,
+        k_support: int | None = None,
+        k_query: int = 15,
         *,
         classes: Sequence[int] | Tensor | None = None,
         seed: int | None = None,
         dtype: torch.dtype | None = None,
+        **deprecated: Any,
     ) -> None:
+        k_support, k_query = renamed_counts(k_support, k_query, deprecated)
         super().__init__(seed=seed, dtype=dtype)
         self.n_way = check_count("n_way", n_way, minimum=1)
-        self.k_shot = check_count("k_shot", k_shot, minimum=1)
-        self.q_query = check_count("q_query", q_query, minimum=0)
+        self.k_support = check_count("k_support", k_support, minimum=1)
+        self.k_query = check_count("k_query", k_query, minimum=0)
         y = as_labels("labels", labels)
         xt = as_inputs(x, self.dtype)
         if xt.shape[0] != y.shape[0]:
@@ -138,7 +175,7 @@ class Episodes(SeededSource):
                 f"n_way={self.n_way} but only {c} classes are available; "
                 "lower n_way or give more classes"
             )
-        per_class = self.k_shot + self.q_query
+        per_class = self.k_support + self.k_query
         small = chosen_counts < per_class
         if bool(small.any()):
             few = [
@@ -147,9 +184,9 @@ class Episodes(SeededSource):
             ]
             more = f" (and {int(small.sum()) - 5} more)" if int(small.sum()) > 5 else ""
             raise ValueError(
-                f"each episode draws k_shot + q_query = {self.k_shot} + {self.q_query} = "
+                f"each episode draws k_support + k_query = {self.k_support} + {self.k_query} = "
                 f"{per_class} distinct examples per class, but {', '.join(few)}{more} examples; "
-                "lower k_shot or q_query, or leave such classes out with classes="
+                "lower k_support or k_query, or leave such classes out with classes="
             )
         # Padded index table [C, max_count]: row c lists the examples of class c.
         keep = torch.isin(y, chosen)
@@ -173,12 +210,13 @@ class Episodes(SeededSource):
         cls,
         dataset: _MapDataset,
         n_way: int,
-        k_shot: int,
-        q_query: int = 15,
+        k_support: int | None = None,
+        k_query: int = 15,
         *,
         classes: Sequence[int] | Tensor | None = None,
         seed: int | None = None,
         dtype: torch.dtype | None = None,
+        **deprecated: Any,
     ) -> Episodes:
         """Read a map-style dataset of ``(x, label)`` pairs once and draw episodes from it.
 
@@ -188,10 +226,12 @@ class Episodes(SeededSource):
             Anything with ``len(dataset)`` and ``dataset[i] -> (x, label)``,
             e.g. a ``torch.utils.data.Dataset``; every ``x`` must have the
             same shape.
-        n_way, k_shot, q_query, classes, seed, dtype
-            As for :class:`Episodes`.
+        n_way, k_support, k_query, classes, seed, dtype, **deprecated
+            As for :class:`Episodes` (``k_shot`` and ``q_query``, their old
+            names, still work with a warning).
 
         """
+        k_support, k_query = renamed_counts(k_support, k_query, deprecated)
         try:
             m = len(dataset)
         except TypeError as err:
@@ -220,7 +260,7 @@ class Episodes(SeededSource):
             raise ValueError("dataset holds no examples")
         x = torch.stack(xs)
         return cls(
-            x, torch.tensor(ys), n_way, k_shot, q_query, classes=classes, seed=seed, dtype=dtype
+            x, torch.tensor(ys), n_way, k_support, k_query, classes=classes, seed=seed, dtype=dtype
         )
 
     @classmethod
@@ -229,20 +269,22 @@ class Episodes(SeededSource):
         x: Any,
         labels: Any,
         n_way: int,
-        k_shot: int,
-        q_query: int = 15,
+        k_support: int | None = None,
+        k_query: int = 15,
         *,
         fractions: Sequence[float] | Sequence[int] = (0.64, 0.16, 0.2),
         classes: Mapping[str, Sequence[int] | Tensor] | None = None,
         seed: int | None = 0,
         dtype: torch.dtype | None = None,
+        **deprecated: Any,
     ) -> dict[str, Episodes]:
         """Episode sources over disjoint groups of classes, one per split.
 
         Parameters
         ----------
-        x, labels, n_way, k_shot, q_query, dtype
-            As for :class:`Episodes`; the inputs are converted once and shared.
+        x, labels, n_way, k_support, k_query, dtype, **deprecated
+            As for :class:`Episodes`; the inputs are converted once and shared
+            (``k_shot`` and ``q_query``, their old names, still work with a warning).
         fractions
             Passed to :func:`split_classes`: three groups give the keys
             ``"train"``, ``"val"``, ``"test"``; two give ``"train"``, ``"test"``.
@@ -260,6 +302,7 @@ class Episodes(SeededSource):
             One source per split.
 
         """
+        k_support, k_query = renamed_counts(k_support, k_query, deprecated)
         y = as_labels("labels", labels)
         xt = as_inputs(x, dtype or torch.get_default_dtype())
         if classes is None:
@@ -288,7 +331,7 @@ class Episodes(SeededSource):
         for (name, group), s in zip(groups.items(), seeds, strict=True):
             try:
                 sources[name] = cls(
-                    xt, y, n_way, k_shot, q_query, classes=group, seed=s, dtype=xt.dtype
+                    xt, y, n_way, k_support, k_query, classes=group, seed=s, dtype=xt.dtype
                 )
             except ValueError as err:  # say which split cannot hold the episodes
                 raise type(err)(f"{name!r} split ({group.numel()} classes): {err}") from err
@@ -314,7 +357,7 @@ class Episodes(SeededSource):
         """
         t = check_count("num_tasks", num_tasks, minimum=1)
         g = self._generator(generator)
-        n, k, q = self.n_way, self.k_shot, self.q_query
+        n, k, q = self.n_way, self.k_support, self.k_query
         c, width = self._table.shape
         # N distinct classes per episode, in random order: position j becomes label j.
         picked = torch.rand((t, c), generator=g).topk(n, dim=1).indices  # [T, N]
@@ -348,9 +391,30 @@ class Episodes(SeededSource):
         perm = torch.rand((t, m), generator=g).argsort(dim=1)
         return idx.gather(1, perm), label.reshape(t, m).gather(1, perm)
 
+    @property
+    def k_shot(self) -> int:
+        """Deprecated name of ``k_support`` (warns; goes in the next release)."""
+        _warn_old("k_shot", "k_support")
+        return self.k_support
+
+    @property
+    def q_query(self) -> int:
+        """Deprecated name of ``k_query`` (warns; goes in the next release)."""
+        _warn_old("q_query", "k_query")
+        return self.k_query
+
     def __repr__(self) -> str:
         return (
-            f"Episodes(n_way={self.n_way}, k_shot={self.k_shot}, q_query={self.q_query}, "
+            f"Episodes(n_way={self.n_way}, k_support={self.k_support}, k_query={self.k_query}, "
             f"num_classes={self.num_classes}, num_examples={int(self.class_counts.sum())}, "
             f"seed={self.seed})"
         )
+
+
+def _warn_old(old: str, new: str) -> None:
+    warnings.warn(
+        f"Episodes.{old} is renamed {new}: read {new} instead (the old name goes in the next "
+        "release)",
+        DeprecationWarning,
+        stacklevel=3,
+    )

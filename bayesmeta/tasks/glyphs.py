@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
 
 from bayesmeta._checks import check_count
-from bayesmeta.tasks.episodes import Episodes
+from bayesmeta.tasks.episodes import Episodes, renamed_counts
 
 __all__ = ["glyph_episodes", "make_glyphs"]
 
@@ -203,8 +204,8 @@ def make_glyphs(
 
 def glyph_episodes(
     n_way: int = 5,
-    k_shot: int = 1,
-    q_query: int = 15,
+    k_support: int = 1,
+    k_query: int = 15,
     *,
     num_classes: int = 1200,
     examples_per_class: int = 20,
@@ -212,13 +213,15 @@ def glyph_episodes(
     fractions: Sequence[float] | Sequence[int] = (0.64, 0.16, 0.2),
     seed: int = 0,
     dtype: torch.dtype | None = None,
+    **deprecated: Any,
 ) -> dict[str, Episodes]:
     """Episode sources over a generated glyph alphabet, split by class.
 
     Parameters
     ----------
-    n_way, k_shot, q_query
-        As for :class:`~bayesmeta.tasks.Episodes`; ``k_shot + q_query`` must
+    n_way, k_support, k_query, **deprecated
+        As for :class:`~bayesmeta.tasks.Episodes` (``k_shot`` and ``q_query``, their
+        old names, still work with a warning); ``k_support + k_query`` must
         not exceed ``examples_per_class``.
     num_classes, examples_per_class, image_size
         As for :func:`make_glyphs` (Omniglot has 1623 characters of 20
@@ -244,7 +247,8 @@ def glyph_episodes(
     (2, 5, 1, 28, 28)
 
     """
+    k_support, k_query = renamed_counts(k_support, k_query, deprecated)
     x, labels = make_glyphs(num_classes, examples_per_class, image_size, seed=seed, dtype=dtype)
     return Episodes.splits(
-        x, labels, n_way, k_shot, q_query, fractions=fractions, seed=seed, dtype=x.dtype
+        x, labels, n_way, k_support, k_query, fractions=fractions, seed=seed, dtype=x.dtype
     )

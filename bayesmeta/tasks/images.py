@@ -12,14 +12,14 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from bayesmeta._checks import check_count
-from bayesmeta.tasks.episodes import Episodes
+from bayesmeta.tasks.episodes import Episodes, renamed_counts
 
 __all__ = ["digits_episodes", "load_digits", "load_image_folder"]
 
@@ -59,20 +59,22 @@ def load_digits(*, dtype: torch.dtype | None = None) -> tuple[Tensor, Tensor]:
 
 def digits_episodes(
     n_way: int = 5,
-    k_shot: int = 1,
-    q_query: int = 15,
+    k_support: int = 1,
+    k_query: int = 15,
     *,
     train_classes: Sequence[int] = (0, 1, 2, 3, 4),
     test_classes: Sequence[int] = (5, 6, 7, 8, 9),
     seed: int = 0,
     dtype: torch.dtype | None = None,
+    **deprecated: Any,
 ) -> dict[str, Episodes]:
     """Episode sources over the bundled digits: meta-train and meta-test on disjoint digits.
 
     Parameters
     ----------
-    n_way, k_shot, q_query
-        As for :class:`~bayesmeta.tasks.Episodes`; ``n_way`` may not exceed
+    n_way, k_support, k_query, **deprecated
+        As for :class:`~bayesmeta.tasks.Episodes` (``k_shot`` and ``q_query``, their
+        old names, still work with a warning); ``n_way`` may not exceed
         the number of digits in either group.
     train_classes, test_classes
         The digits of each split; they must be disjoint.
@@ -88,18 +90,19 @@ def digits_episodes(
 
     Examples
     --------
-    >>> sources = digits_episodes(n_way=5, k_shot=1, q_query=5)
+    >>> sources = digits_episodes(n_way=5, k_support=1, k_query=5)
     >>> tuple(sources["test"].sample(3).support_x.shape)
     (3, 5, 1, 8, 8)
 
     """
+    k_support, k_query = renamed_counts(k_support, k_query, deprecated)
     x, labels = load_digits(dtype=dtype)
     return Episodes.splits(
         x,
         labels,
         n_way,
-        k_shot,
-        q_query,
+        k_support,
+        k_query,
         classes={"train": list(train_classes), "test": list(test_classes)},
         seed=seed,
         dtype=x.dtype,

@@ -15,8 +15,10 @@
 
 from bayesmeta.transfer.density_ratio import DensityRatio, density_ratio
 from bayesmeta.transfer.fitting import TransferFit
+from bayesmeta.transfer.hyper import TransferHyper
 from bayesmeta.transfer.laplace import LaplacePosterior
 from bayesmeta.transfer.last_layer import BayesianLastLayer, LastLayerPosterior, split_last_layer
+from bayesmeta.transfer.last_layer_state import LastLayerHyper
 from bayesmeta.transfer.prior import TransferLearner
 from bayesmeta.transfer.source import load_source
 
@@ -24,8 +26,10 @@ __all__ = [
     "BayesianLastLayer",
     "DensityRatio",
     "LaplacePosterior",
+    "LastLayerHyper",
     "LastLayerPosterior",
     "TransferFit",
+    "TransferHyper",
     "TransferLearner",
     "density_ratio",
     "load_source",

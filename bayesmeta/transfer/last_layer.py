@@ -21,6 +21,7 @@ from torch import Tensor, nn
 from bayesmeta._checks import check_count, check_support, check_tensor, fmt_shape, positive
 from bayesmeta.errors import ShapeError
 from bayesmeta.inference.task_svi import task_posterior_svi
+from bayesmeta.learners.hyper import hyper_properties, pick_hyper
 from bayesmeta.model.likelihoods import CategoricalLikelihood, GaussianLikelihood, Likelihood
 from bayesmeta.model.priors import GaussianPrior
 from bayesmeta.model.task_model import TaskModel
@@ -29,6 +30,7 @@ from bayesmeta.nets.mlp import MLP
 from bayesmeta.posteriors.gaussian import GaussianTaskPosterior
 from bayesmeta.transfer import _linear_gaussian as lg
 from bayesmeta.transfer.last_layer_posterior import LastLayerPosterior
+from bayesmeta.transfer.last_layer_state import LastLayerHyper, LastLayerState
 
 __all__ = ["BayesianLastLayer", "LastLayerPosterior", "split_last_layer"]
 
@@ -40,6 +42,9 @@ class _MLPEncoder(nn.Module):
         super().__init__()
         self.layers = nn.ModuleList(list(mlp.layers)[:-1])
         self.activation = mlp.activation
+        #: The split MLP's widths and activation (a checkpoint rebuilds it from them).
+        self.source_sizes = tuple(mlp.sizes)
+        self.activation_name = mlp.activation_name
 
     def forward(self, x: Tensor) -> Tensor:
         for layer in self.layers:
@@ -68,7 +73,7 @@ def split_last_layer(net: nn.Module) -> tuple[nn.Module, nn.Linear]:
     )
 
 
-class BayesianLastLayer:
+class BayesianLastLayer(LastLayerState):
     """Transfer by a Bayesian linear head on a frozen encoder's features.
 
     Parameters
@@ -126,9 +131,10 @@ class BayesianLastLayer:
     ) -> None:
         if not isinstance(encoder, nn.Module):
             raise TypeError(f"encoder must be a torch.nn.Module, got {type(encoder).__name__}")
-        self.num_outputs = check_count(
-            "num_outputs", num_outputs, minimum=2 if classification else 1
-        )
+        if feature_dims is None:  # read from the encoder, recorded as given
+            check_count("feature_dims", getattr(encoder, "feature_dims", 1), minimum=1)
+        #: The hyper-parameters (a frozen dataclass); each reads as an attribute too.
+        self.hparams = pick_hyper(LastLayerHyper, locals())
         if head is not None and (
             not isinstance(head, nn.Linear) or head.out_features != num_outputs
         ):
@@ -136,20 +142,15 @@ class BayesianLastLayer:
                 f"head must be an nn.Linear with num_outputs={num_outputs} outputs, got "
                 f"{head!r}; pass head=None for a prior centred at zero"
             )
-        if prior_scale != "empirical":
-            prior_scale = positive("prior_scale", prior_scale)
-        fd = feature_dims if feature_dims is not None else getattr(encoder, "feature_dims", 1)
-        self.feature_dims = check_count("feature_dims", fd, minimum=1)
-        self.encoder, self.head, self.classification = encoder, head, bool(classification)
-        self.prior_scale: float | Literal["empirical"] = prior_scale
-        self.noise_scale = positive("noise_scale", noise_scale)
-        self.learn_noise = bool(learn_noise)
-        self.svi_steps = check_count("svi_steps", svi_steps, minimum=1)
-        self.svi_lr = positive("svi_lr", svi_lr)
-        self.eb_steps = check_count("eb_steps", eb_steps, minimum=1)
-        self.eb_lr = positive("eb_lr", eb_lr)
+        self.encoder, self.head = encoder, head
         self.prior_scale_: Tensor | None = None
         self.noise_scale_: Tensor | None = None
+
+    @property
+    def feature_dims(self) -> int:
+        """Dimensions of one input point (given, else ``encoder.feature_dims``, else 1)."""
+        given = self.hparams.feature_dims
+        return int(getattr(self.encoder, "feature_dims", 1)) if given is None else given
 
     @classmethod
     def from_network(
@@ -397,3 +398,6 @@ class BayesianLastLayer:
         )
         assert isinstance(post, GaussianTaskPosterior)
         return post
+
+
+hyper_properties(BayesianLastLayer, LastLayerHyper, frozenset())

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import Literal
+from dataclasses import replace
+from typing import ClassVar, Literal
 
 import torch
 from torch import Tensor, nn
 
-from bayesmeta._checks import check_count, positive
+from bayesmeta._checks import check_count
 from bayesmeta._deprecated import MISSING, renamed
 from bayesmeta.inference.guide_svi import GuideSpec, adapt_guide
 from bayesmeta.learners.adapted import AdaptedPredictor
+from bayesmeta.learners.hyper import hyper_properties, pick_hyper, renamed_properties
 from bayesmeta.model.likelihoods import CategoricalLikelihood, GaussianLikelihood, Likelihood
 from bayesmeta.model.priors import Normal
 from bayesmeta.model.task_model import TaskModel
@@ -21,16 +23,15 @@ from bayesmeta.posteriors.gaussian import GaussianTaskPosterior
 from bayesmeta.posteriors.guided import GuidePosterior
 from bayesmeta.tasks.task import TaskBatch
 from bayesmeta.transfer.fitting import TransferFit
+from bayesmeta.transfer.hyper import TransferHyper, TransferMethod
 from bayesmeta.transfer.laplace import (
     LaplacePosterior,
 )
 from bayesmeta.transfer.predictive_noise import fit_predictive_noise, with_noise
-from bayesmeta.transfer.prior_state import SourcePriorState, TransferMethod
+from bayesmeta.transfer.prior_state import SourcePriorState
 from bayesmeta.transfer.source import free_mask, load_source
 
 __all__ = ["TransferLearner"]
-
-_METHODS = ("bayes", "laplace", "map", "finetune")
 
 
 #: The prior scale that stands for "held at the source weights" in :attr:`TransferLearner.model`.
@@ -101,6 +102,16 @@ class TransferLearner(SourcePriorState):
     progress
         Progress bars on fits (``None``: only on a terminal).
 
+    Notes
+    -----
+    A transfer learner has no ``meta_fit``: it is not meta-trained. Its prior is
+    centred on the source network, and :meth:`fit_prior` fits the prior's (and
+    noise) scales to related target tasks by empirical Bayes, with no
+    meta-training loop to checkpoint or resume. ``bayesmeta run`` trains it
+    through the registry's ``fit`` hook, the one call it makes for every learner.
+    Its hyper-parameters are :attr:`hparams` (a
+    :class:`~bayesmeta.transfer.TransferHyper`).
+
     Attributes
     ----------
     prior_scale_ : Tensor or None
@@ -123,6 +134,9 @@ class TransferLearner(SourcePriorState):
     torch.Size([7, 1])
 
     """
+
+    #: Old keyword names, ``{old: new}`` (a checkpoint's config may hold them).
+    renamed_keywords: ClassVar[dict[str, str]] = {"num_samples": "num_particles"}
 
     def __init__(
         self,
@@ -147,46 +161,14 @@ class TransferLearner(SourcePriorState):
     ) -> None:
         old = renamed(deprecated, "num_samples", "num_particles")
         num_particles = num_particles if old is MISSING else old
-        if method not in _METHODS:
-            raise ValueError(f"method must be one of {_METHODS}, got {method!r}")
-        if prior_scale == "empirical":
-            if method not in ("bayes", "laplace"):
-                raise ValueError(
-                    f"prior_scale='empirical' needs method='bayes' or 'laplace': the {method} "
-                    "objective is minimised by a zero prior scale; give a float"
-                )
-        elif not isinstance(prior_scale, str):
-            positive("prior_scale", prior_scale)
-        else:
-            raise ValueError(f"prior_scale must be a float or 'empirical', got {prior_scale!r}")
-        if scale_per not in ("tensor", "global"):
-            raise ValueError(f"scale_per must be 'tensor' or 'global', got {scale_per!r}")
-        if likelihood not in ("gaussian", "categorical"):
-            raise ValueError(f"likelihood must be 'gaussian' or 'categorical', got {likelihood!r}")
-        if method == "laplace" and likelihood != "gaussian":
-            raise ValueError(
-                "method='laplace' is for regression (a Gaussian likelihood); use method='bayes' "
-                "for class labels"
-            )
+        #: The hyper-parameters (a frozen dataclass); each reads as an attribute too.
+        self.hparams = pick_hyper(TransferHyper, locals())
         self.net = load_source(source, net)
         self.fnet = FunctionalNet(self.net)
-        self.method: TransferMethod = method
-        self.prior_scale = prior_scale
-        self.scale_per = scale_per
-        self.likelihood = likelihood
-        self.noise_scale = positive("noise_scale", noise_scale)
-        self.learn_noise = learn_noise
-        self.init_prior_scale = positive("init_prior_scale", init_prior_scale)
-        self.steps = check_count("steps", steps, minimum=1)
-        self.lr = positive("lr", lr)
-        self.num_particles = check_count("num_particles", num_particles, minimum=1)
-        self.seed = seed
         self.progress = progress
-        self.freeze = tuple(freeze)
         self.free = free_mask(self.fnet, freeze)
         with torch.no_grad():
             self.centre = self.fnet.flatten([p.detach() for p in self.fnet.params()]).clone()
-        self.laplace_rounds = check_count("laplace_rounds", laplace_rounds, minimum=1)
         self.init: Tensor | None = None
         self.prior_scale_: Tensor | None = None
         self.noise_scale_: Tensor | None = None
@@ -287,8 +269,9 @@ class TransferLearner(SourcePriorState):
         w = self._weights(weights, y)
         start = self._start_scale()
         p_log = torch.full((1, self.num_groups), math.log(start))
-        kept = self.steps
-        self.steps = check_count("steps", kept if steps is None else steps, minimum=1)
+        kept = self.hparams
+        if steps is not None:
+            self.hparams = replace(kept, steps=check_count("steps", steps, minimum=1))
         try:
             if self.method == "laplace":
                 fit, p_log, log_noise = self._laplace(x, y, w, p_log, True, self.learn_noise, 1)
@@ -296,7 +279,7 @@ class TransferLearner(SourcePriorState):
                 fit = self._fit(x, y, w, p_log, True, True, 1)
                 p_log, log_noise = fit.prior_log_scale, fit.log_noise
         finally:
-            self.steps = kept
+            self.hparams = kept
         self.last_fit_ = fit
         self.prior_scale_ = p_log[0].exp()
         self.noise_scale_ = None if log_noise is None else log_noise[0].exp()
@@ -434,3 +417,7 @@ class TransferLearner(SourcePriorState):
             return with_noise(post, self.predictive_noise_)
         point = AdaptedPredictor(self.fnet, self.fnet.unflatten(loc), noise, self.classification)
         return with_noise(point, self.predictive_noise_)
+
+
+hyper_properties(TransferLearner, TransferHyper, frozenset())
+renamed_properties(TransferLearner, TransferLearner.renamed_keywords)

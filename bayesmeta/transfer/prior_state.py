@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from dataclasses import fields
 from typing import Literal
 
 import torch
@@ -23,11 +24,10 @@ from bayesmeta.nets.functional import FunctionalNet
 from bayesmeta.nets.mlp import MLP
 from bayesmeta.nets.spec import net_spec
 from bayesmeta.transfer.fitting import TransferFit, fit_transfer
+from bayesmeta.transfer.hyper import TransferHyper, TransferMethod
 from bayesmeta.transfer.laplace import group_grams, jacobians, optimise_evidence
 
 __all__ = ["SourcePriorState", "TransferMethod"]
-
-TransferMethod = Literal["bayes", "laplace", "map", "finetune"]
 
 
 class SourcePriorState:
@@ -37,6 +37,7 @@ class SourcePriorState:
     sets the attributes below in its constructor.
     """
 
+    hparams: TransferHyper
     net: nn.Module
     fnet: FunctionalNet
     method: TransferMethod
@@ -62,24 +63,13 @@ class SourcePriorState:
     last_fit_: TransferFit | None
 
     def config(self) -> dict[str, object]:
-        """The constructor arguments needed to rebuild this learner (JSON-ready)."""
-        return {
-            "learner": type(self).__name__,
-            "net": net_spec(self.net),
-            "method": self.method,
-            "prior_scale": self.prior_scale,
-            "scale_per": self.scale_per,
-            "likelihood": self.likelihood,
-            "noise_scale": self.noise_scale,
-            "learn_noise": self.learn_noise,
-            "freeze": list(self.freeze),
-            "init_prior_scale": self.init_prior_scale,
-            "laplace_rounds": self.laplace_rounds,
-            "steps": self.steps,
-            "lr": self.lr,
-            "num_particles": self.num_particles,
-            "seed": self.seed,
-        }
+        """The constructor arguments needed to rebuild this learner (JSON-ready).
+
+        ``{"learner": class name, "net": spec, **hparams}`` (``freeze`` as a list).
+        """
+        hp = {f.name: getattr(self.hparams, f.name) for f in fields(self.hparams)}
+        hp["freeze"] = list(self.hparams.freeze)
+        return {"learner": type(self).__name__, "net": net_spec(self.net), **hp}
 
     def state_dict(self) -> dict[str, Tensor]:
         """The learner's tensors, by name.

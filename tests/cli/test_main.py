@@ -25,7 +25,7 @@ def test_run_quick_writes_run_folder_and_prints_table(tmp_path, capsys):
     history = json.loads((run_dir / "history.json").read_text())
     assert history["iterations"] == 50 and len(history["loss"]) == 50
     config = json.loads((run_dir / "config.json").read_text())
-    assert config["learner"] == "maml" and config["shots"] == 5
+    assert config["learner"] == "maml" and config["k_support"] == 5
     learner = load_learner(run_dir / "model.safetensors")
     assert learner.noise_scale.numel() == 1
 
@@ -40,7 +40,7 @@ def test_run_other_learner_and_data(tmp_path, capsys):
                 "reptile",
                 "--data",
                 "sinusoid_or_line",
-                "--shots",
+                "--k-support",
                 "3",
                 "--out",
                 str(tmp_path),
@@ -53,8 +53,8 @@ def test_run_other_learner_and_data(tmp_path, capsys):
 
 
 def test_bad_arguments_exit_with_message(tmp_path, capsys):
-    assert main(["run", "--quick", "--shots", "0", "--out", str(tmp_path)]) == 2
-    assert "shots must be >= 1" in capsys.readouterr().err
+    assert main(["run", "--quick", "--k-support", "0", "--out", str(tmp_path)]) == 2
+    assert "k_support must be >= 1" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["run", "--learner", "nope"])
 

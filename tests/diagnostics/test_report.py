@@ -46,7 +46,7 @@ def test_report_writes_figures_and_a_markdown_summary(run_dir, tmp_path):
     for name, value in saved.items():
         assert f"| {name} | {value['mean']:.4f} | {value['ci95']:.4f} |" in text
     assert "# Report: maml on sinusoid, 5-shot" in text
-    assert "| iterations | 50 |" in text and "| shots | 5 |" in text
+    assert "| iterations | 50 |" in text and "| k_support | 5 |" in text
     assert "PACOH calibration error" in text and "Kolmogorov-Smirnov" in text
     assert text.count("| 0.") >= 9  # the coverage table, levels 0.1 to 0.9
     assert "50 iterations in" in text
@@ -84,7 +84,7 @@ def test_a_run_without_iterations_has_no_loss_figure(run_dir, tmp_path):
 
 def test_class_predictions_get_a_reliability_diagram(tmp_path):
     config = RunConfig(
-        learner="protonet", data="digits", shots=1, iterations=3, eval_tasks=20, channels=8
+        learner="protonet", data="digits", k_support=1, iterations=3, eval_tasks=20, channels=8
     )
     run = run_experiment(config, out_dir=tmp_path, progress=False).run_dir
     assert (run / "reliability.png").read_bytes()[:8] == PNG

@@ -250,9 +250,9 @@ def test_settings_apply_to_the_runs_learner_and_data():
         assert name not in sinusoid
     for name in ("path", "group", "x", "inner_lr", "kl_weight", "noise"):
         assert name not in sinusoid
-    for name in ("learner", "data", "shots", "iterations", "hidden", "prior_scale", "seed"):
+    for name in ("learner", "data", "k_support", "iterations", "hidden", "prior_scale", "seed"):
         assert name in sinusoid
-    assert sinusoid["adapt_steps"] == 300 and sinusoid["query"] == "default (10)"
+    assert sinusoid["adapt_steps"] == 300 and sinusoid["k_query"] == "default (10)"
     protonet = dict(settings_rows(RunConfig(learner="protonet", data="digits")))
     assert "inner_lr" not in protonet and "hidden" not in protonet
     assert protonet["n_way"] == 5 and protonet["channels"] == 32
@@ -265,8 +265,8 @@ def test_bayesmeta_report_opens_with_the_verdict(tmp_path, capsys):
     config = tmp_path / "tiny.toml"
     config.write_text(
         'learner = "maml"\ndata = "sinusoid"\nhidden = [8]\niterations = 20\n'
-        "meta_batch_size = 2\ninner_steps = 1\neval_inner_steps = 1\neval_tasks = 4\n"
-        "eval_query = 20\n"
+        "meta_batch_size = 2\ninner_steps = 1\nadapt_steps = 1\neval_tasks = 4\n"
+        "eval_k_query = 20\n"
     )
     out = tmp_path / "runs"
     assert main(["run", str(config), "--out", str(out), "--no-progress"]) == 0
@@ -285,4 +285,4 @@ def test_bayesmeta_report_opens_with_the_verdict(tmp_path, capsys):
     assert "- **Training convergence: " in verdict_part
     assert "Variational posterior" not in verdict_part  # MAML has no variational posterior
     assert "| hidden | (8,) |" in text and "| image_size |" not in text
-    assert "| eval_query | 20 |" in text
+    assert "| eval_k_query | 20 |" in text

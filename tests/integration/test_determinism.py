@@ -26,7 +26,7 @@ def blobs(seed: int) -> Episodes:
     centres = 3.0 * torch.randn(6, 4, generator=g)
     labels = torch.arange(6).repeat_interleave(12)
     x = centres[labels] + torch.randn(len(labels), 4, generator=g)
-    return Episodes(x, labels, n_way=4, k_shot=2, q_query=3, seed=seed)
+    return Episodes(x, labels, n_way=4, k_support=2, k_query=3, seed=seed)
 
 
 REGRESSION: dict[str, Callable[[], bm.learners.MetaLearner]] = {
@@ -34,7 +34,7 @@ REGRESSION: dict[str, Callable[[], bm.learners.MetaLearner]] = {
     "FOMAML": lambda: bm.MAML((1, 16, 1), inner_steps=2, first_order=True, outer_lr=0.01),
     "Reptile": lambda: bm.Reptile((1, 16, 1), inner_steps=2, outer_lr=0.01),
     "BayesianMAML": lambda: bm.BayesianMAML(
-        (1, 16, 1), inner_steps=2, outer_samples=2, outer_lr=0.01
+        (1, 16, 1), inner_steps=2, num_particles=2, outer_lr=0.01
     ),
     "VariationalMetaLearner": lambda: bm.VariationalMetaLearner((1, 16, 1), adapt_steps=5),
 }

@@ -135,7 +135,7 @@ def meta_fit(name: str, source: Any = None, **kw: Any) -> object:
 
 def episodes(d: int = 4, **kw: Any) -> Episodes:
     x, y = cls(n_way=4, k=4, d=d)
-    args: dict[str, Any] = {"n_way": 2, "k_shot": 1, "q_query": 1, "seed": 0, **kw}
+    args: dict[str, Any] = {"n_way": 2, "k_support": 1, "k_query": 1, "seed": 0, **kw}
     return Episodes(x, y, **args)
 
 
@@ -357,7 +357,7 @@ def learner_cases() -> list[Case]:
         ("MAML", {"inner_lr": -0.01}, ValueError, "inner_lr"),
         ("MAML", {"inner_lr": 0.0}, ValueError, "inner_lr"),
         ("MAML", {"inner_steps": -1}, ValueError, "inner_steps"),
-        ("MAML", {"eval_inner_steps": -2}, ValueError, "eval_inner_steps"),
+        ("MAML", {"adapt_steps": -2}, ValueError, "adapt_steps"),
         ("MAML", {"inner_grad_clip": -1.0}, ValueError, "inner_grad_clip"),
         ("MAML", {"loss": "hinge"}, ValueError, "loss"),
         ("Reptile", {"inner_lr": -0.01}, ValueError, "inner_lr"),
@@ -365,8 +365,8 @@ def learner_cases() -> list[Case]:
         ("BayesianMAML", {"inner_lr": -1.0}, ValueError, "inner_lr"),
         ("BayesianMAML", {"prior_scale": 0.0}, ValueError, "prior_scale"),
         ("BayesianMAML", {"noise_scale": -0.1}, ValueError, "noise_scale"),
-        ("BayesianMAML", {"num_samples": 0}, ValueError, "num_samples"),
-        ("BayesianMAML", {"outer_samples": 0}, ValueError, "outer_samples"),
+        ("BayesianMAML", {"inner_num_particles": 0}, ValueError, "inner_num_particles"),
+        ("BayesianMAML", {"num_particles": 0}, ValueError, "num_particles"),
         ("BayesianMAML", {"kl_weight": -1.0}, ValueError, "kl_weight"),
         ("BayesianMAML", {"scale_rate": 0.0}, ValueError, "scale_rate"),
         ("BayesianMAML", {"likelihood": "poisson"}, ValueError, "likelihood"),
@@ -661,16 +661,21 @@ def task_cases() -> list[Case]:
             r"n_way=5 but only 4 classes",
         ),
         Case("Episodes-n_way-zero", lambda: episodes(n_way=0), ValueError, "n_way must be >= 1"),
-        Case("Episodes-k_shot-zero", lambda: episodes(k_shot=0), ValueError, "k_shot must be >= 1"),
         Case(
-            "Episodes-q_query-negative",
-            lambda: episodes(q_query=-1),
+            "Episodes-k_support-zero",
+            lambda: episodes(k_support=0),
             ValueError,
-            "q_query must be >= 0",
+            "k_support must be >= 1",
+        ),
+        Case(
+            "Episodes-k_query-negative",
+            lambda: episodes(k_query=-1),
+            ValueError,
+            "k_query must be >= 0",
         ),
         Case(
             "Episodes-too-few-examples",
-            lambda: episodes(k_shot=3, q_query=2),
+            lambda: episodes(k_support=3, k_query=2),
             ValueError,
             "distinct examples per class",
         ),
@@ -738,10 +743,10 @@ def task_cases() -> list[Case]:
             "n_way=6",
         ),
         Case(
-            "glyph_episodes-k_shot-zero",
+            "glyph_episodes-k_support-zero",
             lambda: glyph_episodes(2, 0, num_classes=10, examples_per_class=4, image_size=8),
             ValueError,
-            "k_shot must be >= 1",
+            "k_support must be >= 1",
         ),
         Case(
             "glyph_episodes-examples",
@@ -768,10 +773,10 @@ def task_cases() -> list[Case]:
             "n_way=6 but only 5 classes",
         ),
         Case(
-            "digits_episodes-q_query",
+            "digits_episodes-k_query",
             lambda: digits_episodes(5, 1, -1),
             ValueError,
-            "q_query must be >= 0",
+            "k_query must be >= 0",
         ),
         Case(
             "digits_episodes-classes",

@@ -49,7 +49,7 @@ def test_meta_gradient_matches_finite_differences():
     try:
         torch.manual_seed(0)
         learner = BayesianMAML(
-            (1, 6, 1), prior_scale=0.05, noise_scale=0.5, inner_steps=2, num_samples=2
+            (1, 6, 1), prior_scale=0.05, noise_scale=0.5, inner_steps=2, inner_num_particles=2
         )
         batch = Sinusoid(4, 4, seed=0).sample(3)
 
@@ -188,7 +188,7 @@ def test_outer_objective_is_the_scored_predictive_nll_or_the_expected_nll(object
     learner = BayesianMAML(
         (1, 16, 1),
         objective=objective,
-        outer_samples=6,
+        num_particles=6,
         kl_weight=0.0,
         scale_update="gradient",
         inner_steps=2,

@@ -1,4 +1,5 @@
 import copy
+import dataclasses
 
 import pytest
 import torch
@@ -165,7 +166,9 @@ def test_reptile_train_on_all_uses_query_points():
     torch.manual_seed(0)
     a = Reptile((1, 8, 1), train_on="all", optimizer=lambda ps: torch.optim.SGD(ps, lr=1.0))
     b = copy.deepcopy(a)
-    b.train_on = "support"
+    with pytest.raises(AttributeError, match="frozen"):
+        b.train_on = "support"
+    b.hparams = dataclasses.replace(b.hparams, train_on="support")
     batch = Sinusoid(3, 6, seed=0).sample(4)
     a.meta_step(batch)
     b.meta_step(batch)

@@ -139,10 +139,12 @@ def test_errors():
 def test_config_rebuilds_the_learner():
     learner = MatchingNet((2, 8, 3), full_context=True, processing_steps=2, scale=5.0)
     cfg = json.loads(json.dumps(learner.config()))
-    assert cfg["learner"] == "MatchingNet" and cfg["embedding_dim"] == 3
+    # embedding_dim is recorded as given (None): the rebuilt encoder gives it again
+    assert cfg["learner"] == "MatchingNet" and cfg["embedding_dim"] is None
     cfg.pop("learner")
     net = cfg.pop("net")
     twin = MatchingNet(MLP(net["sizes"], net["activation"]), **cfg)
+    assert twin.embedding_dim == learner.embedding_dim == 3
     twin.load_state_dict(learner.state_dict())
     assert twin.config() == learner.config()
     x, y = torch.randn(6, 2), torch.tensor([0, 1, 2] * 2)

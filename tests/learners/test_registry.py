@@ -69,7 +69,18 @@ def test_a_run_name_taken_by_another_learner_is_refused():
     from bayesmeta.learners.registry import register_run, run_learner
 
     maml = run_learner("maml")
-    assert register_run("maml", maml.cls, maml.build, reads=maml.reads).cls is bm.MAML
+    again = register_run(
+        "maml",
+        maml.cls,
+        maml.build,
+        reads=maml.reads,
+        summary=maml.summary,
+        defaults=maml.defaults,
+        fit=maml.fit,
+    )
+    assert again == maml and again.cls is bm.MAML
+    with pytest.raises(ValueError, match="already registered to run as 'maml'"):
+        register_run("maml", maml.cls, maml.build, reads=maml.reads)  # trains otherwise
     with pytest.raises(ValueError, match="already registered to run as 'maml'"):
         register_run("maml", bm.Reptile, maml.build)
     with pytest.raises(ValueError, match=r"requires \['source'\] must be among reads"):

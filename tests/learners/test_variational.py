@@ -8,6 +8,7 @@ steps a fast test can afford.
 """
 
 import copy
+import dataclasses
 
 import pytest
 import torch
@@ -186,7 +187,7 @@ def test_meta_training_recovers_the_conjugate_joint_posterior(float64):
 def subsampled_errors(seed, steps_factor, num_particles):
     """Fit N = 50 tasks, T = 10 per step; errors against the exact optimum, in sds."""
     learner, batch, mean, mf_sd = conjugate_problem(50, seed=seed)
-    learner.num_particles = num_particles
+    learner.hparams = dataclasses.replace(learner.hparams, num_particles=num_particles)
     fit_in_phases(learner, batch, subsample=10, steps_factor=steps_factor)
     q_mean, q_sd = joint_q(learner)
     err, sd_err = ((q_mean - mean) / mf_sd).abs(), (q_sd / mf_sd - 1).abs()

@@ -70,7 +70,7 @@ def test_the_cli_prints_the_baseline_row(tmp_path, capsys) -> None:
             "protonet",
             "--data",
             "digits",
-            "--shots",
+            "--k-support",
             "1",
             "--iterations",
             "2",

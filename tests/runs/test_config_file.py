@@ -61,19 +61,19 @@ def test_shipped_configs_run(path, tmp_path):
 def test_values_are_typed_and_missing_keys_keep_defaults():
     config = parse_config({"learner": "reptile", "outer_lr": 1, "hidden": [8]})
     assert config.outer_lr == 1.0 and isinstance(config.outer_lr, float)
-    assert config.hidden == (8,) and config.shots == RunConfig().shots
+    assert config.hidden == (8,) and config.k_support == RunConfig().k_support
 
 
 @pytest.mark.parametrize(
     ("raw", "message"),
     [
         ({"lerner": "maml"}, "unknown key 'lerner'; the keys are learner, data"),
-        ({"shots": "5"}, "shots must be an integer, got '5'"),
-        ({"shots": True}, "shots must be an integer"),
+        ({"k_support": "5"}, "k_support must be an integer, got '5'"),
+        ({"k_support": True}, "k_support must be an integer"),
         ({"learner": "sgd"}, "learner must be one of 'maml'"),
         ({"hidden": [1.5]}, "hidden must be a list of integers"),
         ({"max_grad_norm": "big"}, "max_grad_norm must be a number or left out"),
-        ({"shots": 0}, "shots must be >= 1"),
+        ({"k_support": 0}, "k_support must be >= 1"),
         ({"outer_lr": 0}, "outer_lr must be positive"),
         ({"learner": "bayesian_maml", "prior_scale": -0.1}, "prior_scale must be positive"),
         ({"learner": "bayesian_maml", "kl_weight": -1}, "kl_weight must be >= 0"),
@@ -85,7 +85,10 @@ def test_values_are_typed_and_missing_keys_keep_defaults():
         ),
         ({"learner": "maml", "prior": "laplace"}, "prior has no effect on learner 'maml'"),
         ({"learner": "protonet"}, "learner 'protonet' classifies; use it with data 'glyphs'"),
-        ({"data": "glyphs", "shots": 10}, "shots \\+ query and shots \\+ eval_query may not"),
+        (
+            {"data": "glyphs", "k_support": 10},
+            "k_support \\+ k_query and k_support \\+ eval_k_query may not",
+        ),
         (
             {"learner": "protonet", "data": "digits", "inner_lr": 0.1},
             "inner_lr has no effect on learner 'protonet' with data 'digits'; remove it",
@@ -129,12 +132,12 @@ def test_unreadable_files(tmp_path):
 
 def test_cli_runs_a_config_and_options_override_it(tmp_path, capsys):
     config = tmp_path / "run.toml"
-    config.write_text('learner = "fomaml"\nshots = 4\niterations = 7\nhidden = [8]\n')
+    config.write_text('learner = "fomaml"\nk_support = 4\niterations = 7\nhidden = [8]\n')
     code = main(
         [
             "run",
             str(config),
-            "--shots",
+            "--k-support",
             "3",
             "--quick",
             "--out",
@@ -147,7 +150,7 @@ def test_cli_runs_a_config_and_options_override_it(tmp_path, capsys):
     assert code == 0
     run_dir = next(p for p in tmp_path.iterdir() if p.is_dir())
     saved = json.loads((run_dir / "config.json").read_text())
-    assert saved["learner"] == "fomaml" and saved["shots"] == 3 and saved["iterations"] == 7
+    assert saved["learner"] == "fomaml" and saved["k_support"] == 3 and saved["iterations"] == 7
     assert saved["hidden"] == [8]
     capsys.readouterr()
     assert main(["evaluate", str(run_dir)]) == 0
@@ -161,7 +164,7 @@ def test_cli_runs_a_config_and_options_override_it(tmp_path, capsys):
 
 def test_cli_reports_config_errors(tmp_path, capsys):
     config = tmp_path / "run.toml"
-    config.write_text("shots = 5\nwidth = 3\n")
+    config.write_text("k_support = 5\nwidth = 3\n")
     assert main(["run", str(config)]) == 2
     assert "unknown key 'width'" in capsys.readouterr().err
     config.write_text('learner = "protonet"\ndata = "digits"\n')
@@ -213,7 +216,7 @@ def test_a_table_config_holds_groups_out_and_reads_paths_relative_to_the_file(tm
     file = folder / "table.toml"
     file.write_text(
         'data = "table"\npath = "../sites.csv"\ngroup = "site"\nx = ["x"]\ny = "y"\n'
-        'order_by = "t"\nshots = 2\nhidden = [8]\ntest_fraction = 0.3\n'
+        'order_by = "t"\nk_support = 2\nhidden = [8]\ntest_fraction = 0.3\n'
     )
     config = load_config(file)
     assert Path(config.path) == (tmp_path / "sites.csv").resolve() and config.x == ("x",)
@@ -244,7 +247,7 @@ def test_bad_table_configs_are_named(raw, message):
 
 def test_a_table_with_one_group_or_a_missing_column_is_refused(tmp_path):
     path = _table(tmp_path, groups=1)
-    config = RunConfig(data="table", path=str(path), group="site", x=("x",), y="y", shots=2)
+    config = RunConfig(data="table", path=str(path), group="site", x=("x",), y="y", k_support=2)
     with pytest.raises(ValueError, match="1 group\\(s\\) in column 'site'; a run needs at least 2"):
         config.train_source()
     with pytest.raises(ValueError, match="has no column 'plot'"):
@@ -260,9 +263,9 @@ def test_an_image_folder_run_holds_classes_out(tmp_path, monkeypatch):
             "path": str(root),
             "image_size": 12,
             "n_way": 2,
-            "shots": 2,
-            "query": 3,
-            "eval_query": 3,
+            "k_support": 2,
+            "k_query": 3,
+            "eval_k_query": 3,
             "channels": 4,
             "test_fraction": 0.3,
             "iterations": 3,

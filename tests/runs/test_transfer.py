@@ -83,7 +83,7 @@ def test_transfer_from_a_state_dict_on_table_data(tmp_path):
         x=("day",),
         y="weight_100g",
         order_by="time",
-        shots=4,
+        k_support=4,
         hidden=(8,),
         source=str(tmp_path / "net.safetensors"),
         iterations=2,

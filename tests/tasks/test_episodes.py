@@ -46,7 +46,7 @@ def check_batch(batch, source, t, n, k, q):
 
 def test_shapes_labels_and_disjoint_support_query():
     x, y = make_data([12] * 8, features=(1, 4, 4))
-    src = Episodes(x, y, n_way=5, k_shot=3, q_query=4, seed=0)
+    src = Episodes(x, y, n_way=5, k_support=3, k_query=4, seed=0)
     batch = src.sample(20)
     check_batch(batch, src, 20, 5, 3, 4)
     # unique rows: the row index in the first feature is never in both sets
@@ -156,8 +156,8 @@ def test_from_dataset_errors():
     ("kwargs", "error", "match"),
     [
         ({"n_way": 20}, ValueError, "n_way=20 but only 10 classes are available"),
-        ({"k_shot": 0}, ValueError, "k_shot must be >= 1"),
-        ({"q_query": -1}, ValueError, "q_query must be >= 0"),
+        ({"k_support": 0}, ValueError, "k_support must be >= 1"),
+        ({"k_query": -1}, ValueError, "k_query must be >= 0"),
         ({"n_way": 2.0}, TypeError, "n_way must be an int"),
         ({"classes": [1, 99]}, ValueError, r"classes \[99\] have no examples"),
         ({"classes": [1, 1, 2]}, ValueError, "duplicate"),
@@ -167,14 +167,14 @@ def test_from_dataset_errors():
 )
 def test_rejects_bad_arguments(kwargs, error, match):
     x, y = make_data([6] * 10)
-    args = {"n_way": 5, "k_shot": 1, "q_query": 1, **kwargs}
+    args = {"n_way": 5, "k_support": 1, "k_query": 1, **kwargs}
     with pytest.raises(error, match=match):
         Episodes(x, y, **args)
 
 
 def test_too_few_examples_names_class_and_count():
     x, y = make_data([20, 20, 7, 20], labels=[0, 1, 5, 3])
-    with pytest.raises(ValueError, match=r"k_shot \+ q_query = 5 \+ 5 = 10 .* class 5 has 7"):
+    with pytest.raises(ValueError, match=r"k_support \+ k_query = 5 \+ 5 = 10 .* class 5 has 7"):
         Episodes(x, y, 2, 5, 5)
     # leaving the class out works
     Episodes(x, y, 2, 5, 5, classes=[0, 1, 3])

@@ -94,5 +94,5 @@ def test_glyph_episodes_split_by_class():
     batch = sources["test"].sample(3)
     assert batch.support_x.shape == (3, 5, 1, 16, 16) and batch.query_x.shape == (3, 15, 1, 16, 16)
     assert set(batch.info["classes"].flatten().tolist()) <= groups[2]
-    with pytest.raises(ValueError, match=r"k_shot \+ q_query = 1 \+ 15 = 16"):
+    with pytest.raises(ValueError, match=r"k_support \+ k_query = 1 \+ 15 = 16"):
         glyph_episodes(5, 1, 15, num_classes=20, examples_per_class=10, fractions=(10, 10))

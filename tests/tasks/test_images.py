@@ -49,7 +49,7 @@ def test_load_digits():
 
 
 def test_digits_episodes_meta_train_and_test_on_other_digits():
-    sources = digits_episodes(n_way=5, k_shot=1, q_query=15, seed=0)
+    sources = digits_episodes(n_way=5, k_support=1, k_query=15, seed=0)
     assert list(sources) == ["train", "test"]
     assert isinstance(sources["train"], TaskSource)
     train = sources["train"].sample(30)
@@ -57,7 +57,7 @@ def test_digits_episodes_meta_train_and_test_on_other_digits():
     assert train.support_x.shape == (30, 5, 1, 8, 8) and test.query_x.shape == (30, 75, 1, 8, 8)
     assert set(train.info["classes"].flatten().tolist()) == {0, 1, 2, 3, 4}
     assert set(test.info["classes"].flatten().tolist()) == {5, 6, 7, 8, 9}
-    again = digits_episodes(n_way=5, k_shot=1, q_query=15, seed=0)["test"].sample(30)
+    again = digits_episodes(n_way=5, k_support=1, k_query=15, seed=0)["test"].sample(30)
     assert torch.equal(again.support_x, test.support_x)
     other = digits_episodes(3, 2, 2, train_classes=(0, 2, 4, 6), test_classes=(1, 3, 5))
     assert other["test"].classes.tolist() == [1, 3, 5]
