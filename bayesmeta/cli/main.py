@@ -67,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     for flag, kind, text in (
         ("--shots", int, f"support points per task, per class for images (default {d.shots})"),
         ("--n-way", int, f"classes per episode, image data (default {d.n_way})"),
-        ("--iterations", int, f"meta-iterations (default {d.iterations})"),
+        ("--iterations", int, "meta-iterations (default: 2000 for digits, else 10000)"),
         ("--meta-batch-size", int, f"(default {d.meta_batch_size})"),
         ("--inner-steps", int, f"(default {d.inner_steps})"),
         ("--eval-inner-steps", int, f"(default {d.eval_inner_steps})"),
@@ -82,7 +82,12 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         run.add_argument(flag, type=kind, default=hidden, help=text)
     run.add_argument("--out", default="runs", help="parent folder of the run folder")
-    run.add_argument("--quick", action="store_true", help="a seconds-long smoke run")
+    run.add_argument(
+        "--quick",
+        action="store_true",
+        help="a smoke run of the same pipeline: at most 50 meta-iterations and 50 held-out "
+        "tasks, and on image data at most 4 tasks per meta-iteration",
+    )
     run.add_argument("--no-progress", action="store_true", help="hide progress bars")
     run.add_argument(
         "--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)"
@@ -191,7 +196,7 @@ def _print_run(result: RunResult) -> None:
     title = (
         f"{config.learner} on {config.data}, {config.shots}-shot: "
         f"{result.evaluation.num_tasks} held-out tasks, mean ± 95% CI "
-        f"({config.iterations} meta-iterations in {result.timings['meta_fit_s']:.1f} s)"
+        f"({config.steps} meta-iterations in {result.timings['meta_fit_s']:.1f} s)"
     )
     rows = {config.learner: result.evaluation.summary()}
     if result.baseline is not None:

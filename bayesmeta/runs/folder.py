@@ -19,6 +19,7 @@ from typing import Any
 
 from bayesmeta.errors import BayesmetaError
 from bayesmeta.runs.config import RunConfig
+from bayesmeta.runs.data import data_families, data_family
 
 __all__ = [
     "CHECKPOINT",
@@ -77,6 +78,10 @@ def read_run_config(run_dir: Path) -> RunConfig:
             "(run folders are written by `bayesmeta run`)"
         )
     raw = read_json(path)
+    if isinstance(raw, dict) and "backbone" not in raw and "data" in raw:
+        # written before the backbone setting, when every image run had a Conv4
+        images = raw["data"] in data_families() and data_family(raw["data"]).classification
+        raw["backbone"] = "conv4" if images else None
     try:
         return RunConfig(**raw)  # unknown or invalid settings raise
     except (TypeError, ValueError) as err:

@@ -36,14 +36,19 @@ _INNER = ("inner_lr", "inner_steps", "eval_inner_steps")
 
 
 def network(config: RunConfig, *, head: bool = True) -> Any:
-    """The network of a run: MLP widths for regression, a Conv4 for images.
+    """The network of a run: MLP widths for regression, the config's backbone for images.
 
-    ``head=False`` gives the Conv4 without a classification head (an encoder).
+    Image data get a Conv4 (``backbone="conv4"``) or the widths of an MLP on the
+    flattened pixels (``backbone="mlp"``: ``C*H*W``, then ``hidden``). ``head=False``
+    gives the network without a classification head (an encoder).
     """
     if config.classification:
-        size = config.image_shape()[-1]
+        shape = config.image_shape()
         n_out = config.n_way if head else None
-        return Conv4(1, n_out, hidden=config.channels, image_size=size)
+        if config.backbone == "mlp":
+            pixels = shape[0] * shape[1] * shape[2]
+            return (pixels, *config.hidden, *(() if n_out is None else (n_out,)))
+        return Conv4(1, n_out, hidden=config.channels, image_size=shape[-1])
     return (len(config.x) if config.data == "table" else 1, *config.hidden, 1)
 
 
