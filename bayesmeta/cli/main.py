@@ -67,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     for flag, kind, text in (
         ("--shots", int, f"support points per task, per class for images (default {d.shots})"),
         ("--n-way", int, f"classes per episode, image data (default {d.n_way})"),
+        ("--backbone", str, "image data: conv4 or mlp (default: mlp for digits, else conv4)"),
         ("--iterations", int, "meta-iterations (default: 2000 for digits, else 10000)"),
         ("--meta-batch-size", int, f"(default {d.meta_batch_size})"),
         ("--inner-steps", int, f"(default {d.inner_steps})"),

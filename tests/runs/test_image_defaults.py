@@ -118,3 +118,17 @@ def test_a_setting_the_backbone_does_not_read_is_an_error(
 ) -> None:
     with pytest.raises(ConfigError, match=message):
         parse_config({"learner": "protonet", **settings})
+
+
+def test_the_command_line_backbone_wins_and_a_wrong_one_is_an_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from bayesmeta.cli.main import main
+
+    args = ["run", "--learner", "protonet", "--data", "digits", "--out", str(tmp_path)]
+    assert main([*args, "--backbone", "resnet"]) == 2
+    assert "backbone must be one of conv4, mlp" in capsys.readouterr().err
+    small = ["--iterations", "2", "--eval-tasks", "3", "--no-progress"]
+    assert main([*args, "--backbone", "conv4", *small]) == 0
+    run_dir = next(p for p in tmp_path.iterdir() if p.is_dir())
+    assert read_run_config(run_dir).backbone == "conv4"
