@@ -1,11 +1,12 @@
 """What defines a run of ``bayesmeta run``: the learner, its network and the task data.
 
 :class:`RunConfig` names a learner and a built-in data source and builds both. Regression
-sources (sinusoids) get an MLP; image sources (glyphs, digits) get a
-:class:`~bayesmeta.nets.Conv4`, with a classification head for the gradient learners and
-as an encoder for the metric learners. Held-out tasks are drawn from their own fixed seeds
-(and, for images, from classes never seen in meta-training), so runs with different seeds
-are scored on the same tasks.
+sources (sinusoids) get an MLP; image sources get the config's ``backbone``, chosen from the
+data when left out (:data:`DEFAULT_BACKBONE`: an MLP on the pixels of the 8x8 digits, a
+:class:`~bayesmeta.nets.Conv4` otherwise), with a classification head for the gradient
+learners and as an encoder for the metric learners. Held-out tasks are drawn from their own
+fixed seeds (and, for images, from classes never seen in meta-training), so runs with
+different seeds are scored on the same tasks.
 """
 
 from __future__ import annotations

@@ -5,8 +5,9 @@ under the name a run config and ``--learner`` use, with the function that builds
 from a :class:`~bayesmeta.runs.config.RunConfig` and the learner-specific settings it
 reads. :meth:`RunConfig.build_learner <bayesmeta.runs.config.RunConfig.build_learner>`,
 the config checks and the command's ``--learner`` choices all read this registry.
-Regression data get an MLP; image data a :class:`~bayesmeta.nets.Conv4`, with a
-classification head for the weight-space learners and as an encoder for the metric ones.
+Regression data get an MLP; image data the config's backbone (a :class:`~bayesmeta.nets.Conv4`,
+or an MLP on the flattened pixels), with a classification head for the weight-space learners
+and as an encoder for the metric ones.
 """
 
 from __future__ import annotations
