@@ -179,7 +179,9 @@ import bayesmeta.runs.learners
 from bayesmeta.runs.config_file import read_config, parse_config
 from bayesmeta.runs.experiment import run_experiment
 config = parse_config(read_config(sys.argv[1]), source=sys.argv[1])
-config = replace(config, iterations=min(config.steps, 5), eval_tasks=min(config.eval_tasks, 20))
+config = replace(
+    config, iterations=min(config.meta_iterations, 5), eval_tasks=min(config.eval_tasks, 20)
+)
 with tempfile.TemporaryDirectory() as tmp:
     run_experiment(config, out_dir=tmp, progress=False)
 print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)

@@ -197,7 +197,7 @@ def _print_run(result: RunResult) -> None:
     title = (
         f"{config.learner} on {config.data}, {config.shots}-shot: "
         f"{result.evaluation.num_tasks} held-out tasks, mean ± 95% CI "
-        f"({config.steps} meta-iterations in {result.timings['meta_fit_s']:.1f} s)"
+        f"({config.meta_iterations} meta-iterations in {result.timings['meta_fit_s']:.1f} s)"
     )
     rows = {config.learner: result.evaluation.summary()}
     if result.baseline is not None:

@@ -302,7 +302,7 @@ class RunConfig:
             "checkpoint_every",
         ):
             check_count(name, getattr(self, name), minimum=1)
-        check_count("iterations", self.steps, minimum=0)
+        check_count("iterations", self.meta_iterations, minimum=0)
         check_count("glyph_classes", self.glyph_classes, minimum=2)
         for name in ("query", "eval_query", "eval_inner_steps"):
             if getattr(self, name) is not None:
@@ -365,7 +365,7 @@ class RunConfig:
             )
 
     @property
-    def steps(self) -> int:
+    def meta_iterations(self) -> int:
         """Meta-iterations of the run (``iterations``, resolved from the data if unset)."""
         assert self.iterations is not None  # resolved in __post_init__
         return self.iterations

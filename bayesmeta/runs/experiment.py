@@ -155,7 +155,7 @@ def _run(
             fit.update(checkpoint=run_dir / CHECKPOINT, checkpoint_every=config.checkpoint_every)
         if isinstance(learner, VariationalMetaLearner):  # a posterior per task of a fixed set
             fit["num_tasks"] = config.train_tasks
-        history = learner.meta_fit(train, config.steps, config.meta_batch_size, **fit)
+        history = learner.meta_fit(train, config.meta_iterations, config.meta_batch_size, **fit)
     t1 = time.perf_counter()
     if isinstance(learner, GradientMetaLearner) and not config.classification:
         # Point estimates of regression functions: fit a noise scale for predictive intervals.
@@ -319,7 +319,7 @@ def quick(config: RunConfig) -> RunConfig:
         batch = min(batch, limits["image_meta_batch_size"])
     return replace(
         config,
-        iterations=min(config.steps, limits[image + "iterations"]),
+        iterations=min(config.meta_iterations, limits[image + "iterations"]),
         eval_tasks=min(config.eval_tasks, limits[image + "eval_tasks"]),
         meta_batch_size=batch,
     )
