@@ -71,7 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
         ("--k-support", int, f"support points per task, per class for images ({d.k_support})"),
         ("--k-query", int, "query points per meta-training task, per class for images"),
         ("--n-way", int, f"classes per episode, image data (default {d.n_way})"),
-        ("--iterations", int, f"meta-iterations (default {d.iterations})"),
+        ("--backbone", str, "image data: conv4 or mlp (default: mlp for digits, else conv4)"),
+        ("--iterations", int, "meta-iterations (default: 2000 for digits, else 10000)"),
         ("--meta-batch-size", int, f"(default {d.meta_batch_size})"),
         ("--inner-steps", int, f"(default {d.inner_steps})"),
         ("--adapt-steps", int, "test-time steps (default 10 gradient steps, 300 SVI steps)"),
@@ -88,7 +89,12 @@ def build_parser() -> argparse.ArgumentParser:
     for old in OLD_FLAGS:  # renamed; accepted for one release, with a warning
         run.add_argument(old, type=int, default=hidden, help=argparse.SUPPRESS)
     run.add_argument("--out", default="runs", help="parent folder of the run folder")
-    run.add_argument("--quick", action="store_true", help="a seconds-long smoke run")
+    run.add_argument(
+        "--quick",
+        action="store_true",
+        help="a smoke run of the same pipeline: at most 50 meta-iterations and 50 held-out "
+        "tasks (image data: 20 and 20, and 2 tasks per meta-iteration)",
+    )
     run.add_argument("--no-progress", action="store_true", help="hide progress bars")
     run.add_argument(
         "--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)"
@@ -197,7 +203,7 @@ def _print_run(result: RunResult) -> None:
     title = (
         f"{config.learner} on {config.data}, {config.k_support}-shot: "
         f"{result.evaluation.num_tasks} held-out tasks, mean ± 95% CI "
-        f"({config.iterations} meta-iterations in {result.timings['meta_fit_s']:.1f} s)"
+        f"({config.meta_iterations} meta-iterations in {result.timings['meta_fit_s']:.1f} s)"
     )
     rows = {config.learner: result.evaluation.summary()}
     if result.baseline is not None:

@@ -69,7 +69,7 @@ class Finding:
 
 
 def _iterations(config: RunConfig | None) -> str:
-    return "" if config is None else f" (this run: {config.iterations} meta-iterations)"
+    return "" if config is None else f" (this run: {config.meta_iterations} meta-iterations)"
 
 
 def _pct(x: float) -> str:

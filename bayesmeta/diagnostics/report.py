@@ -345,7 +345,7 @@ def write_report(
         "## Verdict\n",
         *format_verdict(run_verdict(d)),
         "\n## Run\n",
-        f"Run folder `{d.run_dir.resolve().name}`: {c.iterations} meta-iterations of "
+        f"Run folder `{d.run_dir.resolve().name}`: {c.meta_iterations} meta-iterations of "
         f"{c.meta_batch_size} tasks, seed {c.seed}. Settings that {c.learner} on {c.data} "
         "does not read are not listed.\n",
         "| setting | value |\n|---|---|",

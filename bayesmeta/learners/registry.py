@@ -53,7 +53,7 @@ def meta_fit_run(
     """How a run trains most learners: ``learner.meta_fit`` on the run's tasks.
 
     The shared loop of :mod:`bayesmeta.training` (checkpoints, ``bayesmeta
-    resume``, data-parallel training): ``config.iterations`` meta-iterations of
+    resume``, data-parallel training): ``config.meta_iterations`` meta-iterations of
     ``config.meta_batch_size`` tasks drawn from ``train``, with a training
     checkpoint at ``checkpoint`` (``None``: none). ``seed`` (for fits after
     meta-training) is not used here.
@@ -66,7 +66,7 @@ def meta_fit_run(
     """
     return learner.meta_fit(
         train,
-        config.iterations,
+        config.meta_iterations,
         config.meta_batch_size,
         progress=progress,
         checkpoint=checkpoint,

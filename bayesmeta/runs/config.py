@@ -1,11 +1,12 @@
 """What defines a run of ``bayesmeta run``: the learner, its network and the task data.
 
 :class:`RunConfig` names a learner and a built-in data source and builds both. Regression
-sources (sinusoids) get an MLP; image sources (glyphs, digits) get a
-:class:`~bayesmeta.nets.Conv4`, with a classification head for the gradient learners and
-as an encoder for the metric learners. Held-out tasks are drawn from their own fixed seeds
-(and, for images, from classes never seen in meta-training), so runs with different seeds
-are scored on the same tasks.
+sources (sinusoids) get an MLP; image sources get the config's ``backbone``, chosen from the
+data when left out (:data:`DEFAULT_BACKBONE`: an MLP on the pixels of the 8x8 digits, a
+:class:`~bayesmeta.nets.Conv4` otherwise), with a classification head for the gradient
+learners and as an encoder for the metric learners. Held-out tasks are drawn from their own
+fixed seeds (and, for images, from classes never seen in meta-training), so runs with
+different seeds are scored on the same tasks.
 """
 
 from __future__ import annotations
@@ -25,6 +26,9 @@ from bayesmeta.tasks.tables import GroupedTasks
 from bayesmeta.tasks.task import TaskBatch
 
 __all__ = [
+    "BACKBONES",
+    "DEFAULT_BACKBONE",
+    "DEFAULT_ITERATIONS",
     "DataName",
     "LearnerName",
     "RunConfig",
@@ -39,6 +43,16 @@ LearnerName = str
 #: A data family's name: any name registered with :func:`~bayesmeta.runs.data.register_data`.
 DataName = str
 PRIORS = ("normal", "laplace", "student_t")
+#: Networks of image data: a :class:`~bayesmeta.nets.Conv4` on the images, or an MLP of
+#: ``hidden`` widths on the flattened pixels.
+BACKBONES = ("conv4", "mlp")
+#: The backbone an image family gets when the config does not name one: 8x8 digits have
+#: too few pixels for four conv blocks (the last two would see 1x1 maps), so an MLP.
+DEFAULT_BACKBONE = {"digits": "mlp"}
+#: Meta-iterations a run gets when the config does not set them, by data family (others:
+#: 10,000). Digits on the MLP backbone: 2,000 (chosen so that a default run of a metric
+#: learner finishes in about a minute on 2 CPU cores; see docs/cli.md).
+DEFAULT_ITERATIONS = {"digits": 2000}
 NOISES = ("gaussian", "student_t")
 
 
@@ -119,6 +133,12 @@ class RunConfig:
         For ``"table"`` and ``"image_folder"``: the share of groups (classes)
         held out for evaluation, drawn once with a fixed seed; meta-training
         never sees their rows (images).
+    backbone : str or None
+        The network of image data: ``"conv4"`` (a :class:`~bayesmeta.nets.Conv4`
+        of ``channels`` on the images) or ``"mlp"`` (an MLP of ``hidden``
+        widths on the flattened pixels). ``None`` (the default) picks from the
+        data (:data:`DEFAULT_BACKBONE`): an MLP for the 8x8 digits, a Conv4
+        otherwise. Regression data always get an MLP and take no backbone.
     image_size, layout, invert : int, str, bool
         For ``"image_folder"`` (your own images, ``path`` the folder; see
         :func:`~bayesmeta.tasks.load_image_folder`): the side the greyscale
@@ -137,10 +157,14 @@ class RunConfig:
         either may not exceed 20. Were ``query`` and ``eval_query``.
     eval_tasks : int
         Number of held-out tasks scored.
-    iterations, meta_batch_size : int
-        Meta-training length and tasks per meta-iteration.
+    iterations : int or None
+        Meta-training length; ``None`` (the default) takes the data's
+        (:data:`DEFAULT_ITERATIONS`: 2,000 for digits, else 10,000).
+    meta_batch_size : int
+        Tasks per meta-iteration.
     hidden : tuple of int
-        Hidden widths of the MLP (regression).
+        Hidden widths of the MLP (regression, and image data on the ``"mlp"``
+        backbone).
     channels : int
         Channels of each :class:`~bayesmeta.nets.Conv4` block (image data).
     glyph_classes : int
@@ -198,6 +222,7 @@ class RunConfig:
     y: str | None = None
     order_by: str | None = None
     test_fraction: float = 0.2
+    backbone: str | None = None
     image_size: int = 28
     layout: Literal["alphabet/character", "class"] = "class"
     invert: bool = False
@@ -206,7 +231,7 @@ class RunConfig:
     k_query: int | None = None
     eval_k_query: int | None = None
     eval_tasks: int = 600
-    iterations: int = 10000
+    iterations: int | None = None
     meta_batch_size: int = 25
     hidden: tuple[int, ...] = (40, 40)
     channels: int = 32
@@ -254,6 +279,7 @@ class RunConfig:
                 f"learner {self.learner!r} needs {', '.join(missing)} ({flags} on the command line)"
             )
         object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
+        self._resolve_defaults()
         object.__setattr__(self, "x", tuple(str(c) for c in self.x))
         if self.data == "image_folder" and self.path is None:
             raise ValueError("data 'image_folder' needs path (the folder of class folders)")
@@ -281,7 +307,7 @@ class RunConfig:
             "checkpoint_every",
         ):
             check_count(name, getattr(self, name), minimum=1)
-        check_count("iterations", self.iterations, minimum=0)
+        check_count("iterations", self.meta_iterations, minimum=0)
         check_count("glyph_classes", self.glyph_classes, minimum=2)
         for name in ("k_query", "eval_k_query", "adapt_steps"):
             if getattr(self, name) is not None:
@@ -312,6 +338,42 @@ class RunConfig:
                     f"k_support + eval_k_query may not exceed {GLYPH_EXAMPLES}; got "
                     f"k_support={self.k_support} with {most} query points"
                 )
+
+    def _resolve_defaults(self) -> None:
+        """Fill the settings left at ``None`` that are chosen from the data.
+
+        Raises
+        ------
+        ValueError
+            If ``backbone`` is unknown, or given for regression data.
+
+        """
+        if self.iterations is None:
+            object.__setattr__(self, "iterations", DEFAULT_ITERATIONS.get(self.data, 10000))
+        if self.backbone is None:
+            if self.classification:
+                object.__setattr__(self, "backbone", DEFAULT_BACKBONE.get(self.data, "conv4"))
+        elif not self.classification:
+            raise ValueError(
+                f"backbone is for image data; {self.data!r} is regression, whose network is "
+                "an MLP of hidden widths: remove backbone"
+            )
+        elif self.backbone not in BACKBONES:
+            raise ValueError(
+                f"backbone must be one of {', '.join(BACKBONES)}; got {self.backbone!r}"
+            )
+        unused = {"conv4": ("hidden", (40, 40)), "mlp": ("channels", 32)}.get(self.backbone or "")
+        if unused is not None and getattr(self, unused[0]) != unused[1]:
+            raise ValueError(
+                f"{unused[0]} has no effect with backbone {self.backbone!r} on {self.data!r}; "
+                f"remove it, or set the backbone that reads it"
+            )
+
+    @property
+    def meta_iterations(self) -> int:
+        """Meta-iterations of the run (``iterations``, resolved from the data if unset)."""
+        assert self.iterations is not None  # resolved in __post_init__
+        return self.iterations
 
     @property
     def classification(self) -> bool:

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Literal, Protocol
 
 import torch
 
 from bayesmeta.tasks.episodes import Episodes
-from bayesmeta.tasks.glyphs import glyph_episodes
-from bayesmeta.tasks.images import digits_episodes, load_image_folder
+from bayesmeta.tasks.glyphs import make_glyphs
+from bayesmeta.tasks.images import load_digits, load_image_folder
 from bayesmeta.tasks.labelled import split_classes
 from bayesmeta.tasks.regression import Sinusoid, SinusoidOrLine
 from bayesmeta.tasks.source import SeededSource
@@ -31,6 +32,7 @@ __all__ = [
     "DataSettings",
     "data_families",
     "data_family",
+    "glyph_alphabet",
     "register_data",
     "run_source",
 ]
@@ -82,6 +84,11 @@ class DataSettings(Protocol):
     @property
     def test_fraction(self) -> float:
         """The share of groups or classes held out."""
+        ...
+
+    @property
+    def backbone(self) -> str | None:
+        """The network of image data: ``"conv4"`` (images) or ``"mlp"`` (flattened pixels)."""
         ...
 
     @property
@@ -217,21 +224,57 @@ def _seeded(source: Episodes, seed: int) -> Episodes:
     return source
 
 
+@lru_cache(maxsize=2)
+def glyph_alphabet(num_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The run's generated glyph alphabet, rendered once per process and shared.
+
+    A run draws its meta-training and held-out episodes (and a baseline's) from the
+    same alphabet; rendering its 24,000 images took ~5 s on 2 busy cores, so every
+    split reads this one copy (read-only: nothing writes into episode data).
+
+    Returns
+    -------
+    x : Tensor
+        Images ``[C*20, 1, 28, 28]``.
+    labels : Tensor
+        Class labels ``[C*20]``.
+
+    """
+    return make_glyphs(num_classes, GLYPH_EXAMPLES, seed=DATA_SEED)
+
+
+def _inputs(config: DataSettings, x: torch.Tensor) -> torch.Tensor:
+    """Images ``[M, C, H, W]`` as the backbone takes them: flattened ``[M, C*H*W]`` for an MLP."""
+    return x.flatten(1) if config.backbone == "mlp" else x
+
+
 def _glyphs(config: DataSettings, split: str, seed: int, k_query: int | None) -> Episodes:
-    sources = glyph_episodes(
+    x, labels = glyph_alphabet(config.glyph_classes)
+    sources = Episodes.splits(
+        _inputs(config, x),
+        labels,
         config.n_way,
         config.k_support,
         _query(config, k_query),
-        num_classes=config.glyph_classes,
-        examples_per_class=GLYPH_EXAMPLES,
+        fractions=(0.64, 0.16, 0.2),
         seed=DATA_SEED,
+        dtype=x.dtype,
     )
     return _seeded(sources[split], seed)
 
 
 def _digits(config: DataSettings, split: str, seed: int, k_query: int | None) -> Episodes:
-    sources = digits_episodes(
-        config.n_way, config.k_support, _query(config, k_query), seed=DATA_SEED
+    """Digits 0-4 to meta-train on and 5-9 held out, as :func:`~bayesmeta.tasks.digits_episodes`."""
+    x, labels = load_digits()
+    sources = Episodes.splits(
+        _inputs(config, x),
+        labels,
+        config.n_way,
+        config.k_support,
+        _query(config, k_query),
+        classes={"train": [0, 1, 2, 3, 4], "test": [5, 6, 7, 8, 9]},
+        seed=DATA_SEED,
+        dtype=x.dtype,
     )
     return _seeded(sources[split], seed)
 
@@ -279,11 +322,13 @@ def _image_folder(config: DataSettings, split: str, seed: int, k_query: int | No
     fractions = (1 - config.test_fraction, config.test_fraction)
     train, test = split_classes(labels, fractions, seed=DATA_SEED)
     classes = test if split == "test" else train
-    source = Episodes(x, labels, config.n_way, config.k_support, k_query, classes=classes, seed=0)
+    source = Episodes(
+        _inputs(config, x), labels, config.n_way, config.k_support, k_query, classes=classes, seed=0
+    )
     return _seeded(source, seed)
 
 
-_IMAGES = ("n_way", "channels")
+_IMAGES = ("n_way", "channels", "backbone", "hidden")
 register_data("sinusoid", _sinusoid, reads=("hidden",))
 register_data("sinusoid_or_line", _sinusoid_or_line, reads=("hidden",))
 register_data(

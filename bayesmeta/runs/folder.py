@@ -19,6 +19,7 @@ from typing import Any
 
 from bayesmeta.errors import BayesmetaError
 from bayesmeta.runs.config import RunConfig
+from bayesmeta.runs.data import data_families, data_family
 from bayesmeta.runs.renames import upgrade_settings
 
 __all__ = [
@@ -79,6 +80,10 @@ def read_run_config(run_dir: Path) -> RunConfig:
         )
     try:
         raw = upgrade_settings(read_json(path), source=str(path), warn=False)
+        if isinstance(raw, dict) and "backbone" not in raw and "data" in raw:
+            # written before the backbone setting, when every image run had a Conv4
+            images = raw["data"] in data_families() and data_family(raw["data"]).classification
+            raw["backbone"] = "conv4" if images else None
         return RunConfig(**raw)  # unknown or invalid settings raise
     except (TypeError, ValueError) as err:
         raise RunFolderError(f"{path} is not a valid RunConfig: {err}") from err

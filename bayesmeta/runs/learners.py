@@ -5,8 +5,9 @@ under the name a run config and ``--learner`` use, with the function that builds
 from a :class:`~bayesmeta.runs.config.RunConfig` and the learner-specific settings it
 reads. :meth:`RunConfig.build_learner <bayesmeta.runs.config.RunConfig.build_learner>`,
 the config checks and the command's ``--learner`` choices all read this registry.
-Regression data get an MLP; image data a :class:`~bayesmeta.nets.Conv4`, with a
-classification head for the weight-space learners and as an encoder for the metric ones.
+Regression data get an MLP; image data the config's backbone (a :class:`~bayesmeta.nets.Conv4`,
+or an MLP on the flattened pixels), with a classification head for the weight-space learners
+and as an encoder for the metric ones.
 """
 
 from __future__ import annotations
@@ -39,14 +40,19 @@ _GRADIENT_STEPS, _SVI_STEPS = {"adapt_steps": 10}, {"adapt_steps": 300}
 
 
 def network(config: RunConfig, *, head: bool = True) -> Any:
-    """The network of a run: MLP widths for regression, a Conv4 for images.
+    """The network of a run: MLP widths for regression, the config's backbone for images.
 
-    ``head=False`` gives the Conv4 without a classification head (an encoder).
+    Image data get a Conv4 (``backbone="conv4"``) or the widths of an MLP on the
+    flattened pixels (``backbone="mlp"``: ``C*H*W``, then ``hidden``). ``head=False``
+    gives the network without a classification head (an encoder).
     """
     if config.classification:
-        size = config.image_shape()[-1]
+        shape = config.image_shape()
         n_out = config.n_way if head else None
-        return Conv4(1, n_out, hidden=config.channels, image_size=size)
+        if config.backbone == "mlp":
+            pixels = shape[0] * shape[1] * shape[2]
+            return (pixels, *config.hidden, *(() if n_out is None else (n_out,)))
+        return Conv4(1, n_out, hidden=config.channels, image_size=shape[-1])
     return (len(config.x) if config.data == "table" else 1, *config.hidden, 1)
 
 
@@ -142,7 +148,7 @@ def _fixed_tasks_fit(
     """Meta-train on ``train_tasks`` tasks drawn once (a posterior per task of a fixed set)."""
     return learner.meta_fit(
         train,
-        config.iterations,
+        config.meta_iterations,
         config.meta_batch_size,
         num_tasks=config.train_tasks,
         progress=options["progress"],

@@ -163,14 +163,14 @@ def fit_transfer_run(
     """
     start = time.perf_counter()
     history = History()
-    if config.iterations > 0:
+    if config.meta_iterations > 0:
         count = config.train_tasks
         if isinstance(train, GroupedTasks):
             count = min(count, len(train))
         batch = train.sample(count)
         x = torch.cat([batch.support_x, batch.query_x], dim=1)
         y = torch.cat([batch.support_y, batch.query_y], dim=1)
-        learner.fit_prior(x, y, steps=config.iterations)
+        learner.fit_prior(x, y, steps=config.meta_iterations)
         assert learner.last_fit_ is not None
         history.loss = [float(v) for v in learner.last_fit_.losses]
         history.iterations = len(history.loss)

@@ -84,7 +84,13 @@ def test_a_run_without_iterations_has_no_loss_figure(run_dir, tmp_path):
 
 def test_class_predictions_get_a_reliability_diagram(tmp_path):
     config = RunConfig(
-        learner="protonet", data="digits", k_support=1, iterations=3, eval_tasks=20, channels=8
+        learner="protonet",
+        data="digits",
+        backbone="conv4",
+        k_support=1,
+        iterations=3,
+        eval_tasks=20,
+        channels=8,
     )
     run = run_experiment(config, out_dir=tmp_path, progress=False).run_dir
     assert (run / "reliability.png").read_bytes()[:8] == PNG

@@ -254,8 +254,8 @@ def test_settings_apply_to_the_runs_learner_and_data():
         assert name in sinusoid
     assert sinusoid["adapt_steps"] == 300 and sinusoid["k_query"] == "default (10)"
     protonet = dict(settings_rows(RunConfig(learner="protonet", data="digits")))
-    assert "inner_lr" not in protonet and "hidden" not in protonet
-    assert protonet["n_way"] == 5 and protonet["channels"] == 32
+    assert "inner_lr" not in protonet
+    assert protonet["n_way"] == 5 and protonet["backbone"] == "mlp"
 
 
 # End to end

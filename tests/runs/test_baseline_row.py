@@ -15,7 +15,13 @@ from bayesmeta.runs.experiment import (
 )
 
 DIGITS = RunConfig(
-    learner="protonet", data="digits", channels=4, iterations=3, eval_tasks=8, meta_batch_size=2
+    learner="protonet",
+    data="digits",
+    backbone="conv4",
+    channels=4,
+    iterations=3,
+    eval_tasks=8,
+    meta_batch_size=2,
 )
 
 

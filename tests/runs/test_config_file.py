@@ -179,7 +179,7 @@ def test_cli_reports_config_errors(tmp_path, capsys):
 @pytest.mark.parametrize(
     "settings",
     [
-        {"learner": "bayesian_protonet", "data": "digits", "channels": 8},
+        {"learner": "bayesian_protonet", "data": "digits", "hidden": [8]},
         {"learner": "bayesian_maml", "hidden": [8]},
     ],
     ids=["bayesian_protonet", "bayesian_maml"],
@@ -304,7 +304,8 @@ def test_data_families_are_registered_with_what_they_read():
     assert applies("glyph_classes", "maml", "glyphs") and not applies(
         "glyph_classes", "maml", "digits"
     )
-    assert applies("hidden", "maml", "table") and not applies("hidden", "protonet", "digits")
+    assert applies("hidden", "maml", "table") and applies("hidden", "protonet", "digits")  # mlp
+    assert not applies("backbone", "maml", "sinusoid")
     assert applies("seed", "protonet", "digits")  # read by every learner and data family
     with pytest.raises(ValueError, match=r"data must be one of 'sinusoid', .*; got 'mnist'"):
         data_family("mnist")

@@ -44,6 +44,7 @@ def _interrupt_after(monkeypatch, calls):
         RunConfig(
             learner="bayesian_protonet",
             data="digits",
+            backbone="conv4",
             channels=4,
             iterations=7,
             eval_tasks=8,
