@@ -11,16 +11,23 @@ different seeds are scored on the same tasks.
 
 from __future__ import annotations
 
-import math
 import warnings
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
 
-from bayesmeta._checks import check_count, positive
 from bayesmeta.learners.registry import run_learner, run_learners
-from bayesmeta.runs.data import GLYPH_EXAMPLES, data_families, data_family, run_source
+from bayesmeta.runs.config_checks import (
+    BACKBONES,
+    DEFAULT_BACKBONE,
+    DEFAULT_ITERATIONS,
+    applies,
+    check_run_config,
+    data_settings,
+    learner_settings,
+)
+from bayesmeta.runs.data import data_families, data_family, run_source
 from bayesmeta.tasks.source import SeededSource
 from bayesmeta.tasks.tables import GroupedTasks
 from bayesmeta.tasks.task import TaskBatch
@@ -42,18 +49,6 @@ __all__ = [
 LearnerName = str
 #: A data family's name: any name registered with :func:`~bayesmeta.runs.data.register_data`.
 DataName = str
-PRIORS = ("normal", "laplace", "student_t")
-#: Networks of image data: a :class:`~bayesmeta.nets.Conv4` on the images, or an MLP of
-#: ``hidden`` widths on the flattened pixels.
-BACKBONES = ("conv4", "mlp")
-#: The backbone an image family gets when the config does not name one: 8x8 digits have
-#: too few pixels for four conv blocks (the last two would see 1x1 maps), so an MLP.
-DEFAULT_BACKBONE = {"digits": "mlp"}
-#: Meta-iterations a run gets when the config does not set them, by data family (others:
-#: 10,000). Digits on the MLP backbone: 2,000 (chosen so that a default run of a metric
-#: learner finishes in about a minute on 2 CPU cores; see docs/cli.md).
-DEFAULT_ITERATIONS = {"digits": 2000}
-NOISES = ("gaussian", "student_t")
 
 
 _NAMES: dict[str, tuple[str, ...]] = {}
@@ -78,29 +73,6 @@ def __getattr__(name: str) -> tuple[str, ...]:
     if _NAMES.get(name) != value:
         _NAMES[name] = value
     return _NAMES[name]
-
-
-def learner_settings() -> frozenset[str]:
-    """The settings that only some learners read (the union of their ``reads``)."""
-    return frozenset().union(*(run_learner(n).reads for n in run_learners()))
-
-
-def data_settings() -> frozenset[str]:
-    """The settings that only some data families read (the union of their ``reads``)."""
-    return frozenset().union(*(data_family(n).reads for n in data_families()))
-
-
-def applies(key: str, learner: str, data: str) -> bool:
-    """Whether the setting ``key`` has an effect on a run of ``learner`` on ``data``.
-
-    A setting that only some learners (data families) read applies when the run's
-    learner (data family) declares it in its registration's ``reads``; any other applies.
-    """
-    if key in learner_settings():
-        return key in run_learner(learner).reads
-    if key in data_settings():
-        return key in data_family(data).reads
-    return True
 
 
 @dataclass(frozen=True)
@@ -253,121 +225,7 @@ class RunConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        targets = run_learner(self.learner).targets  # an unknown learner raises
-        data_family(self.data)  # an unknown data family raises
-        kinds: dict[bool, list[str]] = {True: [], False: []}
-        for name in data_families():
-            kinds[data_family(name).classification].append(repr(name))
-        if targets == "classes" and not self.classification:
-            raise ValueError(
-                f"learner {self.learner!r} classifies; use it with data "
-                f"{' or '.join(kinds[True])}, not {self.data!r}"
-            )
-        if targets == "regression" and self.classification:
-            regression = kinds[False]
-            raise ValueError(
-                f"learner {self.learner!r} is for regression; use it with data "
-                f"{' or '.join(regression)}, not {self.data!r}"
-            )
-        for key, value in run_learner(self.learner).defaults.items():
-            if getattr(self, key) is None:
-                object.__setattr__(self, key, value)
-        missing = [key for key in run_learner(self.learner).requires if getattr(self, key) is None]
-        if missing:
-            flags = ", ".join(f"--{key.replace('_', '-')}" for key in missing)
-            raise ValueError(
-                f"learner {self.learner!r} needs {', '.join(missing)} ({flags} on the command line)"
-            )
-        object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
-        self._resolve_defaults()
-        object.__setattr__(self, "x", tuple(str(c) for c in self.x))
-        if self.data == "image_folder" and self.path is None:
-            raise ValueError("data 'image_folder' needs path (the folder of class folders)")
-        check_count("image_size", self.image_size, minimum=1)
-        if self.layout not in ("alphabet/character", "class"):
-            raise ValueError(f"layout must be 'alphabet/character' or 'class', got {self.layout!r}")
-        if self.data in ("table", "image_folder") and not 0 < self.test_fraction < 1:
-            raise ValueError(f"test_fraction must lie in (0, 1), got {self.test_fraction}")
-        if self.data == "table":
-            missing = [k for k in ("path", "group", "y") if getattr(self, k) is None]
-            missing += [] if self.x else ["x"]
-            if missing:
-                raise ValueError(
-                    f"data 'table' needs {', '.join(missing)} (the CSV file and "
-                    "its group, input and target columns)"
-                )
-        for name in (
-            "n_way",
-            "k_support",
-            "eval_tasks",
-            "meta_batch_size",
-            "channels",
-            "inner_steps",
-            "train_tasks",
-            "checkpoint_every",
-        ):
-            check_count(name, getattr(self, name), minimum=1)
-        check_count("iterations", self.meta_iterations, minimum=0)
-        check_count("glyph_classes", self.glyph_classes, minimum=2)
-        for name in ("k_query", "eval_k_query", "adapt_steps"):
-            if getattr(self, name) is not None:
-                check_count(name, getattr(self, name), minimum=1)
-        if any(h < 1 for h in self.hidden):
-            raise ValueError(f"hidden widths must be >= 1, got {self.hidden}")
-        for name in ("inner_lr", "outer_lr", "max_grad_norm", "prior_scale"):
-            if getattr(self, name) is not None:
-                positive(name, getattr(self, name))
-        if not (math.isfinite(self.kl_weight) and self.kl_weight >= 0):
-            raise ValueError(f"kl_weight must be >= 0 and finite, got {self.kl_weight}")
-        if self.prior not in PRIORS:
-            raise ValueError(f"prior must be one of {', '.join(PRIORS)}; got {self.prior!r}")
-        if not isinstance(self.standardize, bool) and self.standardize != "auto":
-            raise ValueError(f'standardize must be true, false or "auto"; got {self.standardize!r}')
-        if self.noise not in NOISES:
-            raise ValueError(f"noise must be one of {', '.join(NOISES)}; got {self.noise!r}")
-        if self.noise != "gaussian" and self.classification:
-            raise ValueError(
-                f"noise={self.noise!r} is for regression targets; {self.data!r} has class "
-                "labels (a categorical likelihood): remove noise"
-            )
-        if self.data == "glyphs":
-            most = max(self.train_query or 0, self.held_out_query or 0)
-            if self.k_support + most > GLYPH_EXAMPLES:
-                raise ValueError(
-                    f"glyph classes have {GLYPH_EXAMPLES} drawings, so k_support + k_query and "
-                    f"k_support + eval_k_query may not exceed {GLYPH_EXAMPLES}; got "
-                    f"k_support={self.k_support} with {most} query points"
-                )
-
-    def _resolve_defaults(self) -> None:
-        """Fill the settings left at ``None`` that are chosen from the data.
-
-        Raises
-        ------
-        ValueError
-            If ``backbone`` is unknown, or given for regression data.
-
-        """
-        if self.iterations is None:
-            object.__setattr__(self, "iterations", DEFAULT_ITERATIONS.get(self.data, 10000))
-        if self.backbone is None:
-            if self.classification:
-                object.__setattr__(self, "backbone", DEFAULT_BACKBONE.get(self.data, "conv4"))
-        elif not self.classification:
-            raise ValueError(
-                f"backbone is for image data; {self.data!r} is regression, whose network is "
-                "an MLP of hidden widths: remove backbone"
-            )
-        elif self.backbone not in BACKBONES:
-            raise ValueError(
-                f"backbone must be one of {', '.join(BACKBONES)}; got {self.backbone!r}"
-            )
-        unused = {"conv4": ("hidden", (40, 40)), "mlp": ("channels", 32)}.get(self.backbone or "")
-        if unused is not None and getattr(self, unused[0]) != unused[1]:
-            raise ValueError(
-                f"{unused[0]} has no effect with backbone {self.backbone!r} on {self.data!r}; "
-                f"remove it, or set the backbone that reads it"
-            )
+        check_run_config(self)
 
     @property
     def meta_iterations(self) -> int:
