@@ -84,6 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("--source", str, "learner transfer: the source run folder or .safetensors file"),
         ("--checkpoint-every", int, f"iterations between checkpoints ({d.checkpoint_every})"),
         ("--seed", int, f"(default {d.seed})"),
+        ("--device", str, "cpu, cuda or cuda:N: where the learner trains (default cpu)"),
     ):
         run.add_argument(flag, type=kind, default=hidden, help=text)
     for old in OLD_FLAGS:  # renamed; accepted for one release, with a warning

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
+from torch import nn
 
 from bayesmeta.learners.registry import run_learner, run_learners
 from bayesmeta.runs.config_checks import (
@@ -181,6 +182,11 @@ class RunConfig:
         network) or a ``.safetensors`` file (a learner checkpoint, or a network
         ``state_dict`` for an MLP of ``hidden`` widths); see
         :mod:`bayesmeta.runs.transfer`.
+    device : str
+        Where the learner trains and predicts: ``"cpu"`` (the default) or
+        ``"cuda"`` / ``"cuda:N"``. Tasks are drawn on the CPU and moved to the
+        learner's device; a CUDA device on a machine where torch sees no GPU is
+        an error, never a silent fall-back to the CPU.
     seed : int
         Seeds the weights and the meta-training tasks.
 
@@ -223,6 +229,7 @@ class RunConfig:
     checkpoint_every: int = 500
     source: str | None = None
     seed: int = 0
+    device: str = "cpu"
 
     def __post_init__(self) -> None:
         check_run_config(self)
@@ -320,7 +327,12 @@ class RunConfig:
         Built by the learner's registered builder (see :mod:`bayesmeta.runs.learners`).
         """
         torch.manual_seed(self.seed)
-        return run_learner(self.learner).build(self)
+        learner = run_learner(self.learner).build(self)
+        if torch.device(self.device).type != "cpu":
+            if not isinstance(learner, nn.Module):
+                raise ValueError(f"learner {self.learner!r} runs on the CPU only; use device 'cpu'")
+            learner.to(self.device)
+        return learner
 
 
 def _old_name(config: RunConfig, old: str, new: str) -> Any:

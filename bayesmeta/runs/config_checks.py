@@ -10,6 +10,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import torch
+
 from bayesmeta._checks import check_count, positive
 from bayesmeta.learners.registry import run_learner, run_learners
 from bayesmeta.runs.data import GLYPH_EXAMPLES, data_families, data_family
@@ -21,6 +23,7 @@ __all__ = [
     "NOISES",
     "PRIORS",
     "applies",
+    "check_device",
     "check_run_config",
     "data_settings",
     "learner_settings",
@@ -105,6 +108,7 @@ def check_run_config(config: Any) -> None:
         )
     object.__setattr__(config, "hidden", tuple(int(h) for h in config.hidden))
     resolve_data_defaults(config)
+    object.__setattr__(config, "device", check_device(config.device))
     object.__setattr__(config, "x", tuple(str(c) for c in config.x))
     if config.data == "image_folder" and config.path is None:
         raise ValueError("data 'image_folder' needs path (the folder of class folders)")
@@ -163,6 +167,34 @@ def check_run_config(config: Any) -> None:
                 f"k_support + eval_k_query may not exceed {GLYPH_EXAMPLES}; got "
                 f"k_support={config.k_support} with {most} query points"
             )
+
+
+def check_device(device: object) -> str:
+    """``device`` as a string torch accepts, if this machine has it.
+
+    Raises
+    ------
+    ValueError
+        If ``device`` is not ``"cpu"``, ``"cuda"`` or ``"cuda:N"``, or names a CUDA
+        device while torch sees no GPU (or fewer than ``N + 1``).
+
+    """
+    try:
+        dev = torch.device(device)  # type: ignore[call-overload]
+    except (RuntimeError, TypeError):
+        dev = None
+    if dev is None or dev.type not in ("cpu", "cuda"):
+        raise ValueError(f"device must be 'cpu', 'cuda' or 'cuda:N'; got {device!r}")
+    if dev.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ValueError(
+                f"device {device!r} needs a CUDA GPU, and torch sees none on this machine "
+                "(torch.cuda.is_available() is False); use device 'cpu'"
+            )
+        if dev.index is not None and dev.index >= count:
+            raise ValueError(f"device {device!r}: this machine has {count} CUDA device(s)")
+    return str(device)
 
 
 def resolve_data_defaults(config: Any) -> None:
