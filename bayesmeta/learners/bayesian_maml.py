@@ -18,6 +18,7 @@ from bayesmeta.learners.base import MetaLearner, OptimizerFactory
 from bayesmeta.learners.bayesian_maml_hyper import BayesianMAMLHyper
 from bayesmeta.learners.hyper import LearnerHyper, pick_hyper
 from bayesmeta.learners.noise_calibration import CalibratedNoise, PredictiveNoise
+from bayesmeta.learners.particle_chunks import chunked_particle_backward
 from bayesmeta.model.likelihoods import (
     Likelihood,
     LikelihoodName,
@@ -107,6 +108,12 @@ class BayesianMAML(PredictiveNoise, MetaLearner):
     num_particles
         Reparameterised draws ``S`` in the outer objective: its particles
         (was ``outer_samples``).
+    particle_chunk
+        Backpropagate the outer objective's particles this many at a time
+        (``None``: all at once). The meta-gradient is the same (a first pass
+        without a graph gives each particle's weight in the log-mean-exp), but
+        only one chunk's query activations are held at once: less memory for
+        wide networks and many query points, for one more forward pass.
     kl_weight
         Weight of the KL terms (1: the ELBO).
     scale_update, scale_rate
@@ -167,6 +174,7 @@ class BayesianMAML(PredictiveNoise, MetaLearner):
         inner_num_particles: int = 1,
         objective: Literal["predictive", "elbo"] = "predictive",
         num_particles: int = 8,
+        particle_chunk: int | None = None,
         kl_weight: float = 1.0,
         scale_update: ScaleUpdate = "natural",
         scale_rate: float = 0.5,
@@ -257,7 +265,23 @@ class BayesianMAML(PredictiveNoise, MetaLearner):
             if self.training and self.calibrates_noise():
                 self.calibration.update(point.unsqueeze(0), batch.query_y)
             return self.likelihood(point, batch.query_y).mean()
-        loc, log_scale = gaussian_steps(
+        loc, log_scale = self._inner_posterior(batch)
+        s = self.hparams.num_particles
+        eps = standard_normal((s, *loc.shape), loc)
+        out = self.fnet(loc + log_scale.exp() * eps, batch.query_x)
+        if self.training and self.calibrates_noise():
+            self.calibration.update(out, batch.query_y)
+        if self.hparams.objective == "elbo" or s == 1:
+            nll = self.likelihood(out, batch.query_y).mean(0)
+        else:
+            log_p = self.likelihood.point_log_prob(out, batch.query_y)  # [S, T, Q]
+            nll = -(torch.logsumexp(log_p, 0) - math.log(s)).mean(-1)
+        kl = self.prior.kl_from(loc, log_scale)
+        return (nll + self.hparams.kl_weight * kl / batch.query_x.shape[1]).mean()
+
+    def _inner_posterior(self, batch: TaskBatch) -> tuple[Tensor, Tensor]:
+        """``q(theta_t)``'s mean and log-scale ``[T, P]`` after the inner steps (differentiable)."""
+        return gaussian_steps(
             self.fnet,
             self.prior,
             self.likelihood,
@@ -271,18 +295,47 @@ class BayesianMAML(PredictiveNoise, MetaLearner):
             scale_rate=self.hparams.scale_rate,
             first_order=self.hparams.first_order,
         )
-        s = self.hparams.num_particles
+
+    def meta_gradients(self, batch: TaskBatch) -> float:
+        """Put the meta-gradient in ``.grad`` (by chunks of particles with ``particle_chunk``).
+
+        Without ``particle_chunk`` (or with ``posterior="delta"``) this is the
+        backward pass of :meth:`meta_loss`. With it, the outer particles are
+        drawn once; a pass without a graph gives their log-likelihoods and so
+        each particle's weight (``softmax`` over particles for the predictive
+        objective, ``1/S`` for the ELBO); then each chunk backpropagates its
+        weighted log-likelihood, the inner-loop graph kept between chunks. The
+        gradient equals :meth:`meta_loss`'s up to rounding (tested).
+
+        Returns
+        -------
+        float
+            The meta-loss, as :meth:`meta_loss` would give it.
+
+        """
+        chunk, s = self.hparams.particle_chunk, self.hparams.num_particles
+        if chunk is None or chunk >= s or self.hparams.posterior == "delta":
+            return super().meta_gradients(batch)
+        self.optimizer.zero_grad(set_to_none=True)
+        batch = self._check_batch(batch, need_query=True)
+        loc, log_scale = self._inner_posterior(batch)
         eps = standard_normal((s, *loc.shape), loc)
-        out = self.fnet(loc + log_scale.exp() * eps, batch.query_x)
+        kl_term = (
+            self.hparams.kl_weight * self.prior.kl_from(loc, log_scale) / batch.query_x.shape[1]
+        )
+        out, value = chunked_particle_backward(
+            self.fnet,
+            self.likelihood,
+            loc + log_scale.exp() * eps,
+            batch.query_x,
+            batch.query_y,
+            kl_term,
+            chunk=chunk,
+            objective=self.hparams.objective,
+        )
         if self.training and self.calibrates_noise():
             self.calibration.update(out, batch.query_y)
-        if self.hparams.objective == "elbo" or s == 1:
-            nll = self.likelihood(out, batch.query_y).mean(0)
-        else:
-            log_p = self.likelihood.point_log_prob(out, batch.query_y)  # [S, T, Q]
-            nll = -(torch.logsumexp(log_p, 0) - math.log(s)).mean(-1)
-        kl = self.prior.kl_from(loc, log_scale)
-        return (nll + self.hparams.kl_weight * kl / batch.query_x.shape[1]).mean()
+        return value
 
     # -- test time -----------------------------------------------------------------
 

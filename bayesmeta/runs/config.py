@@ -155,6 +155,9 @@ class RunConfig:
         learner's own default).
     kl_weight : float
         Weight of the KL term of Bayesian MAML's task objective.
+    particle_chunk : int or None
+        Bayesian MAML: backpropagate its outer draws this many at a time (the
+        same meta-gradient in less memory; ``None``: all at once).
     prior : str
         Bayesian MAML's weight prior: ``"normal"``, ``"laplace"`` or
         ``"student_t"`` (see :mod:`bayesmeta.priors`).
@@ -221,6 +224,7 @@ class RunConfig:
     max_grad_norm: float | None = None
     prior_scale: float | None = None
     kl_weight: float = 1.0
+    particle_chunk: int | None = None
     prior: str = "normal"
     noise: str = "gaussian"
     standardize: bool | str = "auto"
