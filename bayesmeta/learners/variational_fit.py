@@ -10,7 +10,7 @@ constructor and adaptation to new tasks.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence, Sized
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, cast
 
@@ -24,6 +24,7 @@ from torch import Tensor, nn
 from bayesmeta._checks import check_count
 from bayesmeta.inference.task_svi import INIT_SCALE_RATIO
 from bayesmeta.learners.base import MetaLearner
+from bayesmeta.learners.fixed_tasks import FixedTasks, fixed_task_batch
 from bayesmeta.learners.noise_calibration import PredictiveNoise
 from bayesmeta.model.hyper import HierarchicalGaussianPrior, HyperPosterior
 from bayesmeta.model.priors import GaussianPrior
@@ -383,7 +384,7 @@ class HierarchicalSVI(PredictiveNoise, MetaLearner):
             raise TypeError(
                 f"meta_fit got unexpected keyword argument(s) {', '.join(map(repr, options))}"
             )
-        batch = self._as_batch(source, num_tasks)
+        batch = fixed_task_batch(source, num_tasks)
         check_count("meta_batch_size", meta_batch_size, minimum=1)
         self._bind(batch)
         # Each step's subsample comes from the source's own generator (saved in training
@@ -394,16 +395,16 @@ class HierarchicalSVI(PredictiveNoise, MetaLearner):
             sync_parameters(self)
             seed = broadcast_seed(seed)
         # The checkpoint is loaded after this: the tasks' q(theta_t) exist to load into.
-        return _Fixed(batch, seed)
+        return FixedTasks(batch, seed)
 
     def _fit_step(self, source: TaskSource, meta_batch_size: int) -> Callable[[TaskBatch], float]:
         """An SVI step on a subsample of ``meta_batch_size`` of the fixed tasks."""
-        generator = cast(_Fixed, source).generator
+        generator = cast(FixedTasks, source).generator
         return lambda b: self.meta_step(b, subsample_size=meta_batch_size, generator=generator)
 
     def _fit_done(self, source: TaskSource) -> None:
         """Calibrate the predictive noise on up to ``CALIBRATION_TASKS`` of the tasks."""
-        batch = cast(_Fixed, source).batch
+        batch = cast(FixedTasks, source).batch
         if self.calibrates_noise() and batch.query_x.shape[1] > 0:
             count = min(batch.support_x.shape[0], self.CALIBRATION_TASKS)
             self.fit_noise_scale(batch.select(range(count)))
@@ -411,43 +412,3 @@ class HierarchicalSVI(PredictiveNoise, MetaLearner):
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         """The global (``q(psi)``) and per-task (``q(theta_t)``) optimisers, by name."""
         return {"outer": self.optimizer, "local": self.local_optimizer}
-
-    @staticmethod
-    def _as_batch(
-        tasks: TaskBatch | Sequence[Task] | TaskSource, num_tasks: int | None
-    ) -> TaskBatch:
-        if isinstance(tasks, TaskBatch):
-            if num_tasks is not None:
-                raise ValueError("num_tasks is only for a task source; a TaskBatch is used whole")
-            return tasks
-        if isinstance(tasks, Sequence) and not isinstance(tasks, str):
-            if not all(isinstance(t, Task) for t in tasks):
-                raise TypeError("tasks must be a TaskBatch, a sequence of Task or a task source")
-            return TaskBatch.stack(list(tasks))
-        if callable(getattr(tasks, "sample", None)):
-            if num_tasks is None and isinstance(tasks, Sized):
-                num_tasks = len(tasks)  # a finite source (a table's groups, a pool): all of it
-            if num_tasks is None:
-                raise ValueError(
-                    "VariationalMetaLearner meta-trains on a fixed set of tasks: pass "
-                    "num_tasks to draw them from the source once"
-                )
-            batch = tasks.sample(check_count("num_tasks", num_tasks, minimum=1))
-            if not isinstance(batch, TaskBatch):
-                raise TypeError(f"the source returned {type(batch).__name__}, not a TaskBatch")
-            return batch
-        raise TypeError(
-            f"tasks must be a TaskBatch, a sequence of Task or a task source, "
-            f"got {type(tasks).__name__}"
-        )
-
-
-class _Fixed:
-    """The same (fixed) tasks every time, and the generator of each step's subsample."""
-
-    def __init__(self, batch: TaskBatch, seed: int) -> None:
-        self.batch = batch
-        self.generator = torch.Generator().manual_seed(seed)
-
-    def sample(self, num_tasks: int, *, generator: torch.Generator | None = None) -> TaskBatch:
-        return self.batch
