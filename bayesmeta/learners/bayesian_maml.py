@@ -24,7 +24,7 @@ from bayesmeta.model.likelihoods import (
     LikelihoodName,
     make_likelihood,
 )
-from bayesmeta.model.prior_names import PriorName, named_prior, prior_spec
+from bayesmeta.model.prior_names import PriorName, prior_spec, tied_prior
 from bayesmeta.model.priors import Flat, WeightPrior
 from bayesmeta.posteriors.gaussian import GaussianTaskPosterior, standard_normal
 from bayesmeta.posteriors.guided import GuidePosterior
@@ -198,20 +198,7 @@ class BayesianMAML(PredictiveNoise, MetaLearner):
         self.calibration = CalibratedNoise()
         self.likelihood_name = likelihood if isinstance(likelihood, str) else "custom"
         self.target_kind = "classification" if self.likelihood.classification else "regression"
-        if prior is None or isinstance(prior, str | dict):
-            prior = named_prior("normal" if prior is None else prior, hp.scale_per)
-        if not isinstance(prior, WeightPrior):
-            raise TypeError(
-                "prior must be a bayesmeta.priors prior such as bm.priors.Laplace(), got "
-                f"{type(prior).__name__}"
-            )
-        if prior.is_bound:
-            raise ValueError(
-                "BayesianMAML ties the prior's location to the network's weights; give the "
-                "prior unbound (e.g. bm.priors.Laplace(scale=0.05)). For a prior centred on a "
-                "source network, copy its weights into the net, or use bm.TransferLearner"
-            )
-        self.prior = prior.bind(self.fnet, scale=hp.prior_scale, loc="tied")
+        self.prior = tied_prior(prior, hp.scale_per, self.fnet, hp.prior_scale)
         self.prior_family = prior_spec(self.prior)
 
     def _objective_name(self) -> str:
@@ -265,7 +252,9 @@ class BayesianMAML(PredictiveNoise, MetaLearner):
             if self.training and self.calibrates_noise():
                 self.calibration.update(point.unsqueeze(0), batch.query_y)
             return self.likelihood(point, batch.query_y).mean()
-        loc, log_scale = self._inner_posterior(batch)
+        loc, log_scale = self._inner_posterior(
+            batch.support_x, batch.support_y, steps=self.hparams.inner_steps
+        )
         s = self.hparams.num_particles
         eps = standard_normal((s, *loc.shape), loc)
         out = self.fnet(loc + log_scale.exp() * eps, batch.query_x)
@@ -279,46 +268,49 @@ class BayesianMAML(PredictiveNoise, MetaLearner):
         kl = self.prior.kl_from(loc, log_scale)
         return (nll + self.hparams.kl_weight * kl / batch.query_x.shape[1]).mean()
 
-    def _inner_posterior(self, batch: TaskBatch) -> tuple[Tensor, Tensor]:
-        """``q(theta_t)``'s mean and log-scale ``[T, P]`` after the inner steps (differentiable)."""
+    def _inner_posterior(
+        self,
+        x: Tensor,
+        y: Tensor,
+        *,
+        steps: int,
+        differentiable: bool = True,
+        generator: torch.Generator | None = None,
+    ) -> tuple[Tensor, Tensor]:
+        """``q(theta_t)``'s mean and log-scale ``[T, P]`` after ``steps`` inner steps."""
+        hp = self.hparams
         return gaussian_steps(
             self.fnet,
             self.prior,
             self.likelihood,
-            batch.support_x,
-            batch.support_y,
-            steps=self.hparams.inner_steps,
-            lr=self.hparams.inner_lr,
-            num_samples=self.hparams.inner_num_particles,
-            kl_weight=self.hparams.kl_weight,
-            scale_update=self.hparams.scale_update,
-            scale_rate=self.hparams.scale_rate,
-            first_order=self.hparams.first_order,
+            x,
+            y,
+            steps=steps,
+            lr=hp.inner_lr,
+            num_samples=hp.inner_num_particles,
+            kl_weight=hp.kl_weight,
+            scale_update=hp.scale_update,
+            scale_rate=hp.scale_rate,
+            first_order=hp.first_order,
+            differentiable=differentiable,
+            generator=generator,
         )
 
     def meta_gradients(self, batch: TaskBatch) -> float:
-        """Put the meta-gradient in ``.grad`` (by chunks of particles with ``particle_chunk``).
+        """Put the meta-gradient in ``.grad``; return the meta-loss.
 
-        Without ``particle_chunk`` (or with ``posterior="delta"``) this is the
-        backward pass of :meth:`meta_loss`. With it, the outer particles are
-        drawn once; a pass without a graph gives their log-likelihoods and so
-        each particle's weight (``softmax`` over particles for the predictive
-        objective, ``1/S`` for the ELBO); then each chunk backpropagates its
-        weighted log-likelihood, the inner-loop graph kept between chunks. The
-        gradient equals :meth:`meta_loss`'s up to rounding (tested).
-
-        Returns
-        -------
-        float
-            The meta-loss, as :meth:`meta_loss` would give it.
-
+        With ``particle_chunk``, the outer draws are backpropagated that many at a time
+        (:mod:`bayesmeta.learners.particle_chunks`): the same loss and gradient as
+        :meth:`meta_loss`'s backward pass, which serves otherwise.
         """
         chunk, s = self.hparams.particle_chunk, self.hparams.num_particles
         if chunk is None or chunk >= s or self.hparams.posterior == "delta":
             return super().meta_gradients(batch)
         self.optimizer.zero_grad(set_to_none=True)
         batch = self._check_batch(batch, need_query=True)
-        loc, log_scale = self._inner_posterior(batch)
+        loc, log_scale = self._inner_posterior(
+            batch.support_x, batch.support_y, steps=self.hparams.inner_steps
+        )
         eps = standard_normal((s, *loc.shape), loc)
         kl_term = (
             self.hparams.kl_weight * self.prior.kl_from(loc, log_scale) / batch.query_x.shape[1]
@@ -407,20 +399,8 @@ class BayesianMAML(PredictiveNoise, MetaLearner):
             return AdaptedPredictor(
                 self.fnet, params, noise, self.likelihood.classification, observation
             )
-        loc, log_scale = gaussian_steps(
-            self.fnet,
-            self.prior,
-            self.likelihood,
-            x,
-            y,
-            steps=steps,
-            lr=self.hparams.inner_lr,
-            num_samples=self.hparams.inner_num_particles,
-            kl_weight=self.hparams.kl_weight,
-            scale_update=self.hparams.scale_update,
-            scale_rate=self.hparams.scale_rate,
-            differentiable=False,
-            generator=generator,
+        loc, log_scale = self._inner_posterior(
+            x, y, steps=steps, differentiable=False, generator=generator
         )
         self._check_adapted((loc, log_scale))
         if not batched:
