@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar, Literal
 
@@ -18,7 +17,7 @@ from bayesmeta.learners.base import MetaLearner, OptimizerFactory
 from bayesmeta.learners.bayesian_maml_hyper import BayesianMAMLHyper
 from bayesmeta.learners.hyper import LearnerHyper, pick_hyper
 from bayesmeta.learners.noise_calibration import CalibratedNoise, PredictiveNoise
-from bayesmeta.learners.particle_chunks import chunked_particle_backward
+from bayesmeta.learners.particle_chunks import chunked_particle_backward, outer_nll
 from bayesmeta.model.likelihoods import (
     Likelihood,
     LikelihoodName,
@@ -260,11 +259,7 @@ class BayesianMAML(PredictiveNoise, MetaLearner):
         out = self.fnet(loc + log_scale.exp() * eps, batch.query_x)
         if self.training and self.calibrates_noise():
             self.calibration.update(out, batch.query_y)
-        if self.hparams.objective == "elbo" or s == 1:
-            nll = self.likelihood(out, batch.query_y).mean(0)
-        else:
-            log_p = self.likelihood.point_log_prob(out, batch.query_y)  # [S, T, Q]
-            nll = -(torch.logsumexp(log_p, 0) - math.log(s)).mean(-1)
+        nll = outer_nll(self.likelihood, out, batch.query_y, self.hparams.objective)
         kl = self.prior.kl_from(loc, log_scale)
         return (nll + self.hparams.kl_weight * kl / batch.query_x.shape[1]).mean()
 

@@ -21,7 +21,34 @@ from torch import Tensor
 
 from bayesmeta.model.likelihoods import Likelihood
 
-__all__ = ["chunked_particle_backward"]
+__all__ = ["chunked_particle_backward", "outer_nll"]
+
+
+def outer_nll(
+    likelihood: Likelihood,
+    out: Tensor,
+    y: Tensor,
+    objective: Literal["predictive", "elbo"] = "predictive",
+) -> Tensor:
+    """The outer objective's query term per task ``[T]`` from the draws' outputs.
+
+    Parameters
+    ----------
+    likelihood
+        The observation model (see :func:`chunked_particle_backward`).
+    out
+        Outputs of ``S`` weight draws ``[S, T, Q, O]``.
+    y
+        Query targets ``[T, Q, ...]``.
+    objective
+        ``"predictive"``: ``-mean_q log mean_s p(y_q | theta_s)``; ``"elbo"`` (and any
+        objective with ``S = 1``): the mean over draws of the negative log-likelihood.
+
+    """
+    if objective == "elbo" or out.shape[0] == 1:
+        return likelihood(out, y).mean(0)
+    log_p = likelihood.point_log_prob(out, y)  # [S, T, Q]
+    return -(torch.logsumexp(log_p, 0) - math.log(out.shape[0])).mean(-1)
 
 
 def chunked_particle_backward(
@@ -68,13 +95,10 @@ def chunked_particle_backward(
     parts = [slice(i, min(i + chunk, s)) for i in range(0, s, chunk)]
     with torch.no_grad():
         out = torch.cat([fnet(theta[part], x) for part in parts])
-        if objective == "elbo":
-            term = likelihood(out, y).mean(0)
-            weights = None
-        else:
-            log_p = likelihood.point_log_prob(out, y)  # [S, T, Q]
-            term = -(torch.logsumexp(log_p, 0) - math.log(s)).mean(-1)
-            weights = torch.softmax(log_p, 0)
+        term = outer_nll(likelihood, out, y, objective)
+        weights = (
+            None if objective == "elbo" else torch.softmax(likelihood.point_log_prob(out, y), 0)
+        )
         value = float((term + penalty.detach()).mean())
     if not math.isfinite(value):
         return out, value
