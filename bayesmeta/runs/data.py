@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 import torch
 
@@ -248,35 +248,43 @@ def _inputs(config: DataSettings, x: torch.Tensor) -> torch.Tensor:
     return x.flatten(1) if config.backbone == "mlp" else x
 
 
-def _glyphs(config: DataSettings, split: str, seed: int, k_query: int | None) -> Episodes:
-    x, labels = glyph_alphabet(config.glyph_classes)
+def _image_split(
+    config: DataSettings,
+    x: torch.Tensor,
+    labels: torch.Tensor,
+    split: str,
+    seed: int,
+    k_query: int | None,
+    **groups: Any,
+) -> Episodes:
+    """Episodes of one split of ``(x, labels)``, the classes grouped by ``groups``.
+
+    ``groups`` is passed to :meth:`~bayesmeta.tasks.Episodes.splits` (its ``fractions`` or
+    ``classes``); the split is fixed by :data:`DATA_SEED`, the episodes drawn from ``seed``.
+    """
     sources = Episodes.splits(
         _inputs(config, x),
         labels,
         config.n_way,
         config.k_support,
         _query(config, k_query),
-        fractions=(0.64, 0.16, 0.2),
         seed=DATA_SEED,
         dtype=x.dtype,
+        **groups,
     )
     return _seeded(sources[split], seed)
+
+
+def _glyphs(config: DataSettings, split: str, seed: int, k_query: int | None) -> Episodes:
+    x, labels = glyph_alphabet(config.glyph_classes)
+    return _image_split(config, x, labels, split, seed, k_query, fractions=(0.64, 0.16, 0.2))
 
 
 def _digits(config: DataSettings, split: str, seed: int, k_query: int | None) -> Episodes:
     """Digits 0-4 to meta-train on and 5-9 held out, as :func:`~bayesmeta.tasks.digits_episodes`."""
     x, labels = load_digits()
-    sources = Episodes.splits(
-        _inputs(config, x),
-        labels,
-        config.n_way,
-        config.k_support,
-        _query(config, k_query),
-        classes={"train": [0, 1, 2, 3, 4], "test": [5, 6, 7, 8, 9]},
-        seed=DATA_SEED,
-        dtype=x.dtype,
-    )
-    return _seeded(sources[split], seed)
+    digits = {"train": [0, 1, 2, 3, 4], "test": [5, 6, 7, 8, 9]}
+    return _image_split(config, x, labels, split, seed, k_query, classes=digits)
 
 
 def _table(config: DataSettings, split: str, seed: int, k_query: int | None) -> GroupedTasks:
