@@ -19,6 +19,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from bayesmeta._checks import check_count
 from bayesmeta.model.likelihoods import Likelihood
 
 __all__ = ["chunked_particle_backward", "outer_nll"]
@@ -90,7 +91,13 @@ def chunked_particle_backward(
         The outputs of every draw ``[S, T, Q, O]`` (no graph) and the objective's value,
         ``mean_t(term_t + penalty_t)``. A non-finite value is returned before any backward.
 
+    Raises
+    ------
+    ValueError
+        If ``chunk`` is not a positive integer.
+
     """
+    check_count("chunk", chunk, minimum=1)
     s = theta.shape[0]
     parts = [slice(i, min(i + chunk, s)) for i in range(0, s, chunk)]
     with torch.no_grad():

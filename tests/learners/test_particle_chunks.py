@@ -56,3 +56,19 @@ def test_particle_chunk_is_a_checked_hyper_parameter():
     assert bm.BayesianMAML((1, 4, 1), particle_chunk=2).config()["particle_chunk"] == 2
     with pytest.raises(ValueError, match="particle_chunk"):
         bm.BayesianMAML((1, 4, 1), particle_chunk=0)
+
+
+def test_a_chunk_below_one_is_refused_by_the_function_too():
+    from bayesmeta.learners.particle_chunks import chunked_particle_backward
+    from bayesmeta.model.likelihoods import make_likelihood
+
+    with pytest.raises(ValueError, match="chunk"):
+        chunked_particle_backward(
+            lambda theta, x: x.expand(theta.shape[0], -1, -1, -1),
+            make_likelihood("gaussian", 0.1, False, 1),
+            torch.zeros(2, 1, 3),
+            torch.zeros(1, 4, 1),
+            torch.zeros(1, 4, 1),
+            torch.zeros(1),
+            chunk=0,
+        )
