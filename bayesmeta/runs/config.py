@@ -11,6 +11,7 @@ different seeds are scored on the same tasks.
 
 from __future__ import annotations
 
+import functools
 import warnings
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -29,6 +30,7 @@ from bayesmeta.runs.config_checks import (
     learner_settings,
 )
 from bayesmeta.runs.data import data_families, data_family, run_source
+from bayesmeta.runs.renames import RENAMED_SETTINGS, upgrade_settings
 from bayesmeta.tasks.source import SeededSource
 from bayesmeta.tasks.tables import GroupedTasks
 from bayesmeta.tasks.task import TaskBatch
@@ -347,3 +349,24 @@ def _old_name(config: RunConfig, old: str, new: str) -> Any:
         stacklevel=3,
     )
     return getattr(config, new)
+
+
+def _accepting_old_names(init: Any) -> Any:
+    """``RunConfig.__init__`` that also takes the settings' old names, with a warning.
+
+    ``RunConfig(shots=5)`` is read as ``RunConfig(k_support=5)`` (see
+    :data:`~bayesmeta.runs.renames.RENAMED_SETTINGS`), as TOML files and the
+    command line are; giving both names is an error.
+    """
+
+    @functools.wraps(init)
+    def init_with_old_names(self: RunConfig, *args: Any, **kwargs: Any) -> None:
+        if any(old in kwargs for old in RENAMED_SETTINGS):
+            kwargs = upgrade_settings(kwargs, source="RunConfig")
+        init(self, *args, **kwargs)
+
+    return init_with_old_names
+
+
+# A frozen dataclass's generated __init__ knows only the new names.
+setattr(RunConfig, "__init__", _accepting_old_names(RunConfig.__init__))  # noqa: B010

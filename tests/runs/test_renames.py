@@ -47,6 +47,25 @@ def test_old_config_attributes_warn():
         assert config.shots == 3
 
 
+def test_runconfig_takes_the_old_keywords_with_a_warning_pointing_at_the_caller():
+    with pytest.warns(DeprecationWarning, match="is renamed") as record:
+        config = RunConfig(shots=3, query=7)
+    assert [str(w.message).split(";")[0] for w in record] == [
+        "RunConfig: the setting shots is renamed k_support",
+        "RunConfig: the setting query is renamed k_query",
+    ]
+    assert {w.filename for w in record} == {__file__}
+    assert (config.k_support, config.k_query) == (3, 7)
+    assert config == RunConfig(k_support=3, k_query=7)
+    with pytest.warns(DeprecationWarning, match="eval_inner_steps"):
+        assert RunConfig(learner="maml", eval_inner_steps=4).adapt_steps == 4
+    with pytest.warns(DeprecationWarning), pytest.raises(ValueError, match="give only k_support"):
+        RunConfig(shots=3, k_support=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        RunConfig(k_support=3)  # the new names: no warning
+
+
 @pytest.mark.parametrize(
     ("learner", "adapt_steps"), [("maml", 7), ("variational", 300), ("bayesian_maml", 5)]
 )
