@@ -289,6 +289,15 @@ class MetaLearner(MetaTraining):
         )
         return self.with_predictive_noise(post)
 
+    def predictive_noise(self) -> Tensor | None:
+        """The observation-noise scale ``[O]`` that predictions use, or ``None``.
+
+        ``None`` here: a learner without a noise model (the classifiers).
+        Regression learners return their fitted, calibrated or meta-learned
+        scale, as the run's ``metrics.json`` reports it.
+        """
+        return None
+
     def with_predictive_noise(self, posterior: P) -> P:
         """``posterior`` as the learner's predictions use it (unchanged here).
 

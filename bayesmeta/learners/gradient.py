@@ -251,6 +251,10 @@ class GradientMetaLearner(MetaLearner):
         noise = self.noise_scale.detach() if self.noise_scale.numel() else None
         return AdaptedPredictor(self.fnet, params, noise, classification=not yb.is_floating_point())
 
+    def predictive_noise(self) -> Tensor | None:
+        """The fitted noise scale ``[O]`` (:meth:`fit_noise_scale`); ``None`` before it."""
+        return self.noise_scale.detach() if self.noise_scale.numel() else None
+
     @torch.no_grad()
     def fit_noise_scale(self, batch: TaskBatch) -> Tensor:
         """Fit a homoscedastic Gaussian noise scale for regression predictions.

@@ -14,7 +14,6 @@ from typing import cast
 from bayesmeta.baselines.neighbours import NearestNeighbour
 from bayesmeta.io.checkpoint import save_learner
 from bayesmeta.learners.base import MetaLearner
-from bayesmeta.learners.gradient import GradientMetaLearner
 from bayesmeta.learners.registry import run_learner
 from bayesmeta.runs.config import RunConfig
 from bayesmeta.runs.folder import CHECKPOINT, RunFolderError, new_run_dir, read_run_config
@@ -288,16 +287,9 @@ def _write_results(result: RunResult, run_dir: Path, held_out: TaskBatch) -> Non
 
 
 def _noise_scale(learner: MetaLearner | TransferLearner) -> list[float] | None:
-    """The noise scale its predictions use (fitted or meta-learned), if any."""
-    if isinstance(learner, GradientMetaLearner):
-        return [float(v) for v in learner.noise_scale.reshape(-1)]
-    if isinstance(learner, TransferLearner):
-        scale = learner.predictive_noise_
-        scale = learner.noise_scale_ if scale is None else scale
-        return None if scale is None else [float(v) for v in scale.detach().reshape(-1)]
-    likelihood = getattr(learner, "likelihood", None)
-    scale = None if likelihood is None else likelihood.noise_scale()
-    return None if scale is None else [float(v) for v in scale.detach().reshape(-1)]
+    """The noise scale its predictions use (fitted, calibrated or meta-learned), if any."""
+    scale = learner.predictive_noise()
+    return None if scale is None else [float(v) for v in scale.reshape(-1)]
 
 
 def format_table(rows: dict[str, dict[str, tuple[float, float]]], *, title: str = "") -> str:

@@ -87,6 +87,17 @@ class LastLayerState:
     prior_scale_: Tensor | None
     noise_scale_: Tensor | None
 
+    def predictive_noise(self) -> Tensor | None:
+        """The noise scale ``[O]`` predictions use; ``None`` for a classifier.
+
+        The fitted ``noise_scale_`` (:meth:`fit_prior`), else the starting ``noise_scale``.
+        """
+        if self.classification:
+            return None
+        if self.noise_scale_ is not None:
+            return self.noise_scale_.detach().reshape(-1)
+        return torch.full((self.num_outputs,), float(self.noise_scale))
+
     def config(self) -> dict[str, Any]:
         """The settings and network spec that rebuild this learner (JSON-ready).
 

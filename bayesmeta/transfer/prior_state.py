@@ -113,6 +113,15 @@ class SourcePriorState:
         """The targets are class labels."""
         return self.likelihood == "categorical"
 
+    def predictive_noise(self) -> Tensor | None:
+        """The noise scale ``[O]`` predictions use, or ``None`` (classification; not fitted).
+
+        The calibrated ``predictive_noise_`` where it is set, else the fitted
+        ``noise_scale_``.
+        """
+        scale = self.predictive_noise_ if self.predictive_noise_ is not None else self.noise_scale_
+        return None if scale is None else scale.detach()
+
     @property
     def num_groups(self) -> int:
         """Number of prior scales ``G``."""

@@ -6,7 +6,7 @@ from torch import nn
 
 from bayesmeta.learners.noise_calibration import residual_noise_variance
 from bayesmeta.tasks import TaskBatch
-from bayesmeta.transfer import TransferLearner
+from bayesmeta.transfer import BayesianLastLayer, TransferLearner
 from bayesmeta.transfer.predictive_noise import with_noise
 
 
@@ -111,3 +111,15 @@ def test_with_noise_keeps_the_layout_and_ignores_none() -> None:
     assert wide.noise_scale is not None and post.noise_scale is not None
     assert wide.noise_scale.shape == post.noise_scale.shape
     assert bool((wide.noise_scale == 5.0).all())
+
+
+def test_predictive_noise_is_the_scale_predictions_use() -> None:
+    net = torch.nn.Sequential(torch.nn.Linear(1, 8), torch.nn.ReLU(), torch.nn.Linear(8, 1))
+    transfer = TransferLearner(net)
+    assert transfer.predictive_noise() is None  # nothing fitted yet
+    transfer.noise_scale_ = torch.tensor([0.2])
+    torch.testing.assert_close(transfer.predictive_noise(), torch.tensor([0.2]))
+    transfer.predictive_noise_ = torch.tensor([0.5])  # calibrated: what predictions use
+    torch.testing.assert_close(transfer.predictive_noise(), torch.tensor([0.5]))
+    head = BayesianLastLayer(net, num_outputs=1, noise_scale=0.3)
+    torch.testing.assert_close(head.predictive_noise(), torch.tensor([0.3]))
