@@ -28,9 +28,13 @@ def standard_normal(
 
     Drawn as ``torch.distributions`` draws them (``empty(...).normal_()``), so
     that under the same seed the vectorised ELBO and Pyro's see the same noise.
+    A ``generator`` of another device (a CPU generator, as seeded evaluation
+    passes, for weights on a GPU) draws on its own device, and the draws are
+    moved to ``like``'s: the same numbers on every device.
     """
-    out = torch.empty(shape, dtype=like.dtype, device=like.device)
-    return out.normal_(generator=generator)
+    device = like.device if generator is None else generator.device
+    out = torch.empty(shape, dtype=like.dtype, device=device).normal_(generator=generator)
+    return out.to(like.device)
 
 
 class SampledPosterior:
