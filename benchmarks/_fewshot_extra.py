@@ -28,6 +28,9 @@ from bayesmeta.nets import Conv4
 from bayesmeta.scoring.evaluation import evaluate
 from bayesmeta.tasks import (
     Episodes,
+    Jitter,
+    JitteredEpisodes,
+    TaskSource,
     augment_classes,
     cross_domain_episodes,
     load_digits,
@@ -47,7 +50,9 @@ class Sources:
     """Meta-training, validation and test episodes, and the image size.
 
     ``val_heldout``: the validation classes are not training classes, so early stopping and
-    temperature fits on them are honest estimates for new classes.
+    temperature fits on them are honest estimates for new classes. ``meta_train``: what the
+    learners meta-train on, ``train`` with its images jittered under ``--train-jitter``
+    (the pre-trained baselines read ``train``'s arrays).
     """
 
     train: Episodes
@@ -55,6 +60,11 @@ class Sources:
     test: Episodes
     size: int
     val_heldout: bool
+    meta_train: TaskSource | None = None
+
+    def __post_init__(self) -> None:
+        if self.meta_train is None:
+            self.meta_train = self.train
 
 
 def _like(source: Episodes, k_query: int, seed: int) -> Episodes:
@@ -64,7 +74,22 @@ def _like(source: Episodes, k_query: int, seed: int) -> Episodes:
     )
 
 
+def jitter(args: argparse.Namespace) -> Jitter:
+    """The deformation of ``--jitter-*`` (training episodes and test-time support copies)."""
+    return Jitter(args.jitter_shift, args.jitter_rotation, args.jitter_shear, args.jitter_scale)
+
+
 def make_sources(
+    dataset: str, shots: int, train_queries: int, test_queries: int, args: argparse.Namespace
+) -> Sources:
+    """Episode sources for one data set; meta-training images jittered under ``--train-jitter``."""
+    src = _make_sources(dataset, shots, train_queries, test_queries, args)
+    if args.train_jitter:
+        src.meta_train = JitteredEpisodes(src.train, jitter(args), seed=args.seed)
+    return src
+
+
+def _make_sources(
     dataset: str, shots: int, train_queries: int, test_queries: int, args: argparse.Namespace
 ) -> Sources:
     """Episode sources over disjoint classes for one data set (see the module docstring)."""
@@ -195,7 +220,7 @@ def meta_fit_early_stopped(
     (0: never, keep the last state).
     """
     if not (src.val_heldout and args.val_every):
-        learner.meta_fit(src.train, iterations, args.meta_batch, progress=False)
+        learner.meta_fit(src.meta_train, iterations, args.meta_batch, progress=False)
         return {}
     val = src.val.sample(args.val_tasks, generator=torch.Generator().manual_seed(args.seed))
     best: dict[str, Any] = {"val_accuracy": [], "best_step": 0, "acc": -1.0, "state": None}
@@ -208,7 +233,7 @@ def meta_fit_early_stopped(
         if acc > best["acc"]:
             best.update(acc=acc, best_step=step + 1, state=copy.deepcopy(learner.state_dict()))
 
-    learner.meta_fit(src.train, iterations, args.meta_batch, progress=False, callback=check)
+    learner.meta_fit(src.meta_train, iterations, args.meta_batch, progress=False, callback=check)
     if best["state"] is not None:
         learner.load_state_dict(best["state"])
     return {"best_step": best["best_step"], "val_accuracy": best["val_accuracy"]}
@@ -239,3 +264,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="meta-iterations of every learner on glyphs2digits (default: as the others)",
     )
+    parser.add_argument(
+        "--train-jitter",
+        action="store_true",
+        help="jitter every meta-training image (bayesmeta.tasks.JitteredEpisodes)",
+    )
+    parser.add_argument(
+        "--support-copies",
+        type=int,
+        default=0,
+        help="test-time jittered copies of each support image (bayesmeta.AugmentedSupport; 0: off)",
+    )
+    parser.add_argument(
+        "--pixel-skip",
+        action="store_true",
+        help="learners embed [Conv4 features, scaled pixels] (bayesmeta.nets.PixelSkip)",
+    )
+    parser.add_argument("--jitter-shift", type=float, default=0.1, help="fraction of the side")
+    parser.add_argument("--jitter-rotation", type=float, default=10.0, help="degrees")
+    parser.add_argument("--jitter-shear", type=float, default=10.0, help="degrees")
+    parser.add_argument("--jitter-scale", type=float, default=0.1, help="relative size change")
