@@ -23,13 +23,14 @@ from bayesmeta.baselines import (
     NearestNeighbour,
     pretrain_encoder,
 )
-from bayesmeta.learners import MetaLearner
+from bayesmeta.learners import AugmentedSupport, MetaLearner
 from bayesmeta.nets import Conv4
 from bayesmeta.scoring.evaluation import evaluate
 from bayesmeta.tasks import (
     Episodes,
     Jitter,
     JitteredEpisodes,
+    TaskBatch,
     TaskSource,
     augment_classes,
     cross_domain_episodes,
@@ -209,6 +210,36 @@ def baselines(
             # too confident on new ones (in one run the NLL on digits 5-9 reached 4283): keep 1.
             info["temperature"] = baseline.temperature
         yield name, baseline, time.perf_counter() - t0, info
+    if args.baseline_copies:
+        yield nearest_neighbour_with_copies(src, args)
+
+
+class _CopiedSupport:
+    """Episodes of ``source`` whose support sets carry ``tta``'s jittered copies."""
+
+    def __init__(self, source: TaskSource, tta: AugmentedSupport) -> None:
+        self.source, self.tta = source, tta
+
+    def sample(self, num_tasks: int, *, generator: torch.Generator | None = None) -> TaskBatch:
+        b = self.source.sample(num_tasks, generator=generator)
+        x, y = self.tta.augment(b.support_x, b.support_y)
+        return TaskBatch(x, y, b.query_x, b.query_y, b.n_way)
+
+
+def nearest_neighbour_with_copies(
+    src: Sources, args: argparse.Namespace
+) -> tuple[str, AugmentedSupport, float, dict[str, Any]]:
+    """1-NN on raw pixels over each support image and ``--baseline-copies`` jittered copies.
+
+    Its temperature is fitted on validation episodes whose support sets carry copies too.
+    """
+    t0 = time.perf_counter()
+    nn = NearestNeighbour()
+    fit = AugmentedSupport(nn, args.baseline_copies, jitter(args), seed=args.seed + 1)
+    temperature = nn.fit_temperature(_CopiedSupport(src.val, fit), args.val_tasks, seed=args.seed)
+    tta = AugmentedSupport(nn, args.baseline_copies, jitter(args), seed=args.seed)
+    name = f"1-NN + {args.baseline_copies} copies"
+    return name, tta, time.perf_counter() - t0, {"temperature": temperature}
 
 
 def meta_fit_early_stopped(
@@ -279,6 +310,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--pixel-skip",
         action="store_true",
         help="learners embed [Conv4 features, scaled pixels] (bayesmeta.nets.PixelSkip)",
+    )
+    parser.add_argument(
+        "--baseline-copies",
+        type=int,
+        default=0,
+        help="also score 1-NN over each support image and this many jittered copies (0: off)",
     )
     parser.add_argument("--jitter-shift", type=float, default=0.1, help="fraction of the side")
     parser.add_argument("--jitter-rotation", type=float, default=10.0, help="degrees")

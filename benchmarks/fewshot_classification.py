@@ -187,6 +187,9 @@ def accuracy_rows(args: argparse.Namespace) -> list[dict[str, Any]]:
                 t0 = time.perf_counter()
                 info = extra.meta_fit_early_stopped(learner, src, iterations, args)
                 fit_s = time.perf_counter() - t0
+                if isinstance(learner, bm.BayesianProtoNet):  # the learned tau and sigma
+                    info["prior_scale"] = float(learner.prior_scale.detach())
+                    info["obs_scale"] = float(learner.obs_scale.detach())
                 scored: Any = (
                     _Sampled(learner, args.posterior_samples) if name == "BayesianMAML" else learner
                 )
@@ -289,7 +292,7 @@ def main() -> None:
         "--datasets", nargs="+", default=["glyphs", "digits"], choices=extra.DATASETS
     )
     parser.add_argument("--shots", type=int, nargs="+", default=[1, 5])
-    parser.add_argument("--learners", nargs="+", default=list(LEARNERS), choices=LEARNERS)
+    parser.add_argument("--learners", nargs="*", default=list(LEARNERS), choices=LEARNERS)
     parser.add_argument("--metric-iterations", type=int, default=300)
     parser.add_argument("--gradient-iterations", type=int, default=500)
     parser.add_argument("--meta-batch", type=int, default=8, help="episodes per meta-iteration")

@@ -50,13 +50,14 @@ def test_fewshot_benchmark_runs_jitter_pixel_skip_and_support_copies(tmp_path):
     args = [sys.executable, str(SCRIPT), "--quick", "--threads", "1", "--out", str(tmp_path)]
     args += ["--only", "accuracy", "--datasets", "glyphs2digits", "--baselines", "1-NN"]
     args += ["--learners", "ProtoNet", "FOMAML", "--train-jitter", "--pixel-skip"]
-    args += ["--support-copies", "2", "--jitter-rotation", "5"]
+    args += ["--support-copies", "2", "--jitter-rotation", "5", "--baseline-copies", "3"]
     done = subprocess.run(args, capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     (result,) = tmp_path.glob("fewshot_classification-*.json")
     data = json.loads(result.read_text())
     assert data["args"]["train_jitter"] and data["args"]["support_copies"] == 2
     assert data["args"]["jitter_rotation"] == 5.0 and data["args"]["pixel_skip"]
-    assert {r["learner"] for r in data["accuracy"]} == {"1-NN", "ProtoNet", "FOMAML"}
+    names = {r["learner"] for r in data["accuracy"]}
+    assert names == {"1-NN", "1-NN + 3 copies", "ProtoNet", "FOMAML"}
     for row in data["accuracy"]:
         assert 0.0 <= row["accuracy"][0] <= 1.0
