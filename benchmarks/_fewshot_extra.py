@@ -112,10 +112,12 @@ def _make_sources(
             num_classes=args.glyph_classes,
             distortion=args.cross_distortion,
             image_size=args.cross_size,
+            pool_target=args.pool_digits,
             seed=s,
         )
         train = _like(eps["train"], train_queries, s)
-        return Sources(train, eps["val"], eps["test"], args.cross_size, True)
+        # Pooled, the validation digits are training classes: no early stopping on them.
+        return Sources(train, eps["val"], eps["test"], args.cross_size, not args.pool_digits)
     x, labels = load_digits()
     test = Episodes(x, labels, 5, shots, test_queries, classes=range(5, 10), seed=s + 1)
     # No digit is left for validation: the "val" episodes reuse the training digits.
@@ -305,6 +307,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=0,
         help="test-time jittered copies of each support image (bayesmeta.AugmentedSupport; 0: off)",
+    )
+    parser.add_argument(
+        "--pool-digits",
+        action="store_true",
+        help="glyphs2digits also meta-trains on digits 0-4's eight symmetries (40 classes); "
+        "no early stopping then",
     )
     parser.add_argument(
         "--pixel-skip",
