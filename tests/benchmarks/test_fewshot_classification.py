@@ -76,3 +76,12 @@ def test_validation_script_scores_digits_0_to_4_with_copies(tmp_path):
     scored = {(r["learner"], r["copies"]) for r in rows if "copies" in r}
     assert scored == {("1-NN", 0), ("1-NN", 2), ("ProtoNet", 0), ("ProtoNet", 2)}
     assert "val acc" in done.stdout and "test" not in done.stdout
+
+
+def test_bpn_rule_check_prints_both_rules():
+    script = SCRIPT.parent / "bpn_rule_check.py"
+    args = [sys.executable, str(script), "--iters", "2", "--val-every", "1", "--hidden", "8"]
+    args += ["--glyph-classes", "60", "--val-tasks", "4", "--score-tasks", "6"]
+    done = subprocess.run(args, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "tau" in done.stdout and done.stdout.count("ProtoNet's rule on its embedding") == 2
