@@ -5,6 +5,7 @@ from bayesmeta.errors import BayesmetaError, NonFiniteLossError, ShapeError
 from bayesmeta.learners import (
     MAML,
     AdaptedPredictor,
+    AugmentedSupport,
     BayesianMAML,
     BayesianProtoNet,
     History,
@@ -25,6 +26,7 @@ __version__ = "0.1.0.dev0"
 __all__ = [
     "MAML",
     "AdaptedPredictor",
+    "AugmentedSupport",
     "BayesianLastLayer",
     "BayesianMAML",
     "BayesianProtoNet",

@@ -23,11 +23,15 @@ from bayesmeta.baselines import (
     NearestNeighbour,
     pretrain_encoder,
 )
-from bayesmeta.learners import MetaLearner
+from bayesmeta.learners import AugmentedSupport, MetaLearner
 from bayesmeta.nets import Conv4
 from bayesmeta.scoring.evaluation import evaluate
 from bayesmeta.tasks import (
     Episodes,
+    Jitter,
+    JitteredEpisodes,
+    TaskBatch,
+    TaskSource,
     augment_classes,
     cross_domain_episodes,
     load_digits,
@@ -47,7 +51,9 @@ class Sources:
     """Meta-training, validation and test episodes, and the image size.
 
     ``val_heldout``: the validation classes are not training classes, so early stopping and
-    temperature fits on them are honest estimates for new classes.
+    temperature fits on them are honest estimates for new classes. ``meta_train``: what the
+    learners meta-train on, ``train`` with its images jittered under ``--train-jitter``
+    (the pre-trained baselines read ``train``'s arrays).
     """
 
     train: Episodes
@@ -55,6 +61,11 @@ class Sources:
     test: Episodes
     size: int
     val_heldout: bool
+    meta_train: TaskSource | None = None
+
+    def __post_init__(self) -> None:
+        if self.meta_train is None:
+            self.meta_train = self.train
 
 
 def _like(source: Episodes, k_query: int, seed: int) -> Episodes:
@@ -64,7 +75,22 @@ def _like(source: Episodes, k_query: int, seed: int) -> Episodes:
     )
 
 
+def jitter(args: argparse.Namespace) -> Jitter:
+    """The deformation of ``--jitter-*`` (training episodes and test-time support copies)."""
+    return Jitter(args.jitter_shift, args.jitter_rotation, args.jitter_shear, args.jitter_scale)
+
+
 def make_sources(
+    dataset: str, shots: int, train_queries: int, test_queries: int, args: argparse.Namespace
+) -> Sources:
+    """Episode sources for one data set; meta-training images jittered under ``--train-jitter``."""
+    src = _make_sources(dataset, shots, train_queries, test_queries, args)
+    if args.train_jitter:
+        src.meta_train = JitteredEpisodes(src.train, jitter(args), seed=args.seed)
+    return src
+
+
+def _make_sources(
     dataset: str, shots: int, train_queries: int, test_queries: int, args: argparse.Namespace
 ) -> Sources:
     """Episode sources over disjoint classes for one data set (see the module docstring)."""
@@ -86,10 +112,12 @@ def make_sources(
             num_classes=args.glyph_classes,
             distortion=args.cross_distortion,
             image_size=args.cross_size,
+            pool_target=args.pool_digits,
             seed=s,
         )
         train = _like(eps["train"], train_queries, s)
-        return Sources(train, eps["val"], eps["test"], args.cross_size, True)
+        # Pooled, the validation digits are training classes: no early stopping on them.
+        return Sources(train, eps["val"], eps["test"], args.cross_size, not args.pool_digits)
     x, labels = load_digits()
     test = Episodes(x, labels, 5, shots, test_queries, classes=range(5, 10), seed=s + 1)
     # No digit is left for validation: the "val" episodes reuse the training digits.
@@ -184,6 +212,36 @@ def baselines(
             # too confident on new ones (in one run the NLL on digits 5-9 reached 4283): keep 1.
             info["temperature"] = baseline.temperature
         yield name, baseline, time.perf_counter() - t0, info
+    if args.baseline_copies:
+        yield nearest_neighbour_with_copies(src, args)
+
+
+class _CopiedSupport:
+    """Episodes of ``source`` whose support sets carry ``tta``'s jittered copies."""
+
+    def __init__(self, source: TaskSource, tta: AugmentedSupport) -> None:
+        self.source, self.tta = source, tta
+
+    def sample(self, num_tasks: int, *, generator: torch.Generator | None = None) -> TaskBatch:
+        b = self.source.sample(num_tasks, generator=generator)
+        x, y = self.tta.augment(b.support_x, b.support_y)
+        return TaskBatch(x, y, b.query_x, b.query_y, b.n_way)
+
+
+def nearest_neighbour_with_copies(
+    src: Sources, args: argparse.Namespace
+) -> tuple[str, AugmentedSupport, float, dict[str, Any]]:
+    """1-NN on raw pixels over each support image and ``--baseline-copies`` jittered copies.
+
+    Its temperature is fitted on validation episodes whose support sets carry copies too.
+    """
+    t0 = time.perf_counter()
+    nn = NearestNeighbour()
+    fit = AugmentedSupport(nn, args.baseline_copies, jitter(args), seed=args.seed + 1)
+    temperature = nn.fit_temperature(_CopiedSupport(src.val, fit), args.val_tasks, seed=args.seed)
+    tta = AugmentedSupport(nn, args.baseline_copies, jitter(args), seed=args.seed)
+    name = f"1-NN + {args.baseline_copies} copies"
+    return name, tta, time.perf_counter() - t0, {"temperature": temperature}
 
 
 def meta_fit_early_stopped(
@@ -195,7 +253,7 @@ def meta_fit_early_stopped(
     (0: never, keep the last state).
     """
     if not (src.val_heldout and args.val_every):
-        learner.meta_fit(src.train, iterations, args.meta_batch, progress=False)
+        learner.meta_fit(src.meta_train, iterations, args.meta_batch, progress=False)
         return {}
     val = src.val.sample(args.val_tasks, generator=torch.Generator().manual_seed(args.seed))
     best: dict[str, Any] = {"val_accuracy": [], "best_step": 0, "acc": -1.0, "state": None}
@@ -208,7 +266,7 @@ def meta_fit_early_stopped(
         if acc > best["acc"]:
             best.update(acc=acc, best_step=step + 1, state=copy.deepcopy(learner.state_dict()))
 
-    learner.meta_fit(src.train, iterations, args.meta_batch, progress=False, callback=check)
+    learner.meta_fit(src.meta_train, iterations, args.meta_batch, progress=False, callback=check)
     if best["state"] is not None:
         learner.load_state_dict(best["state"])
     return {"best_step": best["best_step"], "val_accuracy": best["val_accuracy"]}
@@ -239,3 +297,35 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="meta-iterations of every learner on glyphs2digits (default: as the others)",
     )
+    parser.add_argument(
+        "--train-jitter",
+        action="store_true",
+        help="jitter every meta-training image (bayesmeta.tasks.JitteredEpisodes)",
+    )
+    parser.add_argument(
+        "--support-copies",
+        type=int,
+        default=0,
+        help="test-time jittered copies of each support image (bayesmeta.AugmentedSupport; 0: off)",
+    )
+    parser.add_argument(
+        "--pool-digits",
+        action="store_true",
+        help="glyphs2digits also meta-trains on digits 0-4's eight symmetries (40 classes); "
+        "no early stopping then",
+    )
+    parser.add_argument(
+        "--pixel-skip",
+        action="store_true",
+        help="learners embed [Conv4 features, scaled pixels] (bayesmeta.nets.PixelSkip)",
+    )
+    parser.add_argument(
+        "--baseline-copies",
+        type=int,
+        default=0,
+        help="also score 1-NN over each support image and this many jittered copies (0: off)",
+    )
+    parser.add_argument("--jitter-shift", type=float, default=0.1, help="fraction of the side")
+    parser.add_argument("--jitter-rotation", type=float, default=10.0, help="degrees")
+    parser.add_argument("--jitter-shear", type=float, default=10.0, help="degrees")
+    parser.add_argument("--jitter-scale", type=float, default=0.1, help="relative size change")

@@ -18,6 +18,7 @@ from bayesmeta.learners.protonet import (
 )
 from bayesmeta.learners.registry import register
 from bayesmeta.learners.reptile import Reptile, ReptileHyper
+from bayesmeta.learners.support_augment import AugmentedSupport
 from bayesmeta.learners.variational import VariationalHyper, VariationalMetaLearner
 from bayesmeta.training.loop import History
 
@@ -35,6 +36,7 @@ for _learner in (
 __all__ = [
     "MAML",
     "AdaptedPredictor",
+    "AugmentedSupport",
     "BayesianMAML",
     "BayesianMAMLHyper",
     "BayesianProtoNet",

@@ -6,6 +6,7 @@ from bayesmeta.tasks.cross_domain import cross_domain_episodes, match_style
 from bayesmeta.tasks.episodes import Episodes
 from bayesmeta.tasks.glyphs import glyph_episodes, make_glyphs
 from bayesmeta.tasks.images import digits_episodes, load_digits, load_image_folder
+from bayesmeta.tasks.jitter import Jitter, JitteredEpisodes, jitter_images
 from bayesmeta.tasks.labelled import split_classes
 from bayesmeta.tasks.pacoh import PacohCauchy, PacohSinusoid
 from bayesmeta.tasks.regression import Sinusoid, SinusoidOrLine
@@ -16,6 +17,8 @@ from bayesmeta.tasks.task import Task, TaskBatch
 __all__ = [
     "Episodes",
     "GroupedTasks",
+    "Jitter",
+    "JitteredEpisodes",
     "PacohCauchy",
     "PacohSinusoid",
     "SeededSource",
@@ -31,6 +34,7 @@ __all__ = [
     "from_arrays",
     "from_dataframe",
     "glyph_episodes",
+    "jitter_images",
     "load_digits",
     "load_image_folder",
     "make_glyphs",

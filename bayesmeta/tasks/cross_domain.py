@@ -95,6 +95,7 @@ def cross_domain_episodes(
     source_rotations: Sequence[int] = (0,),
     source_flips: bool = False,
     image_size: int = 8,
+    pool_target: bool = False,
     seed: int = 0,
     **deprecated: Any,
 ) -> dict[str, Episodes]:
@@ -126,6 +127,12 @@ def cross_domain_episodes(
         Side ``S`` of the returned images. The glyphs are always matched to the digits at
         8x8; a larger ``S`` then upsamples both domains alike (bilinear), which leaves a
         four-block conv net more than a 1x1 feature map.
+    pool_target
+        Also meta-train on the target's training classes: each of the eight symmetries of
+        each training digit (:func:`~bayesmeta.tasks.augment_classes` with ``flips=True``)
+        is a class of ``"train"`` beside the source classes, drawn as often as any of them.
+        ``"val"`` then holds classes seen in training, so it no longer measures new classes:
+        fix the number of iterations and every other choice beforehand.
     seed
         Seed of the glyphs, the split and the episode sources.
 
@@ -148,6 +155,8 @@ def cross_domain_episodes(
         raise ValueError(f"target must be 'digits', got {target!r}")
     if source not in ("glyphs", "digits"):
         raise ValueError(f"source must be 'glyphs' or 'digits', got {source!r}")
+    if pool_target and source != "glyphs":
+        raise ValueError("pool_target adds the target's classes to another source: use 'glyphs'")
     check_count("num_classes", num_classes, minimum=2)
     out_size = check_count("image_size", image_size, minimum=1)
     tx, ty = load_digits()
@@ -178,6 +187,12 @@ def cross_domain_episodes(
         gx, gy = augment_classes(gx, gy, rotations=source_rotations, flips=source_flips)
         train_cls = (train_cls[:, None] * r + torch.arange(r)).reshape(-1)
         val_cls = None if val_cls is None else (val_cls[:, None] * r + torch.arange(r)).reshape(-1)
+    if pool_target:
+        keep = torch.isin(ty, train_digits)
+        px, py = augment_classes(tx[keep], ty[keep], flips=True)
+        py = py + int(gy.max()) + 1
+        gx, gy = torch.cat([gx, px]), torch.cat([gy, py])
+        train_cls = torch.cat([train_cls, torch.unique(py)])
     out["train"] = Episodes(gx, gy, n_way, k_support, k_query, classes=train_cls, seed=next(seeds))
     if val_cls is not None:
         out["source_val"] = Episodes(

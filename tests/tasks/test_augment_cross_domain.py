@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from bayesmeta.errors import ShapeError
-from bayesmeta.tasks import augment_classes, cross_domain_episodes, match_style
+from bayesmeta.tasks import augment_classes, cross_domain_episodes, load_digits, match_style
 
 
 def test_rotations_make_four_classes_with_the_rotated_pixels():
@@ -75,3 +75,24 @@ def test_cross_domain_episodes_upsample_both_domains():
     eps = cross_domain_episodes(5, 1, 2, num_classes=30, examples_per_class=4, image_size=16)
     assert eps["train"].sample(1).support_x.shape == (1, 5, 1, 16, 16)
     assert eps["test"].x.shape[-2:] == (16, 16) and float(eps["test"].x.max()) <= 1.0
+
+
+def test_pool_target_adds_the_training_digits_symmetries_as_training_classes():
+    plain = cross_domain_episodes(5, 1, 2, num_classes=30, examples_per_class=4, seed=0)
+    pooled = cross_domain_episodes(
+        5, 1, 2, num_classes=30, examples_per_class=4, pool_target=True, seed=0
+    )
+    train = pooled["train"]
+    assert train.num_classes == plain["train"].num_classes + 5 * 8
+    new = train.classes[~torch.isin(train.classes, plain["train"].classes)]
+    assert new.numel() == 40 and int(new.min()) >= 30  # after every glyph label
+    # the pooled images are the digits 0-4: the identity transform of digit 0 is one class
+    digit0 = train.x[train.labels == int(new.min())]
+    x, y = load_digits()
+    assert digit0.shape[0] == int((y == 0).sum())
+    torch.testing.assert_close(digit0, x[y == 0])
+    # the source validation and the target splits are unchanged
+    assert torch.equal(pooled["source_val"].classes, plain["source_val"].classes)
+    assert torch.equal(pooled["test"].classes, plain["test"].classes)
+    with pytest.raises(ValueError, match="pool_target"):
+        cross_domain_episodes(5, 1, 2, source="digits", pool_target=True)
