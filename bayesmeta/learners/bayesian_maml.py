@@ -113,10 +113,6 @@ class BayesianMAML(PredictiveNoise, MetaLearner):
         without a graph gives each particle's weight in the log-mean-exp), but
         only one chunk's query activations are held at once: less memory for
         wide networks and many query points, for one more forward pass.
-    task_chunk
-        Backpropagate the outer objective this many tasks at a time (``None``: all
-        at once), alone or with ``particle_chunk``: the same meta-gradient again,
-        with one chunk of tasks' query activations held at once.
     kl_weight
         Weight of the KL terms (1: the ELBO).
     scale_update, scale_rate
@@ -178,7 +174,6 @@ class BayesianMAML(PredictiveNoise, MetaLearner):
         objective: Literal["predictive", "elbo"] = "predictive",
         num_particles: int = 8,
         particle_chunk: int | None = None,
-        task_chunk: int | None = None,
         kl_weight: float = 1.0,
         scale_update: ScaleUpdate = "natural",
         scale_rate: float = 0.5,
@@ -299,15 +294,12 @@ class BayesianMAML(PredictiveNoise, MetaLearner):
     def meta_gradients(self, batch: TaskBatch) -> float:
         """Put the meta-gradient in ``.grad``; return the meta-loss.
 
-        With ``particle_chunk`` or ``task_chunk``, the outer draws are backpropagated
-        that many draws and tasks at a time (:mod:`bayesmeta.learners.particle_chunks`):
-        the same loss and gradient as :meth:`meta_loss`'s backward pass, which serves
-        otherwise.
+        With ``particle_chunk``, the outer draws are backpropagated that many at a time
+        (:mod:`bayesmeta.learners.particle_chunks`): the same loss and gradient as
+        :meth:`meta_loss`'s backward pass, which serves otherwise.
         """
-        hp, s = self.hparams, self.hparams.num_particles
-        chunk = s if hp.particle_chunk is None else min(hp.particle_chunk, s)
-        task_chunk = hp.task_chunk
-        if (chunk == s and task_chunk is None) or hp.posterior == "delta":
+        chunk, s = self.hparams.particle_chunk, self.hparams.num_particles
+        if chunk is None or chunk >= s or self.hparams.posterior == "delta":
             return super().meta_gradients(batch)
         self.optimizer.zero_grad(set_to_none=True)
         batch = self._check_batch(batch, need_query=True)
@@ -326,7 +318,6 @@ class BayesianMAML(PredictiveNoise, MetaLearner):
             batch.query_y,
             kl_term,
             chunk=chunk,
-            task_chunk=task_chunk,
             objective=self.hparams.objective,
         )
         if self.training and self.calibrates_noise():

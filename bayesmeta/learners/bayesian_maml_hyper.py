@@ -38,7 +38,6 @@ class BayesianMAMLHyper(LearnerHyper):
     objective: Literal["predictive", "elbo"] = "predictive"
     num_particles: int = 8
     particle_chunk: int | None = None
-    task_chunk: int | None = None
     kl_weight: float = 1.0
     scale_update: ScaleUpdate = "natural"
     scale_rate: float = 0.5
@@ -59,9 +58,8 @@ class BayesianMAMLHyper(LearnerHyper):
         check_count("inner_num_particles", self.inner_num_particles, minimum=1)
         check_choice("objective", self.objective, ("predictive", "elbo"))
         check_count("num_particles", self.num_particles, minimum=1)
-        for chunk in ("particle_chunk", "task_chunk"):
-            if getattr(self, chunk) is not None:
-                check_count(chunk, getattr(self, chunk), minimum=1)
+        if self.particle_chunk is not None:
+            check_count("particle_chunk", self.particle_chunk, minimum=1)
         if not (self.kl_weight >= 0 and self.kl_weight < float("inf")):
             raise ValueError(f"kl_weight must be finite and >= 0, got {self.kl_weight}")
         self._set("kl_weight", float(self.kl_weight))

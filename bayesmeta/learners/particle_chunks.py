@@ -7,9 +7,7 @@ gradients, ``sum_s w_s grad log p_s`` with ``w = softmax_s(log p_s)`` (``1/S`` f
 ELBO), so it can be built chunk by chunk once the weights are known: a first pass
 without a graph gives them, then each chunk's weighted term is backpropagated while
 the graph up to the draws (the inner loop) is kept. Peak memory holds one chunk's
-activations instead of all ``S``. The tasks' terms are independent, so the chunks can also
-split the tasks (``task_chunk``): a chunk is then ``chunk`` draws of ``task_chunk`` tasks,
-and the meta-gradient is again the same.
+activations instead of all ``S``.
 """
 
 from __future__ import annotations
@@ -63,7 +61,6 @@ def chunked_particle_backward(
     penalty: Tensor,
     *,
     chunk: int,
-    task_chunk: int | None = None,
     objective: Literal["predictive", "elbo"] = "predictive",
 ) -> tuple[Tensor, float]:
     """Accumulate the gradient of the outer objective in ``.grad``, ``chunk`` draws at a time.
@@ -71,11 +68,11 @@ def chunked_particle_backward(
     Parameters
     ----------
     fnet
-        The functional network: ``fnet(theta, x)`` maps weights ``[S', T', P]`` and
-        inputs ``[T', Q, *features]`` to outputs ``[S', T', Q, O]``.
+        The functional network: ``fnet(theta, x)`` maps weights ``[S', T, P]`` and
+        inputs ``[T, Q, *features]`` to outputs ``[S', T, Q, O]``.
     likelihood
-        Gives ``point_log_prob(out, y)`` ``[S', T', Q]`` and ``likelihood(out, y)``, the
-        negative log-likelihood per task ``[S', T']``.
+        Gives ``point_log_prob(out, y)`` ``[S', T, Q]`` and ``likelihood(out, y)``, the
+        negative log-likelihood per task ``[S', T]``.
     theta
         The draws ``[S, T, P]``, differentiable (their graph is kept between chunks).
     x, y
@@ -84,9 +81,6 @@ def chunked_particle_backward(
         A per-task term added to the objective ``[T]`` (the weighted KL), backpropagated last.
     chunk
         Draws per backward pass.
-    task_chunk
-        Tasks per backward pass (``None``: all ``T``). Each pass then takes ``chunk``
-        draws of ``task_chunk`` tasks through the network.
     objective
         ``"predictive"``: ``-log mean_s p(y | theta_s)`` per query point; ``"elbo"``: the mean
         over draws of the negative log-likelihood.
@@ -99,19 +93,15 @@ def chunked_particle_backward(
 
     Raises
     ------
-    TypeError
-        If ``chunk`` or ``task_chunk`` is not an integer.
     ValueError
-        If ``chunk`` or ``task_chunk`` is below one.
+        If ``chunk`` is not a positive integer.
 
     """
     check_count("chunk", chunk, minimum=1)
-    s, t = theta.shape[0], theta.shape[1]
-    tc = t if task_chunk is None else check_count("task_chunk", task_chunk, minimum=1)
-    draws = [slice(i, min(i + chunk, s)) for i in range(0, s, chunk)]
-    tasks = [slice(j, min(j + tc, t)) for j in range(0, t, tc)]
+    s = theta.shape[0]
+    parts = [slice(i, min(i + chunk, s)) for i in range(0, s, chunk)]
     with torch.no_grad():
-        out = torch.cat([torch.cat([fnet(theta[d, k], x[k]) for k in tasks], 1) for d in draws])
+        out = torch.cat([fnet(theta[part], x) for part in parts])
         term = outer_nll(likelihood, out, y, objective)
         weights = (
             None if objective == "elbo" else torch.softmax(likelihood.point_log_prob(out, y), 0)
@@ -119,13 +109,12 @@ def chunked_particle_backward(
         value = float((term + penalty.detach()).mean())
     if not math.isfinite(value):
         return out, value
-    for d in draws:
-        for k in tasks:
-            out_c = fnet(theta[d, k], x[k])
-            if weights is None:
-                loss = likelihood(out_c, y[k]).sum(0) / s
-            else:
-                loss = -(weights[d, k] * likelihood.point_log_prob(out_c, y[k])).sum(0).mean(-1)
-            (loss.sum() / t).backward(retain_graph=True)
+    for part in parts:
+        out_c = fnet(theta[part], x)
+        if weights is None:
+            loss = likelihood(out_c, y).sum(0) / s
+        else:
+            loss = -(weights[part] * likelihood.point_log_prob(out_c, y)).sum(0).mean(-1)
+        loss.mean().backward(retain_graph=True)
     penalty.mean().backward()
     return out, value

@@ -160,10 +160,6 @@ class RunConfig:
     particle_chunk : int or None
         Bayesian MAML: backpropagate its outer draws this many at a time (the
         same meta-gradient in less memory; ``None``: all at once).
-    task_chunk : int or None
-        Bayesian MAML: backpropagate its outer objective this many tasks at a
-        time (with ``particle_chunk``, that many draws of that many tasks; the
-        same meta-gradient; ``None``: all tasks at once).
     prior : str
         Bayesian MAML's weight prior: ``"normal"``, ``"laplace"`` or
         ``"student_t"`` (see :mod:`bayesmeta.priors`).
@@ -231,7 +227,6 @@ class RunConfig:
     prior_scale: float | None = None
     kl_weight: float = 1.0
     particle_chunk: int | None = None
-    task_chunk: int | None = None
     prior: str = "normal"
     noise: str = "gaussian"
     standardize: bool | str = "auto"
@@ -319,15 +314,12 @@ class RunConfig:
     def eval_chunk_size(self) -> int:
         """Held-out tasks adapted at once in evaluation and reports.
 
-        100 for the MLPs of regression; 10 for image classes with an MLP; 2 for a
-        Conv4, whose sampled weights and activations take about 35 MB per task
-        (Bayesian MAML, 100 draws, 75 query images): 100 at once peaked at
-        6.8 GB, and 10 at once put the evaluation's peak above the 1 GB that
-        training needs. Fewer at once costs no time on a CPU.
+        100 for the MLPs of regression; 10 for a Conv4 on images, whose sampled
+        weights and activations take about 33 MB per task (Bayesian MAML, 100
+        draws, 75 query images), so that 100 at once peaked at 6.8 GB. Fewer
+        at once costs no time on a CPU.
         """
-        if not self.classification:
-            return 100
-        return 2 if self.backbone == "conv4" else 10
+        return 10 if self.classification else 100
 
     def image_shape(self) -> tuple[int, int, int]:
         """``(channels, height, width)`` of the image data."""

@@ -96,8 +96,6 @@ def test_values_are_typed_and_missing_keys_keep_defaults():
         ({"hidden": [8], "data": "glyphs"}, "hidden has no effect"),
         ({"n_way": 3, "channels": 8}, "n_way, channels have no effect on learner 'maml'"),
         ({"train_tasks": 10}, "train_tasks has no effect"),
-        ({"task_chunk": 2}, "task_chunk has no effect on learner 'maml'"),
-        ({"learner": "bayesian_maml", "task_chunk": 0}, "task_chunk must be >= 1"),
         ({"learner": "protonet", "data": "digits", "standardize": True}, "standardize has no"),
         ({"standardize": "yes"}, "standardize must be true, false or"),
     ],
@@ -113,13 +111,6 @@ def test_bayesian_maml_runs_with_the_prior_and_noise_a_config_names():
     ).build_learner()
     assert type(learner.prior).__name__ == "StudentT"
     assert type(learner.likelihood).__name__ == "StudentTLikelihood"
-
-
-def test_the_chunk_settings_reach_bayesian_maml():
-    learner = parse_config(
-        {"learner": "bayesian_maml", "particle_chunk": 1, "task_chunk": 2}
-    ).build_learner()
-    assert (learner.hparams.particle_chunk, learner.hparams.task_chunk) == (1, 2)
 
 
 @pytest.mark.parametrize("value", [True, False, "auto"])
