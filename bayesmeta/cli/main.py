@@ -94,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--quick",
         action="store_true",
         help="a smoke run of the same pipeline: at most 50 meta-iterations and 50 held-out "
-        "tasks (image data: 10 and 10, 2 tasks per meta-iteration and 50 adaptation steps)",
+        "tasks (image data: 20 and 20, and 2 tasks per meta-iteration)",
     )
     run.add_argument("--no-progress", action="store_true", help="hide progress bars")
     run.add_argument(

@@ -311,40 +311,32 @@ def format_table(rows: dict[str, dict[str, tuple[float, float]]], *, title: str 
 
 
 #: What :func:`quick` keeps at most: meta-iterations and held-out tasks, and on image data
-#: fewer of both, of the tasks per meta-iteration and of the test-time adaptation steps. A
-#: second-order Conv4 meta-iteration of 4 tasks of 5-shot 28x28 glyphs with 5 inner steps
-#: took ~4 s on one busy core; evaluating 20 held-out glyph tasks took 105 s of SVI (300 steps
-#: each) for the variational learner and 40 s of predictive draws (100 Conv4 networks each)
-#: for Bayesian MAML.
+#: fewer of both and of the tasks per meta-iteration. A second-order Conv4 meta-iteration of
+#: 4 tasks of 5-shot 28x28 glyphs with 5 inner steps took ~4 s on one busy core.
 QUICK_LIMITS = {
     "iterations": 50,
     "eval_tasks": 50,
-    "image_iterations": 10,
-    "image_eval_tasks": 10,
+    "image_iterations": 20,
+    "image_eval_tasks": 20,
     "image_meta_batch_size": 2,
-    "image_adapt_steps": 50,
 }
 
 
 def quick(config: RunConfig) -> RunConfig:
     """A variant of ``config`` of a minute or less for smoke tests and CI: the same pipeline.
 
-    At most 50 meta-iterations and 50 held-out tasks; on image data at most 10 of each,
-    2 tasks per meta-iteration and 50 test-time adaptation steps (the SVI learners' 300;
-    see :data:`QUICK_LIMITS`). Everything else (the network, the inner loop, the data,
-    evaluation and the baseline) is the config's own.
+    At most 50 meta-iterations and 50 held-out tasks; on image data at most 20 of each
+    and 2 tasks per meta-iteration (see :data:`QUICK_LIMITS`). Everything else (the
+    network, the inner loop, the data, evaluation and the baseline) is the config's own.
     """
     image = "image_" if config.classification else ""
     limits = QUICK_LIMITS
-    batch, adapt_steps = config.meta_batch_size, config.adapt_steps
+    batch = config.meta_batch_size
     if config.classification:
         batch = min(batch, limits["image_meta_batch_size"])
-        if adapt_steps is not None:
-            adapt_steps = min(adapt_steps, limits["image_adapt_steps"])
     return replace(
         config,
         iterations=min(config.meta_iterations, limits[image + "iterations"]),
         eval_tasks=min(config.eval_tasks, limits[image + "eval_tasks"]),
         meta_batch_size=batch,
-        adapt_steps=adapt_steps,
     )

@@ -77,15 +77,8 @@ def test_unsupported_backbones_are_errors(settings: dict[str, str], message: str
 
 def test_quick_caps_the_image_meta_batch_and_keeps_regression_s() -> None:
     images = quick(RunConfig(learner="protonet", data="digits", meta_batch_size=25))
-    assert (images.meta_batch_size, images.iterations, images.eval_tasks) == (2, 10, 10)
+    assert (images.meta_batch_size, images.iterations, images.eval_tasks) == (2, 20, 20)
     assert images.backbone == "mlp"
-    svi = quick(RunConfig(learner="variational", data="glyphs"))
-    assert (svi.adapt_steps, RunConfig(learner="variational", data="glyphs").adapt_steps) == (
-        50,
-        300,
-    )
-    assert quick(RunConfig(learner="maml", data="glyphs", adapt_steps=3)).adapt_steps == 3
-    assert quick(RunConfig(learner="variational")).adapt_steps == 300  # regression: unchanged
     small = quick(RunConfig(learner="protonet", data="digits", meta_batch_size=1))
     assert small.meta_batch_size == 1
     regression = quick(RunConfig(meta_batch_size=25))
