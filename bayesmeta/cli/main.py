@@ -94,7 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--quick",
         action="store_true",
         help="a smoke run of the same pipeline: at most 50 meta-iterations and 50 held-out "
-        "tasks (image data: 20 and 20, and 2 tasks per meta-iteration)",
+        "tasks (image data: 20 and 20, 2 tasks per meta-iteration and, unless given, 5 query "
+        "images per class and at most 50 test-time adaptation steps)",
     )
     run.add_argument("--no-progress", action="store_true", help="hide progress bars")
     run.add_argument(
@@ -275,7 +276,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"bayesmeta run: error: {err}", file=sys.stderr)
             return 2
         if args.quick:
-            config = quick(config)
+            config = quick(config, explicit={*raw, *given})
         if not _set_threads("run", args.threads):
             return 2
         try:

@@ -15,9 +15,9 @@ from bayesmeta.inference.inner_loop import gradient_steps
 from bayesmeta.learners.adapted import AdaptedPredictor
 from bayesmeta.learners.base import MetaLearner, OptimizerFactory
 from bayesmeta.learners.bayesian_maml_hyper import BayesianMAMLHyper
+from bayesmeta.learners.bayesian_maml_outer import BayesianOuter
 from bayesmeta.learners.hyper import LearnerHyper, pick_hyper
 from bayesmeta.learners.noise_calibration import CalibratedNoise, PredictiveNoise
-from bayesmeta.learners.particle_chunks import chunked_particle_backward, outer_nll
 from bayesmeta.model.likelihoods import (
     Likelihood,
     LikelihoodName,
@@ -25,14 +25,13 @@ from bayesmeta.model.likelihoods import (
 )
 from bayesmeta.model.prior_names import PriorName, prior_spec, tied_prior
 from bayesmeta.model.priors import Flat, WeightPrior
-from bayesmeta.posteriors.gaussian import GaussianTaskPosterior, standard_normal
+from bayesmeta.posteriors.gaussian import GaussianTaskPosterior
 from bayesmeta.posteriors.guided import GuidePosterior
-from bayesmeta.tasks.task import TaskBatch
 
 __all__ = ["BayesianMAML", "BayesianMAMLHyper"]
 
 
-class BayesianMAML(PredictiveNoise, MetaLearner):
+class BayesianMAML(PredictiveNoise, BayesianOuter, MetaLearner):
     """Bayesian MAML: a learned Gaussian prior, Gaussian task posteriors found by gradient steps.
 
     The model is ``theta_t ~ N(mu, diag(sigma^2))``, ``y ~ p(y | f(x; theta_t))``.
@@ -113,6 +112,12 @@ class BayesianMAML(PredictiveNoise, MetaLearner):
         without a graph gives each particle's weight in the log-mean-exp), but
         only one chunk's query activations are held at once: less memory for
         wide networks and many query points, for one more forward pass.
+    task_chunk
+        Backpropagate the meta-batch's tasks this many at a time (``None``: all
+        at once; see :mod:`bayesmeta.learners.task_chunks`). The meta-loss is a
+        mean over tasks, so the meta-gradient is the same (the random draws are
+        made per chunk), but only one chunk's inner loop graph is held at once;
+        combines with ``particle_chunk``.
     kl_weight
         Weight of the KL terms (1: the ELBO).
     scale_update, scale_rate
@@ -174,6 +179,7 @@ class BayesianMAML(PredictiveNoise, MetaLearner):
         objective: Literal["predictive", "elbo"] = "predictive",
         num_particles: int = 8,
         particle_chunk: int | None = None,
+        task_chunk: int | None = None,
         kl_weight: float = 1.0,
         scale_update: ScaleUpdate = "natural",
         scale_rate: float = 0.5,
@@ -223,46 +229,6 @@ class BayesianMAML(PredictiveNoise, MetaLearner):
 
     # -- meta-training -----------------------------------------------------------
 
-    def meta_loss(self, batch: TaskBatch) -> Tensor:
-        """Query negative log-likelihood plus weighted KL, after inner adaptation.
-
-        Parameters
-        ----------
-        batch
-            ``T`` tasks with non-empty query sets.
-
-        Returns
-        -------
-        Tensor
-            Scalar: the mean over tasks of the query term (see ``objective``)
-            plus ``kl_weight * KL(q_t || p) / Q`` (for ``posterior="delta"``:
-            the query loss at the adapted weights).
-
-        """
-        batch = self._check_batch(batch, need_query=True)
-        if self.hparams.posterior == "delta":
-            adapted = self._delta_steps(
-                batch.support_x,
-                batch.support_y,
-                steps=self.hparams.inner_steps,
-                differentiable=True,
-            )
-            point = self.fnet(adapted, batch.query_x)
-            if self.training and self.calibrates_noise():
-                self.calibration.update(point.unsqueeze(0), batch.query_y)
-            return self.likelihood(point, batch.query_y).mean()
-        loc, log_scale = self._inner_posterior(
-            batch.support_x, batch.support_y, steps=self.hparams.inner_steps
-        )
-        s = self.hparams.num_particles
-        eps = standard_normal((s, *loc.shape), loc)
-        out = self.fnet(loc + log_scale.exp() * eps, batch.query_x)
-        if self.training and self.calibrates_noise():
-            self.calibration.update(out, batch.query_y)
-        nll = outer_nll(self.likelihood, out, batch.query_y, self.hparams.objective)
-        kl = self.prior.kl_from(loc, log_scale)
-        return (nll + self.hparams.kl_weight * kl / batch.query_x.shape[1]).mean()
-
     def _inner_posterior(
         self,
         x: Tensor,
@@ -290,39 +256,6 @@ class BayesianMAML(PredictiveNoise, MetaLearner):
             differentiable=differentiable,
             generator=generator,
         )
-
-    def meta_gradients(self, batch: TaskBatch) -> float:
-        """Put the meta-gradient in ``.grad``; return the meta-loss.
-
-        With ``particle_chunk``, the outer draws are backpropagated that many at a time
-        (:mod:`bayesmeta.learners.particle_chunks`): the same loss and gradient as
-        :meth:`meta_loss`'s backward pass, which serves otherwise.
-        """
-        chunk, s = self.hparams.particle_chunk, self.hparams.num_particles
-        if chunk is None or chunk >= s or self.hparams.posterior == "delta":
-            return super().meta_gradients(batch)
-        self.optimizer.zero_grad(set_to_none=True)
-        batch = self._check_batch(batch, need_query=True)
-        loc, log_scale = self._inner_posterior(
-            batch.support_x, batch.support_y, steps=self.hparams.inner_steps
-        )
-        eps = standard_normal((s, *loc.shape), loc)
-        kl_term = (
-            self.hparams.kl_weight * self.prior.kl_from(loc, log_scale) / batch.query_x.shape[1]
-        )
-        out, value = chunked_particle_backward(
-            self.fnet,
-            self.likelihood,
-            loc + log_scale.exp() * eps,
-            batch.query_x,
-            batch.query_y,
-            kl_term,
-            chunk=chunk,
-            objective=self.hparams.objective,
-        )
-        if self.training and self.calibrates_noise():
-            self.calibration.update(out, batch.query_y)
-        return value
 
     # -- test time -----------------------------------------------------------------
 

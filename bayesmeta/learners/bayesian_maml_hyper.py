@@ -8,6 +8,7 @@ from typing import Any, Literal
 from bayesmeta._checks import check_count, positive
 from bayesmeta.inference.gaussian_vi import ScaleUpdate
 from bayesmeta.learners.hyper import LearnerHyper, check_choice, check_standardize
+from bayesmeta.learners.task_chunks import check_task_chunk
 
 __all__ = ["BayesianMAMLHyper"]
 
@@ -38,6 +39,7 @@ class BayesianMAMLHyper(LearnerHyper):
     objective: Literal["predictive", "elbo"] = "predictive"
     num_particles: int = 8
     particle_chunk: int | None = None
+    task_chunk: int | None = None
     kl_weight: float = 1.0
     scale_update: ScaleUpdate = "natural"
     scale_rate: float = 0.5
@@ -60,6 +62,7 @@ class BayesianMAMLHyper(LearnerHyper):
         check_count("num_particles", self.num_particles, minimum=1)
         if self.particle_chunk is not None:
             check_count("particle_chunk", self.particle_chunk, minimum=1)
+        check_task_chunk(self.task_chunk)
         if not (self.kl_weight >= 0 and self.kl_weight < float("inf")):
             raise ValueError(f"kl_weight must be finite and >= 0, got {self.kl_weight}")
         self._set("kl_weight", float(self.kl_weight))

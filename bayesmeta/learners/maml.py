@@ -10,6 +10,7 @@ from torch import Tensor, nn
 
 from bayesmeta.learners.gradient import GradientMetaLearner, OptimizerFactory
 from bayesmeta.learners.hyper import GradientHyper, LearnerHyper, pick_hyper
+from bayesmeta.learners.task_chunks import check_task_chunk
 from bayesmeta.nets.losses import LossName, TaskLoss
 from bayesmeta.tasks.task import TaskBatch
 
@@ -26,11 +27,18 @@ class MAMLHyper(GradientHyper):
         Drop the second-order terms (FOMAML).
     learn_inner_lr : bool
         Meta-learn one inner step size per weight (Meta-SGD).
+    task_chunk : int or None
+        Backpropagate the meta-batch's tasks this many at a time (``None``: all).
 
     """
 
     first_order: bool = False
     learn_inner_lr: bool = False
+    task_chunk: int | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_task_chunk(self.task_chunk)
 
 
 class MAML(GradientMetaLearner):
@@ -55,6 +63,10 @@ class MAML(GradientMetaLearner):
     first_order
         Drop the second-order terms (FOMAML): the meta-gradient is the query
         gradient at the adapted weights.
+    task_chunk
+        Backpropagate the meta-batch's tasks this many at a time (``None``: all
+        at once; see :mod:`bayesmeta.learners.task_chunks`): the same
+        meta-gradient, with one chunk's inner-loop graph in memory at a time.
     **deprecated
         ``eval_inner_steps``, the old name of ``adapt_steps`` (warns; goes in
         the next release).
@@ -92,6 +104,7 @@ class MAML(GradientMetaLearner):
         max_grad_norm: float | None = None,
         inner_grad_clip: float | None = None,
         standardize: bool | Literal["auto"] = "auto",
+        task_chunk: int | None = None,
         **deprecated: Any,
     ) -> None:
         args = locals()

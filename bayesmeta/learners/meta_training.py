@@ -19,6 +19,7 @@ import torch.distributed as dist
 from torch import Tensor, nn
 
 from bayesmeta.learners.hyper import LearnerHyper
+from bayesmeta.learners.task_chunks import chunked_task_backward
 from bayesmeta.tasks.source import TaskSource
 from bayesmeta.tasks.task import TaskBatch
 from bayesmeta.training.distributed import data_parallel_step, is_distributed, sync_parameters
@@ -32,7 +33,7 @@ class MetaTraining(nn.Module):
     """The meta-training half of :class:`~bayesmeta.learners.MetaLearner` (not a learner).
 
     The learner provides :attr:`hparams`, :attr:`optimizer`, :meth:`optimizers`,
-    :meth:`config` and :meth:`meta_loss`.
+    :meth:`config`, :meth:`meta_loss` and ``_check_batch``.
     """
 
     hparams: LearnerHyper
@@ -52,6 +53,10 @@ class MetaTraining(nn.Module):
 
     def meta_loss(self, batch: TaskBatch) -> Tensor:
         """The differentiable meta-training objective on ``batch`` (a scalar)."""
+        raise NotImplementedError
+
+    def _check_batch(self, batch: TaskBatch, *, need_query: bool) -> TaskBatch:
+        """The batch checked and on the learner's device (the learner's)."""
         raise NotImplementedError
 
     def meta_step(self, batch: TaskBatch) -> float:
@@ -78,9 +83,29 @@ class MetaTraining(nn.Module):
         batch's tasks) unless a learner defines its update otherwise (Reptile).
         Nothing is applied: :meth:`meta_step` clips and applies it, and
         distributed meta-training first sums it over the ranks' shards of the
-        batch. A non-finite loss leaves ``.grad`` empty.
+        batch. A non-finite loss leaves ``.grad`` empty. A learner whose
+        hyper-parameters have ``task_chunk`` set backpropagates the tasks that
+        many at a time (:mod:`bayesmeta.learners.task_chunks`): the same
+        gradient, in less memory.
         """
-        return self._backward(self.meta_loss(batch))
+        chunk = getattr(self.hparams, "task_chunk", None)
+        if chunk is None:
+            return self._backward(self.meta_loss(batch))
+        self.optimizer.zero_grad(set_to_none=True)
+        # checked (and the units fitted) on the whole batch, not on its first chunk
+        batch = self._check_batch(batch, need_query=True)
+        value = chunked_task_backward(batch, chunk, self._weighted_backward)
+        if not math.isfinite(value):
+            self.optimizer.zero_grad(set_to_none=True)
+        return value
+
+    def _weighted_backward(self, batch: TaskBatch, weight: float) -> float:
+        """Add ``weight`` times :meth:`meta_loss`'s gradient to ``.grad``; return the loss."""
+        loss = self.meta_loss(batch)
+        value = float(loss.detach())
+        if math.isfinite(value):
+            (loss * weight).backward()
+        return value
 
     def _backward(self, loss: Tensor) -> float:
         """Backpropagate ``loss`` into fresh ``.grad``, unless it is not finite."""

@@ -62,6 +62,7 @@ def chunked_particle_backward(
     *,
     chunk: int,
     objective: Literal["predictive", "elbo"] = "predictive",
+    weight: float = 1.0,
 ) -> tuple[Tensor, float]:
     """Accumulate the gradient of the outer objective in ``.grad``, ``chunk`` draws at a time.
 
@@ -84,6 +85,9 @@ def chunked_particle_backward(
     objective
         ``"predictive"``: ``-log mean_s p(y | theta_s)`` per query point; ``"elbo"``: the mean
         over draws of the negative log-likelihood.
+    weight
+        A factor on the gradient (not on the returned value): a chunk of tasks' share
+        of the meta-batch (see :mod:`bayesmeta.learners.task_chunks`).
 
     Returns
     -------
@@ -115,6 +119,6 @@ def chunked_particle_backward(
             loss = likelihood(out_c, y).sum(0) / s
         else:
             loss = -(weights[part] * likelihood.point_log_prob(out_c, y)).sum(0).mean(-1)
-        loss.mean().backward(retain_graph=True)
-    penalty.mean().backward()
+        (loss.mean() * weight).backward(retain_graph=True)
+    (penalty.mean() * weight).backward()
     return out, value

@@ -160,6 +160,10 @@ class RunConfig:
     particle_chunk : int or None
         Bayesian MAML: backpropagate its outer draws this many at a time (the
         same meta-gradient in less memory; ``None``: all at once).
+    task_chunk : int or None
+        MAML, first-order MAML and Bayesian MAML: backpropagate the meta-batch's
+        tasks this many at a time (the same meta-gradient in less memory;
+        ``None``: all at once).
     prior : str
         Bayesian MAML's weight prior: ``"normal"``, ``"laplace"`` or
         ``"student_t"`` (see :mod:`bayesmeta.priors`).
@@ -227,6 +231,7 @@ class RunConfig:
     prior_scale: float | None = None
     kl_weight: float = 1.0
     particle_chunk: int | None = None
+    task_chunk: int | None = None
     prior: str = "normal"
     noise: str = "gaussian"
     standardize: bool | str = "auto"

@@ -138,7 +138,7 @@ def check_run_config(config: Any) -> None:
         check_count(name, getattr(config, name), minimum=1)
     check_count("iterations", config.meta_iterations, minimum=0)
     check_count("glyph_classes", config.glyph_classes, minimum=2)
-    for name in ("k_query", "eval_k_query", "adapt_steps", "particle_chunk"):
+    for name in ("k_query", "eval_k_query", "adapt_steps", "particle_chunk", "task_chunk"):
         if getattr(config, name) is not None:
             check_count(name, getattr(config, name), minimum=1)
     if any(h < 1 for h in config.hidden):

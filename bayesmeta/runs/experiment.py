@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Collection
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 from bayesmeta.baselines.neighbours import NearestNeighbour
 from bayesmeta.io.checkpoint import save_learner
@@ -312,31 +313,63 @@ def format_table(rows: dict[str, dict[str, tuple[float, float]]], *, title: str 
 
 #: What :func:`quick` keeps at most: meta-iterations and held-out tasks, and on image data
 #: fewer of both and of the tasks per meta-iteration. A second-order Conv4 meta-iteration of
-#: 4 tasks of 5-shot 28x28 glyphs with 5 inner steps took ~4 s on one busy core.
+#: 4 tasks of 5-shot 28x28 glyphs with 5 inner steps took ~4 s on one busy core. On image
+#: data, settings the run left unset are capped too: query images per class in
+#: meta-training and in evaluation (each query image is one network pass per weight draw:
+#: Bayesian MAML predicts with 100), and test-time adaptation steps (the SVI learners' 300
+#: steps per held-out chunk took most of a quick variational run on glyphs).
 QUICK_LIMITS = {
     "iterations": 50,
     "eval_tasks": 50,
     "image_iterations": 20,
     "image_eval_tasks": 20,
     "image_meta_batch_size": 2,
+    "image_k_query": 5,
+    "image_eval_k_query": 5,
+    "image_adapt_steps": 50,
 }
 
 
-def quick(config: RunConfig) -> RunConfig:
+def quick(config: RunConfig, *, explicit: Collection[str] | None = None) -> RunConfig:
     """A variant of ``config`` of a minute or less for smoke tests and CI: the same pipeline.
 
     At most 50 meta-iterations and 50 held-out tasks; on image data at most 20 of each
-    and 2 tasks per meta-iteration (see :data:`QUICK_LIMITS`). Everything else (the
-    network, the inner loop, the data, evaluation and the baseline) is the config's own.
+    and 2 tasks per meta-iteration (see :data:`QUICK_LIMITS`). On image data, settings
+    that were not given are capped too: 5 query images per class in meta-training
+    (``k_query``) and in evaluation (``eval_k_query``), and at most 50 test-time
+    adaptation steps (``adapt_steps``: the SVI learners' default of 300; the gradient
+    learners' 10 stay). Everything else (the network, the inner loop, the data,
+    evaluation and the baseline) is the config's own.
+
+    Parameters
+    ----------
+    config
+        The run.
+    explicit
+        The settings the user gave (a config file's and the command line's keys): the
+        caps on unset settings leave them as given. ``None``: unknown, so only
+        ``k_query`` and ``eval_k_query`` left at ``None`` count as unset, and
+        ``adapt_steps`` (filled from the learner's default when the config is made) is
+        kept.
+
     """
     image = "image_" if config.classification else ""
     limits = QUICK_LIMITS
     batch = config.meta_batch_size
+    changes: dict[str, Any] = {}
     if config.classification:
         batch = min(batch, limits["image_meta_batch_size"])
+        given = set(explicit or ())
+        for key in ("k_query", "eval_k_query"):
+            if getattr(config, key) is None and key not in given:
+                changes[key] = limits[f"image_{key}"]
+        steps = config.adapt_steps
+        if explicit is not None and "adapt_steps" not in given and steps is not None:
+            changes["adapt_steps"] = min(steps, limits["image_adapt_steps"])
     return replace(
         config,
         iterations=min(config.meta_iterations, limits[image + "iterations"]),
         eval_tasks=min(config.eval_tasks, limits[image + "eval_tasks"]),
         meta_batch_size=batch,
+        **changes,
     )
