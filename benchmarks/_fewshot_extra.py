@@ -272,6 +272,18 @@ def meta_fit_early_stopped(
     return {"best_step": best["best_step"], "val_accuracy": best["val_accuracy"]}
 
 
+def add_study_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of the glyphs2digits studies: scored episodes, network and training."""
+    parser.add_argument("--score-tasks", type=int, default=600)
+    parser.add_argument("--hidden", type=int, default=32)
+    parser.add_argument("--glyph-classes", type=int, default=1000)
+    parser.add_argument("--meta-batch", type=int, default=8)
+    parser.add_argument("--train-queries", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--seed", type=int, default=0)
+    add_arguments(parser)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of the baselines and the cross-domain data set."""
     parser.add_argument("--baselines", nargs="*", default=list(BASELINES), choices=BASELINES)
