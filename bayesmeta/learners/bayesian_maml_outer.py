@@ -20,7 +20,7 @@ from torch import Tensor
 from bayesmeta.learners.bayesian_maml_hyper import BayesianMAMLHyper
 from bayesmeta.learners.noise_calibration import CalibratedNoise
 from bayesmeta.learners.particle_chunks import chunked_particle_backward, outer_nll
-from bayesmeta.learners.task_chunks import chunked_task_backward
+from bayesmeta.learners.task_chunks import chunked_task_backward, weighted_backward
 from bayesmeta.posteriors.gaussian import standard_normal
 from bayesmeta.tasks.task import TaskBatch
 
@@ -102,14 +102,23 @@ class BayesianOuter:
             )
             point = self.fnet(adapted, batch.query_x)
             return self.likelihood(point, batch.query_y).mean(), point.unsqueeze(0)
+        theta, kl_term = self._draws(batch)
+        out = self.fnet(theta, batch.query_x)
+        nll = outer_nll(self.likelihood, out, batch.query_y, hp.objective)
+        return (nll + kl_term).mean(), out
+
+    def _draws(self, batch: TaskBatch) -> tuple[Tensor, Tensor]:
+        """Outer draws ``[S, T, P]`` from the adapted posteriors, and the weighted KL ``[T]``.
+
+        The KL term is ``kl_weight * KL(q_t || p) / Q`` per task (per query point).
+        """
+        hp = self.hparams
         loc, log_scale = self._inner_posterior(
             batch.support_x, batch.support_y, steps=hp.inner_steps
         )
         eps = standard_normal((hp.num_particles, *loc.shape), loc)
-        out = self.fnet(loc + log_scale.exp() * eps, batch.query_x)
-        nll = outer_nll(self.likelihood, out, batch.query_y, hp.objective)
-        kl = self.prior.kl_from(loc, log_scale)
-        return (nll + hp.kl_weight * kl / batch.query_x.shape[1]).mean(), out
+        kl_term = hp.kl_weight * self.prior.kl_from(loc, log_scale) / batch.query_x.shape[1]
+        return loc + log_scale.exp() * eps, kl_term
 
     def _backward_tasks(self, batch: TaskBatch, weight: float) -> tuple[float, Tensor]:
         """Add ``weight`` times the meta-gradient on ``batch`` to ``.grad``; loss and outputs."""
@@ -117,19 +126,12 @@ class BayesianOuter:
         chunk, s = hp.particle_chunk, hp.num_particles
         if chunk is None or chunk >= s or hp.posterior == "delta":
             loss, out = self._outer(batch)
-            value = float(loss.detach())
-            if math.isfinite(value):
-                (loss * weight).backward()
-            return value, out.detach()
-        loc, log_scale = self._inner_posterior(
-            batch.support_x, batch.support_y, steps=hp.inner_steps
-        )
-        eps = standard_normal((s, *loc.shape), loc)
-        kl_term = hp.kl_weight * self.prior.kl_from(loc, log_scale) / batch.query_x.shape[1]
+            return weighted_backward(loss, weight), out.detach()
+        theta, kl_term = self._draws(batch)
         out, value = chunked_particle_backward(
             self.fnet,
             self.likelihood,
-            loc + log_scale.exp() * eps,
+            theta,
             batch.query_x,
             batch.query_y,
             kl_term,

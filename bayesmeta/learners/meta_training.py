@@ -19,7 +19,7 @@ import torch.distributed as dist
 from torch import Tensor, nn
 
 from bayesmeta.learners.hyper import LearnerHyper
-from bayesmeta.learners.task_chunks import chunked_task_backward
+from bayesmeta.learners.task_chunks import chunked_task_backward, weighted_backward
 from bayesmeta.tasks.source import TaskSource
 from bayesmeta.tasks.task import TaskBatch
 from bayesmeta.training.distributed import data_parallel_step, is_distributed, sync_parameters
@@ -101,19 +101,12 @@ class MetaTraining(nn.Module):
 
     def _weighted_backward(self, batch: TaskBatch, weight: float) -> float:
         """Add ``weight`` times :meth:`meta_loss`'s gradient to ``.grad``; return the loss."""
-        loss = self.meta_loss(batch)
-        value = float(loss.detach())
-        if math.isfinite(value):
-            (loss * weight).backward()
-        return value
+        return weighted_backward(self.meta_loss(batch), weight)
 
     def _backward(self, loss: Tensor) -> float:
         """Backpropagate ``loss`` into fresh ``.grad``, unless it is not finite."""
         self.optimizer.zero_grad(set_to_none=True)
-        value = float(loss.detach())
-        if math.isfinite(value):
-            loss.backward()
-        return value
+        return weighted_backward(loss)
 
     def _apply_gradients(self, loss_value: float) -> float:
         """Clip, check and apply the gradients held in ``.grad``; zero them after."""

@@ -17,10 +17,13 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
-from bayesmeta._checks import check_count
+from torch import Tensor
+
+from bayesmeta._checks import check_count, fmt_shape
+from bayesmeta.errors import ShapeError
 from bayesmeta.tasks.task import TaskBatch
 
-__all__ = ["check_task_chunk", "chunked_task_backward"]
+__all__ = ["check_task_chunk", "chunked_task_backward", "weighted_backward"]
 
 
 def check_task_chunk(value: int | None) -> int | None:
@@ -34,6 +37,36 @@ def check_task_chunk(value: int | None) -> int | None:
     """
     if value is not None:
         check_count("task_chunk", value, minimum=1)
+    return value
+
+
+def weighted_backward(loss: Tensor, weight: float = 1.0) -> float:
+    """Add ``weight`` times the gradient of ``loss`` to ``.grad``; return the loss's value.
+
+    Parameters
+    ----------
+    loss
+        A scalar ``[]`` with a graph to the parameters.
+    weight
+        The factor on the gradient (a chunk of tasks' share of the meta-batch).
+
+    Returns
+    -------
+    float
+        The loss's value. A non-finite one is returned without any backward pass, so
+        ``.grad`` keeps only what earlier chunks put there (the caller refuses the step).
+
+    Raises
+    ------
+    ShapeError
+        If ``loss`` is not a scalar.
+
+    """
+    if loss.dim() != 0:
+        raise ShapeError(f"loss must be a scalar [], got {fmt_shape(loss.shape)}")
+    value = float(loss.detach())
+    if math.isfinite(value):
+        (loss if weight == 1.0 else loss * weight).backward()
     return value
 
 

@@ -6,9 +6,10 @@ import pytest
 import torch
 
 import bayesmeta as bm
+from bayesmeta.errors import ShapeError
 from bayesmeta.inference import gaussian_vi
 from bayesmeta.learners import bayesian_maml_outer
-from bayesmeta.learners.task_chunks import chunked_task_backward
+from bayesmeta.learners.task_chunks import chunked_task_backward, weighted_backward
 from bayesmeta.tasks import Episodes, Sinusoid, TaskBatch
 
 
@@ -146,3 +147,15 @@ def test_a_non_finite_chunk_stops_the_accumulation():
     assert seen == [1, 1]
     with pytest.raises(ValueError, match="task_chunk"):
         chunked_task_backward(batch, 0, backward)
+
+
+def test_weighted_backward_adds_the_weighted_gradient_and_skips_a_non_finite_loss():
+    w = torch.tensor([1.0, 2.0], requires_grad=True)
+    assert weighted_backward((w**2).sum(), 0.25) == 5.0
+    torch.testing.assert_close(w.grad, torch.tensor([0.5, 1.0]))
+    assert weighted_backward(w.sum()) == 3.0  # weight 1: added to what is there
+    torch.testing.assert_close(w.grad, torch.tensor([1.5, 2.0]))
+    assert math.isnan(weighted_backward(w.sum() * float("nan"), 0.5))
+    torch.testing.assert_close(w.grad, torch.tensor([1.5, 2.0]))
+    with pytest.raises(ShapeError, match="loss must be a scalar"):
+        weighted_backward(w * 2)
